@@ -1,0 +1,81 @@
+"""Continuing a prefix (D2L 8.5.4 `predict_ch8`), greedily as the book does, or by sampling."""
+
+from dataclasses import dataclass, field
+
+import torch
+
+MAX_PREDS = 10_000
+
+
+@dataclass
+class GenerateResult:
+    prefix: str  # the prefix as given
+    generated: str  # the new characters only
+    unknown: list[str] = field(default_factory=list)  # prefix chars not in the vocab (fed as <unk>)
+
+    @property
+    def text(self) -> str:
+        return self.prefix + self.generated
+
+
+@torch.no_grad()
+def generate(model, vocab, prefix: str, num_preds: int = 50, temperature: float = 0.0,
+             top_k: int | None = None, seed: int | None = None, device=None) -> GenerateResult:
+    """Warm up on `prefix` from a zero state, then produce `num_preds` characters.
+
+    temperature 0 is the book's greedy decoding (argmax). temperature > 0 samples from
+    softmax(logits / temperature), restricted to the `top_k` most likely characters when given;
+    `<unk>` is never sampled (it is not a character). `seed` makes sampling reproducible.
+    """
+    if not prefix:
+        raise ValueError("prefix is empty; type at least one character to start from")
+    if not isinstance(num_preds, int) or not 0 <= num_preds <= MAX_PREDS:
+        raise ValueError(f"num_preds must be between 0 and {MAX_PREDS:,}, not {num_preds!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be 0 (greedy) or positive, not {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be a positive integer or empty, not {top_k}")
+    device = device or next(model.parameters()).device
+    generator = torch.Generator(device=device)
+    if seed is not None:
+        generator.manual_seed(seed)
+    unknown = sorted({ch for ch in prefix if ch not in vocab})
+
+    state = model.begin_state(batch_size=1, device=device)
+    idx = vocab.encode(prefix)
+    # Warm-up: every prefix char but the last only updates the state; the last one's output
+    # gives the first prediction (the book feeds prefix[-1] as the first input of the loop).
+    if len(idx) > 1:
+        _, state = model(torch.tensor([idx[:-1]], device=device), state)
+    last = idx[-1]
+    out = []
+    for _ in range(num_preds):
+        logits, state = model(torch.tensor([[last]], device=device), state)
+        last = pick(logits[-1], temperature, top_k, generator)
+        out.append(last)
+    return GenerateResult(prefix=prefix, generated=vocab.decode(out), unknown=unknown)
+
+
+def next_char_probs(model, vocab, text: str, temperature: float = 1.0, device=None) -> torch.Tensor:
+    """Probabilities of the next character after warming up on `text` (for the Generate page)."""
+    device = device or next(model.parameters()).device
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([vocab.encode(text)], device=device), model.begin_state(1, device))
+    return torch.softmax(logits[-1] / max(temperature, 1e-6), dim=-1).cpu()
+
+
+def pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> int:
+    if temperature == 0:
+        return int(logits.argmax())
+    logits = logits / temperature
+    logits[0] = float("-inf")  # never sample <unk>
+    if top_k is not None and top_k < logits.numel():
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def predict(model, vocab, prefix: str, num_preds: int = 50, device=None) -> str:
+    """The book's `predict_ch8`: prefix + greedy continuation."""
+    return generate(model, vocab, prefix, num_preds, device=device).text

@@ -1,0 +1,96 @@
+"""The scratch RNN of D2L 8.5, with explicit parameters and a faster, identical execution.
+
+The book computes, per time step t (X_t one-hot, shape (batch_size, vocab_size))::
+
+    H_t = tanh(X_t @ W_xh + H_{t-1} @ W_hh + b_h)
+    Y_t = H_t @ W_hq + b_q
+
+We compute the same function with three changes of execution, each exact in real arithmetic:
+- `one_hot(X_t) @ W_xh` is the row gather `W_xh[X_t]`, done for all steps at once;
+- the output layer is one (num_steps * batch_size, H) @ (H, V) matmul after the loop;
+- backpropagation through time is written by hand (`_Recurrence`): the gradient for `W_hh` is one
+  (H, T*B) @ (T*B, H) matmul instead of T small ones, and no autograd graph is built per step.
+tests/test_parity.py holds this to the book's explicit one-hot, step-by-step formulation.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int  # V: one-hot input width and number of output classes
+    num_hiddens: int = 512  # H: width of the hidden state
+
+
+class _Recurrence(torch.autograd.Function):
+    """H_t = tanh(P_t + H_{t-1} @ W_hh) for t = 1..T, with P = gathered inputs + b_h."""
+
+    @staticmethod
+    def forward(ctx, P, H0, W_hh):
+        # P: (num_steps, batch_size, num_hiddens); H0: (batch_size, num_hiddens)
+        Hs = torch.empty_like(P)
+        H = H0
+        for t in range(P.shape[0]):
+            torch.addmm(P[t], H, W_hh, out=Hs[t])
+            H = Hs[t].tanh_()
+        ctx.save_for_backward(H0, W_hh, Hs)
+        return Hs  # (num_steps, batch_size, num_hiddens)
+
+    @staticmethod
+    def backward(ctx, dHs):
+        H0, W_hh, Hs = ctx.saved_tensors
+        T, B, Hn = Hs.shape
+        dA = torch.empty_like(Hs)  # gradient w.r.t. the pre-activation of each step
+        W_hh_T = W_hh.t()
+        g = torch.zeros_like(H0)  # gradient flowing into H_t from step t+1
+        for t in range(T - 1, -1, -1):
+            g = g + dHs[t]
+            torch.mul(g, 1 - Hs[t] * Hs[t], out=dA[t])  # tanh' = 1 - tanh^2
+            g = dA[t] @ W_hh_T
+        # H_{t-1} for every step, stacked: one big matmul for dW_hh.
+        H_prev = torch.cat([H0.unsqueeze(0), Hs[:-1]]).reshape(T * B, Hn)
+        dW_hh = H_prev.t() @ dA.reshape(T * B, Hn)
+        return dA, g, dW_hh
+
+
+class RNNScratch(nn.Module):
+    """D2L's `RNNModelScratch`: `forward(X, state) -> (logits, state)`, `begin_state(batch_size, device)`."""
+
+    def __init__(self, config: ModelConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.config = config
+        V, H = config.vocab_size, config.num_hiddens
+
+        def normal(shape):
+            return nn.Parameter(torch.randn(shape, generator=generator) * 0.01)
+
+        # Same draws in the same order as the book's get_params: N(0, 0.01^2) weights, zero biases.
+        self.W_xh = normal((V, H))
+        self.W_hh = normal((H, H))
+        self.b_h = nn.Parameter(torch.zeros(H))
+        self.W_hq = normal((H, V))
+        self.b_q = nn.Parameter(torch.zeros(V))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def begin_state(self, batch_size: int, device) -> tuple[torch.Tensor]:
+        return (torch.zeros((batch_size, self.config.num_hiddens), device=device),)
+
+    def forward(self, X: torch.Tensor, state: tuple[torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
+        # X: (batch_size, num_steps) token indices, as the iterators yield them.
+        P = F.embedding(X.t(), self.W_xh) + self.b_h  # (num_steps, batch_size, num_hiddens)
+        Hs = _Recurrence.apply(P, state[0], self.W_hh)  # (num_steps, batch_size, num_hiddens)
+        H_flat = Hs.reshape(-1, Hs.shape[-1])  # (num_steps * batch_size, num_hiddens), time-major
+        logits = torch.addmm(self.b_q, H_flat, self.W_hq)  # (num_steps * batch_size, vocab_size)
+        return logits, (Hs[-1],)
+
+
+def detach_state(state: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
+    """Cut the graph between minibatches (sequential partitioning) while keeping the values."""
+    return tuple(s.detach() for s in state)

@@ -1,0 +1,185 @@
+"""Training (D2L 8.5.5 `train_epoch_ch8` / `train_ch8`): clipping, SGD, state handling, perplexity.
+
+The step computes exactly the book's update. It differs only in execution: the loss, gradient norm
+and clipping decision stay on the device during an epoch (the book calls `.item()` every
+minibatch), clipping and SGD use foreach kernels, and the host syncs once per epoch.
+"""
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch.nn import functional as F
+
+from charrnn.batches import SAMPLINGS, SeqDataLoader
+from charrnn.device import resolve_device
+from charrnn.generate import predict
+from charrnn.model import ModelConfig, RNNScratch, detach_state
+
+
+@dataclass
+class TrainConfig:
+    """Every hyperparameter of a run; the defaults are the book's recipe."""
+
+    num_epochs: int = 500  # passes over the (truncated) corpus
+    lr: float = 1.0  # SGD learning rate
+    batch_size: int = 32  # subsequences per minibatch
+    num_steps: int = 35  # time steps per subsequence
+    num_hiddens: int = 512  # width of the hidden state
+    max_tokens: int = 10000  # train on the first N chars (0 = all)
+    sampling: str = "sequential"  # "sequential" carries the state; "random" resets it per minibatch
+    clip: float = 1.0  # theta of gradient clipping by global norm (0 = no clipping)
+    seed: int = 0  # seeds the init and the iterator
+    device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
+    prefix: str = "time traveller"  # greedy continuation shown every `predict_every` epochs
+    predict_every: int = 10
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError naming the first field that is out of range and how to fix it."""
+        for name in ("num_epochs", "batch_size", "num_steps", "num_hiddens", "predict_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 0:
+            raise ValueError(f"max_tokens must be 0 (the whole text) or a positive integer, not {self.max_tokens!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, not {self.lr!r}")
+        if not (isinstance(self.clip, (int, float)) and math.isfinite(self.clip) and self.clip >= 0):
+            raise ValueError(f"clip (theta) must be positive, or 0 to turn clipping off, not {self.clip!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, not {self.sampling!r}")
+        if not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, not {self.seed!r}")
+        if self.num_hiddens > 8192:
+            raise ValueError(f"num_hiddens must be at most 8192, not {self.num_hiddens}")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class EpochStats:
+    """What `train` reports after every epoch."""
+
+    epoch: int  # 1-based
+    perplexity: float  # exp(mean loss over the epoch's minibatches), as the book reports it
+    tokens_per_sec: float
+    grad_norm: float  # mean global gradient norm before clipping
+    clipped: float  # share of minibatches whose gradient was clipped
+    elapsed: float  # seconds since training began
+    loss: float  # mean cross-entropy
+    sample: str | None = None  # greedy continuation of the prefix, every predict_every epochs
+
+
+@dataclass
+class TrainResult:
+    model: RNNScratch
+    config: TrainConfig
+    history: list[EpochStats] = field(default_factory=list)
+    device: str = "cpu"
+    stopped: bool = False  # True when the stop signal ended the run early
+
+    @property
+    def perplexity(self) -> float:
+        return self.history[-1].perplexity if self.history else float("nan")
+
+    @property
+    def tokens_per_sec(self) -> float:
+        return self.history[-1].tokens_per_sec if self.history else float("nan")
+
+    def summary(self) -> str:
+        """The book's closing line, e.g. 'perplexity 1.0, 67212.6 tokens/sec on cuda:0'."""
+        return f"perplexity {self.perplexity:.1f}, {self.tokens_per_sec:.1f} tokens/sec on {self.device}"
+
+
+def clip_gradients(grads: list[torch.Tensor], theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The book's `grad_clipping`: if the global L2 norm exceeds theta, scale all by theta / norm.
+
+    Done without a host sync: the scale is min(1, theta / norm), and multiplying by exactly 1
+    leaves a gradient unchanged. Returns (norm before clipping, whether it clipped) as tensors.
+    """
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    if theta <= 0:
+        return norm, torch.zeros((), device=norm.device)
+    scale = torch.clamp(theta / norm, max=1.0)
+    torch._foreach_mul_(grads, scale)
+    return norm, (norm > theta).float()
+
+
+class Trainer:
+    """One training step at a time over one model; keeps the epoch's sums on the device."""
+
+    def __init__(self, model: RNNScratch, config: TrainConfig):
+        self.model, self.config = model, config
+        self.params = list(model.parameters())
+
+    def step(self, X: torch.Tensor, Y: torch.Tensor, state):
+        """One minibatch: forward, mean cross-entropy, backward, clip, SGD.
+
+        Returns (loss, grad norm before clipping, clipped flag, new state), all device tensors.
+        """
+        logits, state = self.model(X, state)
+        y = Y.t().reshape(-1)  # time-major, to match the logits' rows
+        loss = F.cross_entropy(logits, y)
+        grads = torch.autograd.grad(loss, self.params)
+        norm, clipped = clip_gradients(list(grads), self.config.clip)
+        with torch.no_grad():
+            torch._foreach_add_(self.params, grads, alpha=-self.config.lr)
+        return loss.detach(), norm, clipped, state
+
+
+def train(corpus, vocab, config: TrainConfig | None = None, on_epoch=None, should_stop=None,
+          model: RNNScratch | None = None, start_epoch: int = 0) -> TrainResult:
+    """Train the scratch RNN on `corpus` (a list of token indices) as the book's `train_ch8` does.
+
+    `on_epoch(stats)` is called after every epoch; `should_stop()` is checked between minibatches
+    and ends the run early (the epoch in progress is not reported). Never prints or plots.
+    """
+    config = (config or TrainConfig()).validate()
+    device = resolve_device(config.device)
+    if model is None:
+        generator = torch.Generator().manual_seed(config.seed)
+        model = RNNScratch(ModelConfig(len(vocab), config.num_hiddens), generator=generator)
+    model.to(device)
+    loader = SeqDataLoader(corpus, config.batch_size, config.num_steps, config.sampling,
+                           seed=config.seed, device=device)
+    trainer = Trainer(model, config)
+    result = TrainResult(model=model, config=config, device=str(device))
+    begin = time.perf_counter()
+    for epoch in range(start_epoch, config.num_epochs):
+        t0 = time.perf_counter()
+        sums = torch.zeros(3, device=device)  # loss * tokens, grad norm, clipped
+        state, tokens, n = None, 0, 0
+        for X, Y in loader:
+            if should_stop is not None and should_stop():
+                result.stopped = True
+                return result
+            if state is None or config.sampling == "random":
+                state = model.begin_state(X.shape[0], device)
+            else:
+                state = detach_state(state)
+            loss, norm, clipped, state = trainer.step(X, Y, state)
+            sums += torch.stack([loss * Y.numel(), norm, clipped])
+            tokens += Y.numel()
+            n += 1
+        loss_sum, norm_sum, clipped_sum = sums.tolist()  # the epoch's one host sync
+        seconds = time.perf_counter() - t0
+        stats = EpochStats(
+            epoch=epoch + 1, perplexity=math.exp(min(loss_sum / tokens, 700.0)),
+            tokens_per_sec=tokens / seconds, grad_norm=norm_sum / n, clipped=clipped_sum / n,
+            elapsed=time.perf_counter() - begin, loss=loss_sum / tokens,
+        )
+        if (epoch + 1) % config.predict_every == 0:
+            stats.sample = predict(model, vocab, config.prefix, 50, device=device)
+        result.history.append(stats)
+        if on_epoch is not None:
+            on_epoch(stats)
+    return result
+
+
+def history_dicts(history: list[EpochStats]) -> list[dict]:
+    return [asdict(s) for s in history]
