@@ -32,8 +32,15 @@ class SeqDataLoader:
     random offset is drawn before the pass, in the same order of draws as the book.
     """
 
-    def __init__(self, corpus, batch_size: int, num_steps: int, sampling: str = "sequential",
-                 seed: int | None = None, device="cpu"):
+    def __init__(
+        self,
+        corpus,
+        batch_size: int,
+        num_steps: int,
+        sampling: str = "sequential",
+        seed: int | None = None,
+        device="cpu",
+    ):
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, not {sampling!r}")
         for field, value in (("batch_size", batch_size), ("num_steps", num_steps)):
@@ -68,8 +75,10 @@ class SeqDataLoader:
             batches = self._sequential(offset, n)
         else:
             batches = self._random(offset, n)
-        yield from batches
+        # Draw the next epoch's offset now, so that a pass abandoned half-way (a stopped run)
+        # still moves on; the order of draws stays the book's: offset, shuffle, offset, ...
         self._offset = self._draw_offset()
+        return iter(batches)
 
     def _sequential(self, offset: int, num_batches: int):
         b, t = self.batch_size, self.num_steps

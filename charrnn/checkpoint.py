@@ -79,7 +79,9 @@ def load_checkpoint(source, device="cpu") -> tuple[RNNScratch, Vocab, dict]:
         config = ModelConfig(**ckpt["model_config"])
         vocab = Vocab.from_tokens(ckpt["vocab"])
         if len(vocab) != config.vocab_size:
-            raise CheckpointError(f"{name}: its vocab has {len(vocab)} tokens but its model expects {config.vocab_size}.")
+            raise CheckpointError(
+                f"{name}: its vocab has {len(vocab)} tokens but its model expects {config.vocab_size}."
+            )
         model = RNNScratch(config)
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError) as e:

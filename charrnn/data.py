@@ -139,17 +139,14 @@ def decode_text(data: bytes, name: str = "the text") -> str:
     """Strict UTF-8 decoding with the checks every user text goes through."""
     if len(data) > MAX_TEXT_BYTES:
         raise CorpusError(
-            f"{name} is {len(data) / 2**20:.1f} MiB; the limit is {MAX_TEXT_BYTES // 2**20} MiB. "
-            "Use a shorter text."
+            f"{name} is {len(data) / 2**20:.1f} MiB; the limit is {MAX_TEXT_BYTES // 2**20} MiB. Use a shorter text."
         )
     if b"\x00" in data:
         raise CorpusError(f"{name} looks binary (it holds NUL bytes); give a plain UTF-8 .txt file.")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise CorpusError(
-            f"{name} is not valid UTF-8 (byte {e.start}); save it as UTF-8 text and try again."
-        ) from e
+        raise CorpusError(f"{name} is not valid UTF-8 (byte {e.start}); save it as UTF-8 text and try again.") from e
     if not text.strip():
         raise CorpusError(f"{name} is empty or only whitespace; give a text with some words in it.")
     return text
@@ -203,8 +200,13 @@ class Corpus:
         return len(self.corpus)
 
     def fingerprint(self) -> dict:
-        return {"name": self.name, "source": self.source, "mode": self.mode,
-                "max_tokens": self.max_tokens, "sha1": self.sha1}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "mode": self.mode,
+            "max_tokens": self.max_tokens,
+            "sha1": self.sha1,
+        }
 
 
 def build_corpus(text: str, name: str, source: str, mode: str = "book", max_tokens: int | None = None) -> Corpus:
@@ -225,15 +227,21 @@ def build_corpus(text: str, name: str, source: str, mode: str = "book", max_toke
     if max_tokens:
         corpus = corpus[:max_tokens]
     return Corpus(
-        name=name, source=source, mode=mode, max_tokens=max_tokens or None,
+        name=name,
+        source=source,
+        mode=mode,
+        max_tokens=max_tokens or None,
         sha1=hashlib.sha1(text.encode("utf-8")).hexdigest(),
         num_lines=len(io.StringIO(text, newline=None).readlines()),
-        text=processed, vocab=vocab, corpus=corpus,
+        text=processed,
+        vocab=vocab,
+        corpus=corpus,
     )
 
 
-def load_corpus(source="time_machine", mode: str = "book", max_tokens: int | None = 10000,
-                download: bool = True) -> Corpus:
+def load_corpus(
+    source="time_machine", mode: str = "book", max_tokens: int | None = 10000, download: bool = True
+) -> Corpus:
     """Load The Time Machine (``"time_machine"``), the offline fallback (``"fallback"``), a file
     path or uploaded bytes, preprocess it and build its vocab."""
     if mode not in MODES:

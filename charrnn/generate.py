@@ -19,8 +19,16 @@ class GenerateResult:
 
 
 @torch.no_grad()
-def generate(model, vocab, prefix: str, num_preds: int = 50, temperature: float = 0.0,
-             top_k: int | None = None, seed: int | None = None, device=None) -> GenerateResult:
+def generate(
+    model,
+    vocab,
+    prefix: str,
+    num_preds: int = 50,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    seed: int | None = None,
+    device=None,
+) -> GenerateResult:
     """Warm up on `prefix` from a zero state, then produce `num_preds` characters.
 
     temperature 0 is the book's greedy decoding (argmax). temperature > 0 samples from
