@@ -59,6 +59,16 @@ class SeqDataLoader:
             )
         self._offset = self._draw_offset()
 
+    def state_dict(self) -> dict:
+        """Where the iterator stands between passes: its RNG and the next pass's offset."""
+        version, internal, gauss = self.rng.getstate()
+        return {"rng": [version, list(internal), gauss], "offset": self._offset}
+
+    def load_state_dict(self, state: dict) -> None:
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self._offset = int(state["offset"])
+
     def _draw_offset(self) -> int:
         high = self.num_steps if self.sampling == "sequential" else self.num_steps - 1
         return self.rng.randint(0, high)

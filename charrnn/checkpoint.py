@@ -23,8 +23,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded, with a message naming the file and the problem."""
 
 
-def make_checkpoint(model: RNNScratch, vocab: Vocab, train_config=None, corpus=None, history=()) -> dict:
+def make_checkpoint(model: RNNScratch, vocab: Vocab, train_config=None, corpus=None, history=(), **extra) -> dict:
+    """The checkpoint dict; `extra` holds plain values such as the epoch and the iterator's state."""
     return {
+        **extra,
         "format": FORMAT,
         "model_config": asdict(model.config),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -35,14 +37,14 @@ def make_checkpoint(model: RNNScratch, vocab: Vocab, train_config=None, corpus=N
     }
 
 
-def save_checkpoint(path, model: RNNScratch, vocab: Vocab, train_config=None, corpus=None, history=()) -> Path:
+def save_checkpoint(path, model: RNNScratch, vocab: Vocab, train_config=None, corpus=None, history=(), **extra) -> Path:
     """Write atomically: a temporary file in the same folder, fsync, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(make_checkpoint(model, vocab, train_config, corpus, history), f)
+            torch.save(make_checkpoint(model, vocab, train_config, corpus, history, **extra), f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -11,6 +11,19 @@ def _in_ci() -> bool:
     return bool(os.environ.get("CI")) or bool(os.environ.get("CHARRNN_DATA_DIR"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_home(tmp_path_factory):
+    """Runs and checkpoints written by tests go to a temporary home, never the user's."""
+    home = tmp_path_factory.mktemp("charrnn-home")
+    old = os.environ.get("CHARRNN_HOME")
+    os.environ["CHARRNN_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("CHARRNN_HOME", None)
+    else:
+        os.environ["CHARRNN_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def time_machine_path():
     """Path of the verified Time Machine text (CHARRNN_DATA_DIR or the cache; never downloads)."""
