@@ -6,10 +6,11 @@ The book computes, per time step t (X_t one-hot, shape (batch_size, vocab_size))
     Y_t = H_t @ W_hq + b_q
 
 We compute the same function with three changes of execution, each exact in real arithmetic:
-- `one_hot(X_t) @ W_xh` is the row gather `W_xh[X_t]`, done for all steps at once;
+- `one_hot(X_t) @ W_xh + b_h` is the row gather `(W_xh + b_h)[X_t]`, done for all steps at once;
 - the output layer is one (num_steps * batch_size, H) @ (H, V) matmul after the loop;
 - backpropagation through time is written by hand (`_Recurrence`): the gradient for `W_hh` is one
-  (H, T*B) @ (T*B, H) matmul instead of T small ones, and no autograd graph is built per step.
+  (H, T*B) @ (T*B, H) matmul instead of T small ones, tanh' is computed for all steps at once, and
+  no autograd graph is built per step.
 tests/test_parity.py holds this to the book's explicit one-hot, step-by-step formulation.
 """
 
@@ -27,34 +28,37 @@ class ModelConfig:
 
 
 class _Recurrence(torch.autograd.Function):
-    """H_t = tanh(P_t + H_{t-1} @ W_hh) for t = 1..T, with P = gathered inputs + b_h."""
+    """H_t = tanh(P_t + H_{t-1} @ W_hh) for t = 1..T, with P_t = X_t W_xh + b_h gathered beforehand.
+
+    P is a temporary made for this call alone, so the states are written over it in place.
+    """
 
     @staticmethod
     def forward(ctx, P, H0, W_hh):
         # P: (num_steps, batch_size, num_hiddens); H0: (batch_size, num_hiddens)
-        Hs = torch.empty_like(P)
+        ctx.mark_dirty(P)
         H = H0
-        for t in range(P.shape[0]):
-            torch.addmm(P[t], H, W_hh, out=Hs[t])
-            H = Hs[t].tanh_()
-        ctx.save_for_backward(H0, W_hh, Hs)
-        return Hs  # (num_steps, batch_size, num_hiddens)
+        for H_t in P.unbind(0):
+            H = H_t.addmm_(H, W_hh).tanh_()
+        ctx.save_for_backward(H0, W_hh, P)
+        return P  # (num_steps, batch_size, num_hiddens): H_1 .. H_T
 
     @staticmethod
     def backward(ctx, dHs):
         H0, W_hh, Hs = ctx.saved_tensors
-        T, B, Hn = Hs.shape
-        dA = torch.empty_like(Hs)  # gradient w.r.t. the pre-activation of each step
+        Hn = Hs.shape[-1]
         W_hh_T = W_hh.t()
-        g = torch.zeros_like(H0)  # gradient flowing into H_t from step t+1
-        for t in range(T - 1, -1, -1):
-            g = g + dHs[t]
-            torch.mul(g, 1 - Hs[t] * Hs[t], out=dA[t])  # tanh' = 1 - tanh^2
-            g = dA[t] @ W_hh_T
-        # H_{t-1} for every step, stacked: one big matmul for dW_hh.
-        H_prev = torch.cat([H0.unsqueeze(0), Hs[:-1]]).reshape(T * B, Hn)
-        dW_hh = H_prev.t() @ dA.reshape(T * B, Hn)
-        return dA, g, dW_hh
+        # dA: gradient w.r.t. each step's pre-activation. Walking back, dA_t = (dHs_t + dA_{t+1} @ W_hh^T)
+        # * tanh'(A_t), with tanh' = 1 - H_t^2 computed for all steps at once before the loop.
+        tanh_grad = 1 - Hs * Hs
+        dA = dHs.clone()  # (num_steps, batch_size, num_hiddens): dHs_t, turned into dA_t step by step
+        dA[-1].mul_(tanh_grad[-1])
+        for t in range(Hs.shape[0] - 2, -1, -1):
+            dA[t].addmm_(dA[t + 1], W_hh_T).mul_(tanh_grad[t])
+        dH0 = dA[0] @ W_hh_T if ctx.needs_input_grad[1] else None  # the state is usually detached
+        # dW_hh = sum_t H_{t-1}^T dA_t: one large matmul over steps 2..T, plus step 1's H_0.
+        dW_hh = torch.addmm(H0.t() @ dA[0], Hs[:-1].reshape(-1, Hn).t(), dA[1:].reshape(-1, Hn))
+        return dA, dH0, dW_hh
 
 
 class RNNScratch(nn.Module):
@@ -84,7 +88,8 @@ class RNNScratch(nn.Module):
 
     def forward(self, X: torch.Tensor, state: tuple[torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
         # X: (batch_size, num_steps) token indices, as the iterators yield them.
-        P = F.embedding(X.t(), self.W_xh) + self.b_h  # (num_steps, batch_size, num_hiddens)
+        # one_hot(x) @ W_xh + b_h is row x of (W_xh + b_h): a gather, for all steps at once.
+        P = F.embedding(X.t(), self.W_xh + self.b_h)  # (num_steps, batch_size, num_hiddens)
         Hs = _Recurrence.apply(P, state[0], self.W_hh)  # (num_steps, batch_size, num_hiddens)
         H_flat = Hs.reshape(-1, Hs.shape[-1])  # (num_steps * batch_size, num_hiddens), time-major
         logits = torch.addmm(self.b_q, H_flat, self.W_hq)  # (num_steps * batch_size, vocab_size)

@@ -6,7 +6,9 @@ minibatch), clipping and SGD use foreach kernels, and the host syncs once per ep
 """
 
 import math
+import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -16,6 +18,12 @@ from charrnn.batches import SAMPLINGS, SeqDataLoader
 from charrnn.device import resolve_device
 from charrnn.generate import predict
 from charrnn.model import ModelConfig, RNNScratch, detach_state
+
+
+# Past this mean loss exp() overflows a float64: the perplexity is infinite (the book's
+# `math.exp` raises OverflowError there) and we call the run diverged. With lr = 100 and no
+# clipping the loss stays finite in float32 (tanh bounds the state) but passes this at once.
+MAX_LOSS = math.log(sys.float_info.max)
 
 
 @dataclass
@@ -82,6 +90,7 @@ class TrainResult:
     history: list[EpochStats] = field(default_factory=list)
     device: str = "cpu"
     stopped: bool = False  # True when the stop signal ended the run early
+    diverged: bool = False  # True when the perplexity stopped being a finite number (the run ends there)
 
     @property
     def perplexity(self) -> float:
@@ -111,17 +120,31 @@ def clip_gradients(grads: list[torch.Tensor], theta: float) -> tuple[torch.Tenso
 
 
 class Trainer:
-    """One training step at a time over one model; keeps the epoch's sums on the device."""
+    """One training step at a time over one model; keeps the epoch's sums on the device.
 
-    def __init__(self, model: RNNScratch, config: TrainConfig):
+    On CUDA the step is captured once as a CUDA graph and replayed (see `CudaGraphStep`); minibatches
+    of another shape, and every step after a failed capture, run the same step eagerly.
+    `cuda_graph=False` always runs it eagerly (the graph test compares the two).
+    """
+
+    def __init__(self, model: RNNScratch, config: TrainConfig, cuda_graph: bool = True):
         self.model, self.config = model, config
         self.params = list(model.parameters())
+        on_cuda = self.params[0].device.type == "cuda"
+        self.graph = CudaGraphStep(self.eager_step) if cuda_graph and on_cuda else None
 
     def step(self, X: torch.Tensor, Y: torch.Tensor, state):
         """One minibatch: forward, mean cross-entropy, backward, clip, SGD.
 
         Returns (loss, grad norm before clipping, clipped flag, new state), all device tensors.
         """
+        if self.graph is not None:
+            out = self.graph(X, Y, state)
+            if out is not None:
+                return out
+        return self.eager_step(X, Y, state)
+
+    def eager_step(self, X: torch.Tensor, Y: torch.Tensor, state):
         logits, state = self.model(X, state)
         y = Y.t().reshape(-1)  # time-major, to match the logits' rows
         loss = F.cross_entropy(logits, y)
@@ -132,21 +155,107 @@ class Trainer:
         return loss.detach(), norm, clipped, state
 
 
-def train(corpus, vocab, config: TrainConfig | None = None, on_epoch=None, should_stop=None,
-          model: RNNScratch | None = None, start_epoch: int = 0) -> TrainResult:
+class CudaGraphStep:
+    """A whole train step (forward, loss, backward, clip, SGD) captured as one CUDA graph and replayed.
+
+    Replaying a graph launches the step's hundreds of small kernels with one call, which is what
+    limits a 32 x 512 RNN on a GPU. The graph reads its inputs from static buffers and updates the
+    parameters in place, so every replay is exactly the eager step on the data copied in.
+    - The first `WARMUP` calls are ordinary (eager) training steps run on a side stream, as PyTorch's
+      CUDA-graph docs require before capture, so that lazy initialisation (cuBLAS handles and
+      workspaces, autograd's streams) happens outside the capture.
+    - The next call captures the step on static buffers; capturing runs nothing, so it then replays.
+    - The graph holds for the shapes it was captured with: a call with other shapes returns None and
+      the caller runs the eager step; so does every call after a capture that failed.
+    Outputs are cloned after each replay so that they survive the next one.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, step_fn):
+        self.step_fn = step_fn
+        self.key = None  # shapes and dtypes the graph is for
+        self.warmed = 0
+        self.graph = None
+        self.failed = False
+        self.replays = 0
+
+    def __call__(self, X, Y, state):
+        key = (X.shape, X.dtype, Y.shape, Y.dtype, tuple((s.shape, s.dtype) for s in state))
+        self.key = self.key or key
+        if self.failed or key != self.key:
+            return None
+        if self.graph is None and self.warmed < self.WARMUP:
+            self.warmed += 1
+            return self._side_stream_step(X, Y, state)
+        if self.graph is None and not self._capture(X, Y, state):
+            return None
+        self.static_X.copy_(X)
+        self.static_Y.copy_(Y)
+        for buffer, s in zip(self.static_state, state, strict=True):
+            buffer.copy_(s)
+        self.graph.replay()
+        self.replays += 1
+        loss, norm, clipped = self.static_stats.clone()
+        return loss, norm, clipped, tuple(s.clone() for s in self.static_out_state)
+
+    def _side_stream_step(self, X, Y, state):
+        side = torch.cuda.Stream(X.device)
+        side.wait_stream(torch.cuda.current_stream(X.device))
+        with torch.cuda.stream(side):
+            out = self.step_fn(X, Y, state)
+        torch.cuda.current_stream(X.device).wait_stream(side)
+        return out
+
+    def _capture(self, X, Y, state) -> bool:
+        self.static_X, self.static_Y = X.clone(), Y.clone()
+        self.static_state = tuple(s.clone() for s in state)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            # thread_local: other threads (the app's UI) may use the GPU while this one captures.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                loss, norm, clipped, out_state = self.step_fn(self.static_X, self.static_Y, self.static_state)
+                self.static_stats = torch.stack([loss, norm, clipped])
+        except RuntimeError as e:  # an op that cannot be captured: keep training eagerly
+            warnings.warn(f"CUDA graph capture of the train step failed; running it eagerly ({e})", stacklevel=3)
+            self.failed = True
+            return False
+        self.graph, self.static_out_state = graph, out_state
+        return True
+
+
+def build_model(vocab_size: int, config: TrainConfig) -> RNNScratch:
+    """A fresh model for `config`, initialised from `config.seed` (the book's draws, on the CPU)."""
+    generator = torch.Generator().manual_seed(config.seed)
+    return RNNScratch(ModelConfig(vocab_size, config.num_hiddens), generator=generator)
+
+
+def train(
+    corpus,
+    vocab,
+    config: TrainConfig | None = None,
+    on_epoch=None,
+    should_stop=None,
+    model: RNNScratch | None = None,
+    start_epoch: int = 0,
+    loader: SeqDataLoader | None = None,
+) -> TrainResult:
     """Train the scratch RNN on `corpus` (a list of token indices) as the book's `train_ch8` does.
 
     `on_epoch(stats)` is called after every epoch; `should_stop()` is checked between minibatches
-    and ends the run early (the epoch in progress is not reported). Never prints or plots.
+    and ends the run early (the epoch in progress is not reported). A loss that becomes inf/NaN ends
+    the run after that epoch with `result.diverged`. `model`, `start_epoch` and `loader` let a
+    caller continue a run from a checkpoint. Never prints or plots.
     """
     config = (config or TrainConfig()).validate()
     device = resolve_device(config.device)
     if model is None:
-        generator = torch.Generator().manual_seed(config.seed)
-        model = RNNScratch(ModelConfig(len(vocab), config.num_hiddens), generator=generator)
+        model = build_model(len(vocab), config)
     model.to(device)
-    loader = SeqDataLoader(corpus, config.batch_size, config.num_steps, config.sampling,
-                           seed=config.seed, device=device)
+    if loader is None:
+        loader = SeqDataLoader(
+            corpus, config.batch_size, config.num_steps, config.sampling, seed=config.seed, device=device
+        )
     trainer = Trainer(model, config)
     result = TrainResult(model=model, config=config, device=str(device))
     begin = time.perf_counter()
@@ -168,16 +277,24 @@ def train(corpus, vocab, config: TrainConfig | None = None, on_epoch=None, shoul
             n += 1
         loss_sum, norm_sum, clipped_sum = sums.tolist()  # the epoch's one host sync
         seconds = time.perf_counter() - t0
+        mean_loss = loss_sum / tokens
         stats = EpochStats(
-            epoch=epoch + 1, perplexity=math.exp(min(loss_sum / tokens, 700.0)),
-            tokens_per_sec=tokens / seconds, grad_norm=norm_sum / n, clipped=clipped_sum / n,
-            elapsed=time.perf_counter() - begin, loss=loss_sum / tokens,
+            epoch=epoch + 1,
+            perplexity=math.exp(mean_loss) if mean_loss < MAX_LOSS else math.inf,
+            tokens_per_sec=tokens / seconds,
+            grad_norm=norm_sum / n,
+            clipped=clipped_sum / n,
+            elapsed=time.perf_counter() - begin,
+            loss=mean_loss,
         )
-        if (epoch + 1) % config.predict_every == 0:
+        result.diverged = not math.isfinite(stats.perplexity)
+        if (epoch + 1) % config.predict_every == 0 and not result.diverged:
             stats.sample = predict(model, vocab, config.prefix, 50, device=device)
         result.history.append(stats)
         if on_epoch is not None:
             on_epoch(stats)
+        if result.diverged:
+            break
     return result
 
 
