@@ -55,7 +55,7 @@ class SeqDataLoader:
             raise ValueError(
                 f"the corpus has {len(self.tokens):,} tokens, too few for one minibatch of "
                 f"batch_size {batch_size} x num_steps {num_steps} ({sampling} needs {need:,}); "
-                "lower batch_size or num_steps, or use more text (max_tokens)"
+                f"{fit_hint(len(self.tokens), batch_size, num_steps, sampling)}, or use more text (max_tokens)"
             )
         self._offset = self._draw_offset()
 
@@ -119,3 +119,14 @@ def largest_fit(num_tokens: int, batch_size: int, num_steps: int, sampling: str 
     """The largest batch_size (keeping num_steps) and num_steps (keeping batch_size) that fit."""
     extra = 1 if sampling == "sequential" else 0  # min_tokens = b*t + t + extra
     return max(0, (num_tokens - num_steps - extra) // num_steps), max(0, (num_tokens - extra) // (batch_size + 1))
+
+
+def fit_hint(num_tokens: int, batch_size: int, num_steps: int, sampling: str) -> str:
+    """What would fit, in words: the largest batch_size and num_steps for this text."""
+    b, t = largest_fit(num_tokens, batch_size, num_steps, sampling)
+    options = []
+    if b >= 1:
+        options.append(f"batch_size at most {b} (with num_steps {num_steps})")
+    if t >= 1:
+        options.append(f"num_steps at most {t} (with batch_size {batch_size})")
+    return "use " + " or ".join(options) if options else "the text is too short for any minibatch"

@@ -70,7 +70,7 @@ def train_recorded(
     def record(stats):
         store.add_epoch(run_id, stats)
         due = stats.epoch % checkpoint_every == 0 or stats.epoch == config.num_epochs
-        if due and math.isfinite(stats.loss):  # a diverged epoch never replaces the last good checkpoint
+        if due and math.isfinite(stats.perplexity):  # a diverged epoch never replaces the last good checkpoint
             path = store.checkpoint_path(run_id, stats.epoch)
             save_checkpoint(
                 path,

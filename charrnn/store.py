@@ -10,6 +10,7 @@ marked "interrupted" the next time the store is opened.
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -39,6 +40,13 @@ EPOCH_FIELDS = ("epoch", "perplexity", "tokens_per_sec", "grad_norm", "clipped",
 INSERT_EPOCH = (
     f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_FIELDS)}) VALUES (?{', ?' * len(EPOCH_FIELDS)})"
 )
+
+
+def check_id(run_id: str) -> str:
+    """Run ids are short hex strings; anything else (a path, SQL) is refused before any use."""
+    if not isinstance(run_id, str) or not re.fullmatch(r"[0-9a-f]{1,32}", run_id):
+        raise ValueError(f"no run with id {run_id!r}; `python -m charrnn runs` lists them")
+    return run_id
 
 
 def home_dir() -> Path:
@@ -165,6 +173,7 @@ class RunStore:
 
     def delete(self, run_id: str) -> None:
         """Delete a run, its curve and its checkpoint files."""
+        check_id(run_id)
         for ckpt in self.checkpoints(run_id):
             Path(ckpt["path"]).unlink(missing_ok=True)
         folder = self.checkpoint_dir / run_id
@@ -185,6 +194,7 @@ class RunStore:
             return [self._run_dict(row) for row in db.execute(query)]
 
     def run(self, run_id: str) -> dict:
+        check_id(run_id)
         with self._connect() as db:
             row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
@@ -192,6 +202,7 @@ class RunStore:
         return self._run_dict(row)
 
     def history(self, run_id: str) -> list[dict]:
+        check_id(run_id)
         with self._connect() as db:
             rows = db.execute(
                 f"SELECT {', '.join(EPOCH_FIELDS)} FROM epochs WHERE run_id=? ORDER BY epoch", (run_id,)
@@ -199,6 +210,7 @@ class RunStore:
         return [dict(r) for r in rows]
 
     def checkpoints(self, run_id: str) -> list[dict]:
+        check_id(run_id)
         with self._connect() as db:
             rows = db.execute("SELECT * FROM checkpoints WHERE run_id=? ORDER BY epoch", (run_id,)).fetchall()
         return [dict(r) for r in rows]

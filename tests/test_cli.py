@@ -1,0 +1,94 @@
+"""`python -m charrnn` as a user runs it, in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def charrnn(*args, check=True):
+    proc = subprocess.run(
+        [sys.executable, "-m", "charrnn", *args], capture_output=True, text=True, env=os.environ.copy(), timeout=300
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_info_json_reports_the_books_facts(time_machine_path):
+    info = json.loads(charrnn("info", "--json").stdout)
+    assert info["corpus_length"] == 10000 and info["text_length"] == 170580 and info["num_lines"] == 3221
+    assert info["vocab_size"] == 28
+    assert info["idx_to_token"] == ["<unk>", " ", *"etainoshrdlmucfwgypbvkxzjq"]
+    assert info["num_batches"] == 8
+    assert info["x_shape"] == [32, 35] and info["one_hot_shape"] == [35, 32, 28]
+    assert info["output_shape"] == [1120, 28] and info["state_shape"] == [32, 512]
+
+
+def test_info_whole_corpus_random_sampling(time_machine_path):
+    info = json.loads(charrnn("info", "--json", "--max-tokens", "0", "--sampling", "random").stdout)
+    assert info["corpus_length"] == 170580
+    assert info["num_batches"] in {(170580 - offset - 1) // 35 // 32 for offset in range(35)}
+
+
+def test_train_save_generate(time_machine_path, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    out = charrnn("train", "--epochs", "10", "--num-hiddens", "64", "--save", str(ckpt), "--json").stdout
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [e["epoch"] for e in lines[:-1]] == list(range(1, 11))
+    assert lines[9]["sample"].startswith("time traveller") and len(lines[9]["sample"]) == 14 + 50
+    final = lines[-1]
+    assert set(final) == {"run_id", "perplexity", "tokens_per_sec", "device", "samples", "checkpoint"}
+    assert final["perplexity"] == lines[-2]["perplexity"] and final["device"] == "cpu"
+    assert final["checkpoint"] == str(ckpt) and ckpt.exists()
+    gen = json.loads(charrnn("generate", "--checkpoint", str(ckpt), "--prefix", "time traveller", "--json").stdout)
+    assert gen["text"] == final["samples"]["time traveller"]  # greedy: the checkpoint reproduces the model
+    runs = json.loads(charrnn("runs", "--json").stdout)
+    run = next(r for r in runs if r["id"] == final["run_id"])
+    assert run["status"] == "finished" and run["epochs"] == 10 and run["config"]["num_hiddens"] == 64
+    from_store = json.loads(charrnn("generate", "--run", final["run_id"], "--json").stdout)
+    assert from_store["text"] == gen["text"]
+    sampled = charrnn(
+        "generate", "--checkpoint", str(ckpt), "--temperature", "1", "--top-k", "5", "--seed", "1", "--num-preds", "30"
+    ).stdout.strip()
+    assert sampled.startswith("time traveller") and len(sampled) == 14 + 30
+
+
+def test_train_human_output_has_the_books_summary_line(time_machine_path):
+    out = charrnn("train", "--epochs", "2", "--num-hiddens", "32").stdout.splitlines()
+    assert out[-4].startswith("perplexity ") and out[-4].endswith("tokens/sec on cpu")
+    assert out[-3].startswith("time traveller") and out[-2].startswith("traveller")
+    assert out[-1].startswith("run ") and "recorded in" in out[-1]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "--lr", "-1"], "--lr"),
+        (["train", "--batch-size", "0"], "--batch-size"),
+        (["train", "--epochs", "many"], "--epochs"),
+        (["train", "--sampling", "shuffle"], "--sampling"),
+        (["train", "--device", "tpu"], "device"),
+        (["info", "--mode", "fancy"], "--mode"),
+        (["info", "--corpus", "/no/such/file.txt"], "No text file"),
+        (["generate"], "--checkpoint"),
+        (["generate", "--run", "nope"], "no run with id"),
+        (["train", "--resume", "nope"], "no run with id"),
+        (["generate", "--checkpoint", "/no/such.pt"], "No checkpoint"),
+        (["generate", "--checkpoint", "x.pt", "--temperature", "-1"], "--temperature"),
+        (["bogus"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_non_zero_with_one_line(args, needle):
+    proc = charrnn(*args, check=False)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_import_does_not_pull_in_streamlit():
+    code = "import sys, charrnn, charrnn.cli; print('streamlit' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
