@@ -19,7 +19,6 @@ from charrnn.device import resolve_device
 from charrnn.generate import predict
 from charrnn.model import ModelConfig, RNNScratch, detach_state
 
-
 # Past this mean loss exp() overflows a float64: the perplexity is infinite (the book's
 # `math.exp` raises OverflowError there) and we call the run diverged. With lr = 100 and no
 # clipping the loss stays finite in float32 (tanh bounds the state) but passes this at once.
