@@ -1,5 +1,7 @@
 """Choosing the device: `auto` takes CUDA when there is one, an explicit choice is honoured or refused."""
 
+import os
+
 import torch
 
 
@@ -27,3 +29,17 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} ({device})"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def free_bytes(device: torch.device) -> int:
+    """Memory a new allocation can use now: free GPU memory, or the OS's available RAM."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

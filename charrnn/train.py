@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from charrnn.batches import SAMPLINGS, SeqDataLoader
-from charrnn.device import resolve_device
+from charrnn.device import free_bytes, resolve_device
 from charrnn.generate import predict
 from charrnn.model import ModelConfig, RNNScratch, detach_state
 
@@ -23,6 +23,7 @@ from charrnn.model import ModelConfig, RNNScratch, detach_state
 # `math.exp` raises OverflowError there) and we call the run diverged. With lr = 100 and no
 # clipping the loss stays finite in float32 (tanh bounds the state) but passes this at once.
 MAX_LOSS = math.log(sys.float_info.max)
+MAX_HIDDENS = 1 << 16  # W_hh alone would be 16 GiB; check_fits refuses what the device cannot hold
 
 
 @dataclass
@@ -58,8 +59,8 @@ class TrainConfig:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, not {self.sampling!r}")
         if not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, not {self.seed!r}")
-        if self.num_hiddens > 8192:
-            raise ValueError(f"num_hiddens must be at most 8192, not {self.num_hiddens}")
+        if self.num_hiddens > MAX_HIDDENS:
+            raise ValueError(f"num_hiddens must be at most {MAX_HIDDENS:,}, not {self.num_hiddens:,}")
         return self
 
     @classmethod
@@ -223,8 +224,29 @@ class CudaGraphStep:
         return True
 
 
+def estimate_bytes(config: TrainConfig, vocab_size: int) -> int:
+    """Rough peak memory of training, in bytes: float32 parameters with their gradients and update
+    temporaries, and what backpropagation through time keeps per step (states, tanh', gradients)."""
+    V, H, B, T = vocab_size, config.num_hiddens, config.batch_size, config.num_steps
+    params = V * H + H * H + H + H * V + V
+    return 4 * (4 * params + 5 * T * B * H + 4 * T * B * V)
+
+
+def check_fits(config: TrainConfig, vocab_size: int, device: torch.device) -> None:
+    """Refuse, before anything is allocated, a run the device's free memory cannot hold."""
+    need, free = estimate_bytes(config, vocab_size), free_bytes(device)
+    if need > 0.8 * free:
+        raise ValueError(
+            f"num_hiddens {config.num_hiddens} (with batch_size {config.batch_size} and num_steps "
+            f"{config.num_steps}) needs about {need / 2**30:.1f} GiB, but {device} has {free / 2**30:.1f} GiB "
+            "free; lower num_hiddens"
+        )
+
+
 def build_model(vocab_size: int, config: TrainConfig) -> RNNScratch:
-    """A fresh model for `config`, initialised from `config.seed` (the book's draws, on the CPU)."""
+    """A fresh model for `config`, initialised from `config.seed` (the book's draws, on the CPU);
+    refused with a ValueError when the device cannot hold its training."""
+    check_fits(config, vocab_size, resolve_device(config.device))
     generator = torch.Generator().manual_seed(config.seed)
     return RNNScratch(ModelConfig(vocab_size, config.num_hiddens), generator=generator)
 

@@ -71,6 +71,7 @@ def test_train_human_output_has_the_books_summary_line(time_machine_path):
         (["train", "--epochs", "many"], "--epochs"),
         (["train", "--sampling", "shuffle"], "--sampling"),
         (["train", "--device", "tpu"], "device"),
+        (["train", "--num-hiddens", "60000", "--epochs", "1"], "lower num_hiddens"),
         (["info", "--mode", "fancy"], "--mode"),
         (["info", "--corpus", "/no/such/file.txt"], "No text file"),
         (["generate"], "--checkpoint"),

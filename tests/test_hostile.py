@@ -83,3 +83,12 @@ def test_run_ids_typed_by_users_never_reach_the_file_system(tmp_path, run_id):
         with pytest.raises(ValueError, match="no run with id"):
             action(run_id)
     assert {p.name for p in tmp_path.iterdir()} <= {"runs.sqlite", "runs.sqlite-shm", "runs.sqlite-wal"}
+
+
+def test_num_hiddens_too_large_for_memory_is_refused_before_allocation():
+    c = load_corpus(b"the time traveller " * 100, mode="raw", max_tokens=0)
+    config = TrainConfig(num_epochs=1, num_hiddens=60_000, batch_size=4, num_steps=5, device="cpu")
+    with pytest.raises(ValueError, match=r"num_hiddens 60000 .* needs about \d+\.\d GiB.*lower num_hiddens"):
+        train(c.corpus, c.vocab, config)
+    with pytest.raises(ValueError, match="num_hiddens must be at most"):
+        TrainConfig(num_hiddens=10**6).validate()
