@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from charrnn.argtypes import positive_int
 from charrnn.batches import SeqDataLoader
 from charrnn.data import CorpusError, load_corpus
 from charrnn.device import describe, resolve_device
@@ -34,18 +35,8 @@ RECIPE_TOKENS = 10000  # the chapter trains on the first 10,000 chars
 ROUNDS = 5  # timed minibatches are split into this many interleaved rounds
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
-    return value
-
-
 def _hiddens(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > 8192:
         raise argparse.ArgumentTypeError(f"must be at most 8192, not {value}")
     return value
@@ -58,12 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="where to time: auto (CUDA if present), cpu or cuda (default: %(default)s)",
     )
-    parser.add_argument("--batch-size", type=_positive_int, default=32, help="subsequences per minibatch (default: 32)")
-    parser.add_argument("--num-steps", type=_positive_int, default=35, help="time steps per subsequence (default: 35)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="subsequences per minibatch (default: 32)")
+    parser.add_argument("--num-steps", type=positive_int, default=35, help="time steps per subsequence (default: 35)")
     parser.add_argument("--num-hiddens", type=_hiddens, default=512, help="hidden width (default: 512)")
     parser.add_argument(
         "--minibatches",
-        type=_positive_int,
+        type=positive_int,
         default=50,
         help="timed minibatches per contender, after 5 untimed warm-up ones, in 5 interleaved rounds; "
         "tokens/s is the best round (default: 50)",

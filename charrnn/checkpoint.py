@@ -5,14 +5,13 @@ configs, the corpus fingerprint and the history. No pickled module is ever writt
 file crafted to run code on load is refused by the loader.
 """
 
-import os
 import pickle
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from charrnn.files import atomic_write
 from charrnn.model import ModelConfig, RNNScratch
 from charrnn.vocab import Vocab
 
@@ -39,19 +38,8 @@ def make_checkpoint(model: RNNScratch, vocab: Vocab, train_config=None, corpus=N
 
 def save_checkpoint(path, model: RNNScratch, vocab: Vocab, train_config=None, corpus=None, history=(), **extra) -> Path:
     """Write atomically: a temporary file in the same folder, fsync, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(make_checkpoint(model, vocab, train_config, corpus, history, **extra), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    ckpt = make_checkpoint(model, vocab, train_config, corpus, history, **extra)
+    return atomic_write(path, lambda f: torch.save(ckpt, f))
 
 
 def read_checkpoint(source) -> dict:

@@ -6,6 +6,7 @@ import sys
 from dataclasses import asdict
 
 from charrnn import bench
+from charrnn.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from charrnn.batches import SAMPLINGS, SeqDataLoader
 from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.data import MODES, CorpusError, load_corpus
@@ -20,36 +21,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = positive_int(text) if text.strip() not in ("0",) else 0
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = positive_float(text) if text.strip() not in ("0", "0.0") else 0.0
-    return value
 
 
 def add_corpus_args(p, default_max_tokens=10000):

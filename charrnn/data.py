@@ -12,12 +12,12 @@ import io
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from charrnn.files import atomic_write
 from charrnn.vocab import Vocab
 
 DATA_URL = "http://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt"
@@ -91,17 +91,7 @@ def download_time_machine(url: str = DATA_URL, timeout: float = 30.0) -> Path:
             f"The download from {url} is corrupted (SHA-1 {digest}, expected {DATA_SHA1}); "
             f"nothing was cached. {by_hand}"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(target, lambda f: f.write(data))
     return target
 
 
