@@ -1,0 +1,93 @@
+"""Train: the book's recipe, or your settings, on a background worker with a live perplexity chart."""
+
+import pandas as pd
+import streamlit as st
+
+import ui
+
+st.title("Train")
+run = ui.runner()
+snap = run.snapshot()
+source = ui.SOURCES[st.session_state["corpus_source"]]
+st.caption(
+    f"Text: {source}, {st.session_state['corpus_mode']} preprocessing (change it on the Data page). "
+    "The defaults are the book's recipe."
+)
+
+with st.form("train_form", border=True):
+    c = st.columns(5)
+    c[0].number_input("num_hiddens", min_value=1, max_value=8192, **ui.bound("hp_num_hiddens", "train", form=True))
+    c[1].number_input("num_steps", min_value=1, max_value=1024, **ui.bound("hp_num_steps", "train", form=True))
+    c[2].number_input("batch_size", min_value=1, max_value=1024, **ui.bound("hp_batch_size", "train", form=True))
+    c[3].number_input("lr", min_value=1e-6, format="%g", **ui.bound("hp_lr", "train", form=True))
+    c[4].number_input("num_epochs", min_value=1, max_value=1_000_000, **ui.bound("hp_num_epochs", "train", form=True))
+    c = st.columns(5)
+    c[0].number_input("clip theta (0 = off)", min_value=0.0, format="%g", **ui.bound("hp_clip", "train", form=True))
+    c[1].selectbox("sampling", ["sequential", "random"], **ui.bound("hp_sampling", "train", form=True))
+    c[2].number_input("max_tokens (0 = all)", min_value=0, step=1000, **ui.bound("hp_max_tokens", "train", form=True))
+    c[3].number_input("seed", step=1, **ui.bound("hp_seed", "train", form=True))
+    c[4].selectbox("device", ui.device_choices(), **ui.bound("hp_device", "train", form=True))
+    c = st.columns(5)
+    c[0].number_input(
+        "checkpoint every N epochs",
+        min_value=1,
+        help="Also at the end. A stopped run resumes from its last checkpoint (Runs page).",
+        **ui.bound("checkpoint_every", "train", form=True),
+    )
+    st.form_submit_button(
+        "Start", type="primary", on_click=ui.submit_training, disabled=snap.running, key="train_start"
+    )
+c = st.columns([1, 3])
+c[0].button("Stop", on_click=ui.stop_training, disabled=not snap.running, key="train_stop")
+c[1].toggle("Pause the live view (to zoom the chart)", **ui.bound("live_paused", "train"))
+if st.session_state.get("train_error"):
+    ui.error(st.session_state["train_error"])
+if snap.status in ("failed", "busy", "diverged"):
+    ui.error(snap.message)
+
+live = snap.running and not st.session_state["live_paused"]
+
+
+@st.fragment(run_every=1.0 if live else None)
+def live_view():
+    s = run.snapshot()
+    if live and not s.running:
+        st.rerun()  # the run ended: one full rerun stops the polling and re-enables Start
+    if s.status == "idle" or s.config is None:
+        st.info("No run yet in this session. Press Start.")
+        return
+    h, n = s.history, s.config.num_epochs
+    if s.run_id:
+        st.caption(f"Recorded in the run store as run {s.run_id} (see the Runs page).")
+    ended = f"{s.status} after {len(h)} of {n} epochs"
+    st.progress(h[-1].epoch / n if h else 0.0, text=ui.eta_text(h, n) if s.running else ended)
+    m = st.columns(4)
+    if h:
+        m[0].metric("perplexity", f"{h[-1].perplexity:.2f}")
+        m[1].metric("tokens/s", f"{h[-1].tokens_per_sec:,.0f}")
+        m[2].metric("gradient norm (before clipping)", f"{h[-1].grad_norm:.3f}")
+        m[3].metric("minibatches clipped", f"{h[-1].clipped:.0%}")
+    st.plotly_chart(ui.history_figure(h), key="ppl", config={"displaylogo": False})
+    if s.summary:
+        st.caption("Summary (as the book prints it)")
+        st.code(s.summary, language=None)
+    samples = [f"epoch {x.epoch:>5}: {x.sample}" for x in h if x.sample]
+    st.caption(f"Greedy continuation of {s.config.prefix!r} every {s.config.predict_every} epochs")
+    st.code("\n".join(samples[-50:]) or "(none yet)", language=None)
+    with st.expander("Every epoch"):
+        table = pd.DataFrame(
+            [(x.epoch, x.perplexity, x.tokens_per_sec, x.grad_norm) for x in h],
+            columns=["epoch", "perplexity", "tokens/s", "grad norm"],
+        )
+        st.dataframe(table, hide_index=True, key="history_table")
+
+
+live_view()
+if snap.model is not None:
+    st.download_button(
+        "Download the checkpoint",
+        data=ui.checkpoint_bytes(snap),
+        file_name="charrnn.pt",
+        mime="application/octet-stream",
+        key="train_download",
+    )

@@ -1,0 +1,119 @@
+"""charrnn.runner: one background run, stop, the shared device lock, failures reported, the store."""
+
+import dataclasses
+import threading
+import time
+
+import pytest
+
+from charrnn.runner import Runner
+from charrnn.store import RunStore
+from charrnn.train import TrainConfig
+
+TINY = dict(num_hiddens=16, batch_size=4, num_steps=8, max_tokens=2000, device="cpu")
+
+
+def cut(corpus, n: int):
+    """The corpus's first n tokens, as `load_corpus(max_tokens=n)` gives them."""
+    return dataclasses.replace(corpus, corpus=corpus.corpus[:n], max_tokens=n)
+
+
+def wait(runner: Runner, timeout: float = 30.0):
+    runner.join(timeout)
+    assert not runner.running()
+    return runner.snapshot()
+
+
+def test_a_run_reports_every_epoch_and_the_summary(recipe_corpus):
+    runner = Runner()
+    assert runner.start(cut(recipe_corpus, 2000), TrainConfig(num_epochs=3, **TINY))
+    snap = wait(runner)
+    assert snap.status == "finished"
+    assert [h.epoch for h in snap.history] == [1, 2, 3]
+    assert snap.summary.startswith("perplexity ") and snap.summary.endswith("tokens/sec on cpu")
+    assert snap.model is not None and snap.vocab is recipe_corpus.vocab
+
+
+def test_stop_ends_the_run_and_frees_the_device(recipe_corpus):
+    lock = threading.Lock()
+    runner = Runner()
+    assert runner.start(cut(recipe_corpus, 2000), TrainConfig(num_epochs=100_000, **TINY), device_lock=lock)
+    time.sleep(0.3)
+    runner.stop()
+    snap = wait(runner, 10)
+    assert snap.status == "stopped" and len(snap.history) < 100_000
+    assert lock.acquire(blocking=False)
+
+
+def test_a_busy_device_is_refused_not_queued(recipe_corpus):
+    lock = threading.Lock()
+    lock.acquire()  # another session's run
+    runner = Runner()
+    assert not runner.start(recipe_corpus, TrainConfig(num_epochs=1, **TINY), device_lock=lock)
+    snap = runner.snapshot()
+    assert snap.status == "busy" and "Device busy" in snap.message
+    assert not runner.running()
+
+
+def test_bad_settings_raise_before_any_thread(recipe_corpus):
+    runner = Runner()
+    with pytest.raises(ValueError, match="batch_size"):
+        runner.start(cut(recipe_corpus, 100), TrainConfig(num_epochs=1, device="cpu"))
+    with pytest.raises(ValueError, match="lr"):
+        runner.start(recipe_corpus, TrainConfig(lr=-1.0, **TINY))
+    assert runner.snapshot().status == "idle"
+
+
+def test_a_crash_in_the_worker_is_reported(recipe_corpus, monkeypatch):
+    import charrnn.runner
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(charrnn.runner, "train_recorded", boom)
+    lock = threading.Lock()
+    runner = Runner()
+    runner.start(recipe_corpus, TrainConfig(num_epochs=1, **TINY), device_lock=lock)
+    snap = wait(runner)
+    assert snap.status == "failed" and "out of memory" in snap.message
+    assert lock.acquire(blocking=False)
+
+
+def test_a_diverged_run_says_what_to_change(recipe_corpus):
+    runner = Runner()
+    config = TrainConfig(num_epochs=5, lr=1e38, clip=0.0, **TINY)  # weights overflow to inf
+    runner.start(cut(recipe_corpus, 2000), config)
+    snap = wait(runner)
+    if snap.status != "diverged":
+        pytest.skip("this core does not report divergence (TrainResult.diverged)")
+    assert "lr" in snap.message
+
+
+def test_every_run_is_recorded_and_a_stopped_one_resumes(recipe_corpus, tmp_path):
+    """The snapshot names the stored run; resuming it continues its curve in the same run."""
+    store = RunStore(tmp_path)
+    runner = Runner(store)
+    assert runner.start(cut(recipe_corpus, 2000), TrainConfig(num_epochs=3, **TINY), checkpoint_every=1)
+    snap = wait(runner)
+    assert snap.run_id and [h["epoch"] for h in store.history(snap.run_id)] == [1, 2, 3]
+    assert store.run(snap.run_id)["status"] == "finished"
+
+    config = TrainConfig(num_epochs=100_000, **TINY)
+    assert runner.start(cut(recipe_corpus, 2000), config, checkpoint_every=2)
+    while len(runner.snapshot().history) < 3:
+        time.sleep(0.05)
+    runner.stop()
+    first = wait(runner, 10)
+    assert first.status == "stopped" and store.run(first.run_id)["status"] == "stopped"
+    kept = store.last_checkpoint(first.run_id)["epoch"]
+
+    assert runner.start(cut(recipe_corpus, 2000), config, resume=first.run_id, checkpoint_every=2)
+    while len(runner.snapshot().history) < kept + 2:
+        time.sleep(0.05)
+    runner.stop()
+    again = wait(runner, 10)
+    assert again.run_id == first.run_id and again.status == "stopped"
+    epochs = [h.epoch for h in again.history]
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) >= kept + 2  # one curve, no gap
+    assert [h["epoch"] for h in store.history(first.run_id)] == epochs
+    assert len(store.runs()) == 2
