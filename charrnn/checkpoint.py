@@ -22,13 +22,16 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded, with a message naming the file and the problem."""
 
 
-def make_checkpoint(model: RNNScratch, vocab: Vocab, train_config=None, corpus=None, history=(), **extra) -> dict:
-    """The checkpoint dict; `extra` holds plain values such as the epoch and the iterator's state."""
+def make_checkpoint(
+    model: RNNScratch, vocab: Vocab, train_config=None, corpus=None, history=(), state_dict=None, **extra
+) -> dict:
+    """The checkpoint dict; `state_dict` (default: the model's own) may be an earlier copy of its
+    weights; `extra` holds plain values such as the epoch and the iterator's state."""
     return {
         **extra,
         "format": FORMAT,
         "model_config": asdict(model.config),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in (state_dict or model.state_dict()).items()},
         "vocab": list(vocab.idx_to_token),
         "train_config": asdict(train_config) if train_config is not None else None,
         "corpus": corpus,
@@ -36,9 +39,11 @@ def make_checkpoint(model: RNNScratch, vocab: Vocab, train_config=None, corpus=N
     }
 
 
-def save_checkpoint(path, model: RNNScratch, vocab: Vocab, train_config=None, corpus=None, history=(), **extra) -> Path:
+def save_checkpoint(
+    path, model: RNNScratch, vocab: Vocab, train_config=None, corpus=None, history=(), state_dict=None, **extra
+) -> Path:
     """Write atomically: a temporary file in the same folder, fsync, then rename."""
-    ckpt = make_checkpoint(model, vocab, train_config, corpus, history, **extra)
+    ckpt = make_checkpoint(model, vocab, train_config, corpus, history, state_dict, **extra)
     return atomic_write(path, lambda f: torch.save(ckpt, f))
 
 

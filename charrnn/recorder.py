@@ -42,8 +42,7 @@ def train_recorded(
         raise ValueError(f"checkpoint_every must be a positive integer, not {checkpoint_every!r}")
     config = config.validate()
     device = resolve_device(config.device)
-    loader = SeqDataLoader(corpus.corpus, config.batch_size, config.num_steps, config.sampling, config.seed, device)
-    model, start_epoch = build_model(len(corpus.vocab), config), 0
+    elapsed_before = 0.0  # a resumed run's clock continues from its checkpoint
     if resume is not None:
         run = store.run(resume)
         if run["status"] == "running":
@@ -60,30 +59,44 @@ def train_recorded(
         start_epoch = int(ckpt["epoch"])
         loader = SeqDataLoader(corpus.corpus, config.batch_size, config.num_steps, config.sampling, config.seed, device)
         loader.load_state_dict(ckpt["loader_state"])
+        elapsed_before = next((e["elapsed"] for e in store.history(resume) if e["epoch"] == start_epoch), 0.0) or 0.0
         store.resume_run(resume, start_epoch)
         run_id = resume
     else:
+        model, start_epoch = build_model(len(corpus.vocab), config), 0
+        loader = SeqDataLoader(corpus.corpus, config.batch_size, config.num_steps, config.sampling, config.seed, device)
         run_id = store.create_run(config, corpus.fingerprint(), str(device), name)
     if on_start is not None:
         on_start(run_id)
+    saved = {"epoch": start_epoch}  # the newest epoch that has a checkpoint
+    good = {}  # the newest finite epoch: its weights and iterator state, for a checkpoint at the end
+
+    def save(epoch: int, state_dict, loader_state) -> None:
+        path = store.checkpoint_path(run_id, epoch)
+        save_checkpoint(
+            path,
+            model,
+            corpus.vocab,
+            config,
+            corpus.fingerprint(),
+            store.history(run_id),
+            state_dict=state_dict,
+            epoch=epoch,
+            loader_state=loader_state,
+            run_id=run_id,
+        )
+        store.add_checkpoint(run_id, epoch, path)
+        saved["epoch"] = epoch
 
     def record(stats):
+        stats.elapsed += elapsed_before
         store.add_epoch(run_id, stats)
-        due = stats.epoch % checkpoint_every == 0 or stats.epoch == config.num_epochs
-        if due and math.isfinite(stats.perplexity):  # a diverged epoch never replaces the last good checkpoint
-            path = store.checkpoint_path(run_id, stats.epoch)
-            save_checkpoint(
-                path,
-                model,
-                corpus.vocab,
-                config,
-                corpus.fingerprint(),
-                store.history(run_id),
-                epoch=stats.epoch,
-                loader_state=loader.state_dict(),
-                run_id=run_id,
-            )
-            store.add_checkpoint(run_id, stats.epoch, path)
+        if math.isfinite(stats.perplexity):  # a diverged epoch never replaces the last good checkpoint
+            if stats.epoch % checkpoint_every == 0 or stats.epoch == config.num_epochs:
+                save(stats.epoch, None, loader.state_dict())
+            else:  # kept (a copy on the device, no sync) in case the run stops before the next checkpoint
+                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                good.update(epoch=stats.epoch, state=state, loader_state=loader.state_dict())
         if on_epoch is not None:
             on_epoch(stats)
 
@@ -101,8 +114,10 @@ def train_recorded(
     except BaseException as e:
         store.finish(run_id, "failed", f"{type(e).__name__}: {e}")
         raise
+    if good and good["epoch"] > saved["epoch"]:  # stopped or diverged between checkpoints
+        save(good["epoch"], good["state"], good["loader_state"])
     if result.diverged:
-        store.finish(run_id, "diverged", f"the loss became inf/NaN in epoch {result.history[-1].epoch}")
+        store.finish(run_id, "diverged", f"the perplexity became infinite in epoch {result.history[-1].epoch}")
     elif result.stopped:
         store.finish(run_id, "stopped", "stopped by the user")
     else:

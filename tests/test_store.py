@@ -58,8 +58,10 @@ def test_resume_continues_the_epoch_count_and_matches_an_uninterrupted_run(store
     assert stopped.stopped and store.run(run_id)["status"] == "stopped"
     _, resumed = train_recorded(store, short_text, TrainConfig(device="cpu"), checkpoint_every=4, resume=run_id)
     curve = store.history(run_id)
-    assert [e["epoch"] for e in curve] == list(range(1, 13))  # epochs 5-6 were redone from the checkpoint
-    assert resumed.history[0].epoch == 5
+    assert [e["epoch"] for e in curve] == list(range(1, 13))
+    assert resumed.history[0].epoch == 7  # stopping wrote a checkpoint of epoch 6, between periodic ones
+    elapsed = [e["elapsed"] for e in curve]
+    assert elapsed == sorted(elapsed)  # the resumed run's clock continues
     for ours, ref in zip(curve, straight.history, strict=True):
         assert ours["perplexity"] == pytest.approx(ref.perplexity, rel=1e-5)
     assert store.run(run_id)["status"] == "finished"

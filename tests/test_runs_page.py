@@ -1,0 +1,191 @@
+"""The Runs page and the run store through AppTest: runs outlive the app, compare, rename, delete,
+resume, train again, and Generate from a saved run or an uploaded checkpoint.
+
+Runs are made by the real core (`train_recorded`, a few tiny epochs) in a store of their own."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from charrnn.data import load_corpus
+from charrnn.recorder import train_recorded
+from charrnn.store import RunStore
+from charrnn.train import TrainConfig
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+TINY = dict(num_epochs=3, num_hiddens=16, max_tokens=2000, batch_size=8, num_steps=8, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def own_store(tmp_path, monkeypatch):
+    """An empty store per test, and fresh Streamlit caches (AppTest instances share them)."""
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield RunStore()
+    st.cache_resource.clear()  # stops a run a failed test left behind (on_release)
+
+
+@pytest.fixture(scope="module")
+def corpus(time_machine_path):
+    return load_corpus("time_machine", mode="book", max_tokens=2000, download=False)
+
+
+def record(corpus, name: str, stop_after: int | None = None, **settings) -> str:
+    """A run trained and recorded by the core, as `python -m charrnn train` does; stopped early if asked."""
+    done = []
+    stop = (lambda: len(done) >= stop_after) if stop_after else None
+    config = TrainConfig(**{**TINY, **settings})
+    run_id, _ = train_recorded(
+        RunStore(), corpus, config, on_epoch=done.append, should_stop=stop, checkpoint_every=1, name=name
+    )
+    return run_id
+
+
+def runs_page() -> AppTest:
+    """A fresh app (as after a restart), on the Runs page."""
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    return at
+
+
+def arrived(at: AppTest, page: str, title: str) -> AppTest:
+    """A button's callback switched pages: check it, and tell AppTest, whose next runs would go back."""
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == [title]
+    return at.switch_page(page)
+
+
+def figure(at: AppTest, key: str) -> dict:
+    for el in at.get("plotly_chart"):
+        if el.proto.id.endswith(f"-{key}"):
+            return json.loads(el.proto.spec)
+    raise AssertionError(f"no Plotly chart with key {key}")
+
+
+def runs_table(at: AppTest):
+    return next(df.value for df in at.dataframe if "best perplexity" in df.value.columns)
+
+
+def test_every_run_survives_a_restart_with_its_full_curve(own_store, corpus):
+    """A run trained in the app and one from the core; a new app shows both, overlaid on one chart."""
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    at.switch_page("pages/train.py").run()
+    for key, value in (("num_epochs", 3), ("num_hiddens", 16), ("max_tokens", 2000), ("batch_size", 4)):
+        at.number_input(key=f"train_hp_{key}").set_value(value)
+    at.number_input(key="train_hp_num_steps").set_value(8)
+    at.button(key="train_start").click().run()
+    end = time.monotonic() + 30
+    while at.button(key="train_start").disabled and time.monotonic() < end:
+        time.sleep(0.3)
+        at.run()
+    assert not at.button(key="train_start").disabled, "the app's run did not end"
+    other = record(corpus, "from the core", lr=2.0)
+    del at
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+    at = runs_page()
+    table = runs_table(at)
+    ids = [r["id"] for r in own_store.runs()]
+    assert len(ids) == 2 and set(table["id"]) == set(ids)
+    assert list(table["epochs"]) == [3, 3] and set(table["status"]) == {"finished"}
+    assert "from the core" in set(table["name"])
+
+    at.multiselect(key="runs_runs_selected").set_value(ids).run()
+    assert not at.exception
+    traces = figure(at, "runs_ppl")["data"]
+    assert [t["name"] for t in traces] == [r["name"] for r in own_store.runs()]
+    for trace, run_id in zip(traces, ids, strict=True):
+        history = own_store.history(run_id)
+        assert trace["x"] == [1, 2, 3]
+        assert trace["y"] == pytest.approx([h["perplexity"] for h in history])
+    configs = next(df.value for df in at.dataframe if "differs" in df.value.columns)
+    assert bool(configs.loc["lr", "differs"]) and not configs.loc["num_hiddens", "differs"]
+    assert set(configs.loc["lr"].iloc[1:]) == {"1.0", "2.0"}
+    assert other in ids
+
+
+def test_rename_and_delete_after_confirming(own_store, corpus):
+    keep, drop = record(corpus, "keep me"), record(corpus, "drop me")
+    at = runs_page()
+    at.selectbox(key="runs_one").set_value(keep).run()
+    at.text_input(key=f"runs_name_{keep}").set_value("  ").run()
+    at.button(key="runs_rename").click().run()
+    assert any("New name" in e.value for e in at.error)  # empty: says which field and what to do
+    at.text_input(key=f"runs_name_{keep}").set_value("renamed <b>run</b>").run()
+    at.button(key="runs_rename").click().run()
+    assert not at.error
+    assert own_store.run(keep)["name"] == "renamed <b>run</b>"
+    assert "renamed <b>run</b>" in set(runs_table(at)["name"])
+
+    at.selectbox(key="runs_one").set_value(drop).run()
+    checkpoint = Path(own_store.last_checkpoint(drop)["path"])
+    at.button(key="runs_del").click().run()
+    assert {r["id"] for r in own_store.runs()} == {keep, drop}  # nothing happens before the confirmation
+    at.button(key="runs_del_no").click().run()
+    assert "runs_del_yes" not in [b.key for b in at.button]  # cancelled
+    at.button(key="runs_del").click().run()
+    at.button(key="runs_del_yes").click().run()
+    assert not at.exception and not at.error
+    assert [r["id"] for r in own_store.runs()] == [keep]
+    assert list(runs_table(at)["id"]) == [keep] and not checkpoint.exists()
+
+
+def test_train_again_copies_the_settings_into_the_train_form(own_store, corpus):
+    run_id = record(corpus, "tuned", lr=0.5, num_hiddens=24, seed=7)
+    at = runs_page()
+    at.switch_page("pages/train.py").run()  # the form's widgets exist: they must follow the copied settings
+    at.switch_page("pages/runs.py").run()
+    arrived(at.button(key="runs_again").click().run(), "pages/train.py", "Train")
+    form = {k: at.number_input(key=f"train_hp_{k}").value for k in ("lr", "num_hiddens", "seed", "num_epochs")}
+    assert form == {"lr": 0.5, "num_hiddens": 24, "seed": 7, "num_epochs": 3}
+    assert at.session_state["hp_max_tokens"] == 2000 and run_id
+
+
+def test_resume_continues_a_stopped_run_in_the_same_run(own_store, corpus):
+    run_id = record(corpus, "stopped early", stop_after=2, num_epochs=4)
+    assert own_store.run(run_id)["status"] == "stopped"
+    at = runs_page()
+    at.selectbox(key="runs_one").set_value(run_id).run()
+    arrived(at.button(key="runs_resume").click().run(), "pages/train.py", "Train")
+    assert not at.error, [e.value for e in at.error]
+    end = time.monotonic() + 30
+    while at.button(key="train_start").disabled and time.monotonic() < end:
+        time.sleep(0.3)
+        at.run()
+    history = next(df.value for df in at.dataframe if "grad norm" in df.value.columns)
+    assert list(history["epoch"]) == [1, 2, 3, 4]  # the curve continues, nothing lost or repeated
+    assert [h["epoch"] for h in own_store.history(run_id)] == [1, 2, 3, 4]
+    assert own_store.run(run_id)["status"] == "finished" and len(own_store.runs()) == 1
+
+
+def test_generate_from_a_saved_run_and_from_an_uploaded_checkpoint(own_store, corpus):
+    run_id = record(corpus, "for generating")
+    at = runs_page()
+    arrived(at.button(key="runs_generate").click().run(), "pages/generate.py", "Generate")
+    assert not at.error
+    assert at.session_state["gen_run"] == run_id
+    at.text_input(key="generate_gen_prefix").set_value("time traveller")
+    at.number_input(key="generate_gen_num").set_value(20)
+    at.button(key="gen_go").click().run()
+    assert not at.exception and not at.error
+    text = at.code[0].value
+    assert text.startswith("time traveller") and len(text) == len("time traveller") + 20
+
+    at.switch_page("pages/runs.py").run()
+    data = Path(own_store.last_checkpoint(run_id)["path"]).read_bytes()
+    at.file_uploader(key="runs_upload").set_value(("mine.pt", b"not a checkpoint", "application/octet-stream")).run()
+    assert any("Checkpoint file" in e.value for e in at.error) and not at.exception
+    at.file_uploader(key="runs_upload").set_value(("mine.pt", data, "application/octet-stream")).run()
+    assert not at.error
+    arrived(at.button(key="runs_gen_upload").click().run(), "pages/generate.py", "Generate")
+    assert at.session_state["gen_model"] == "checkpoint file"
+    at.button(key="gen_go").click().run()
+    assert not at.exception and not at.error
+    assert len(at.code[0].value) == len("time traveller") + 20
