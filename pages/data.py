@@ -41,7 +41,8 @@ st.caption("The first 300 characters as the model sees them:")
 st.text(corpus.text[:300])
 
 st.header("Vocabulary")
-freq = pd.DataFrame([(i, ui.token_label(t), n) for i, t, n in vocab.frequencies()], columns=["index", "token", "count"])
+rows = [(i, ui.views.token_label(t), n) for i, t, n in vocab.frequencies()]
+freq = pd.DataFrame(rows, columns=["index", "token", "count"])
 left, right = st.columns([1, 2])
 left.dataframe(freq, hide_index=True, height=360)
 bars = go.Figure(go.Bar(x=freq["token"], y=freq["count"]))
@@ -85,7 +86,7 @@ st.caption(
     f"Rows 1 to {rows} of minibatch {k} of {count} as characters (· is a space, ⏎ a newline). "
     "Y is X shifted left by one: every target is the next character."
 )
-show = ui.visible_chars
+show = ui.views.visible_chars
 st.code(
     "\n".join(
         f"row {i + 1:>3} X  {show(vocab.decode(X[i]))}\n        Y  {show(vocab.decode(Y[i]))}" for i in range(rows)
@@ -95,7 +96,7 @@ st.code(
 
 st.header("Sequential partitioning against random sampling")
 n = min(len(corpus), 20_000)
-st.plotly_chart(ui.layout_figure(n, b, t, seed), key="layout")
+st.plotly_chart(ui.views.layout_figure(n, b, t, seed), key="layout")
 st.caption(
     f"The first {n:,} tokens wrapped into {b} rows; colour = the minibatch that reads each token in one epoch "
     "(blank = dropped). Sequential minibatches are vertical bands: minibatch k+1 continues every row of k, "

@@ -4,15 +4,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
+import ui.runs
 from charrnn.generate import generate, next_char_probs
 
 st.title("Generate")
 snap = ui.runner().snapshot()
-choice = st.radio("Model", ui.GEN_MODELS, **ui.bound("gen_model", "generate"), horizontal=True)
+choice = st.radio("Model", ui.runs.GEN_MODELS, **ui.bound("gen_model", "generate"), horizontal=True)
 if choice == "saved run":
-    model, vocab = ui.saved_run_model()  # the run picker; stops the page when there is nothing to pick
+    model, vocab = ui.runs.saved_run_model()  # the run picker; stops the page when there is nothing to pick
 elif choice == "checkpoint file":
-    model, vocab = ui.checkpoint_file_model()  # the uploader; stops the page until a checkpoint loads
+    model, vocab = ui.runs.checkpoint_file_model()  # the uploader; stops the page until a checkpoint loads
 elif snap.model is None:
     if snap.running:
         st.info("A run is training in this session; its model appears here when it ends.")
@@ -85,7 +86,7 @@ if result.generated:
     chosen = result.generated[step - 1]
     fig = go.Figure(
         go.Bar(
-            x=[ui.token_label(t) for t in tokens],
+            x=[ui.views.token_label(t) for t in tokens],
             y=top.values.tolist(),
             marker_color=["#d62728" if t == chosen else "#1f77b4" for t in tokens],
         )
@@ -98,5 +99,5 @@ if result.generated:
         xaxis_type="category",
     )
     st.caption(f"Top next-character probabilities at step {step} (red: the character generated there), after:")
-    st.text(ui.visible_chars(context[-60:]))
+    st.text(ui.views.visible_chars(context[-60:]))
     st.plotly_chart(fig, key="gen_probs")

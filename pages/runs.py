@@ -3,62 +3,63 @@
 import streamlit as st
 
 import ui
+import ui.runs
 
-ui.follow_switch()  # Resume, Train again and Generate from it go on to another page
+ui.runs.follow_switch()  # Resume, Train again and Generate from it go on to another page
 st.title("Runs")
 st.caption("Every training run is recorded with its curve and checkpoints; `python -m charrnn runs` lists the same.")
 if st.session_state.get("runs_error"):
     ui.error(st.session_state.pop("runs_error"))  # shown once, after the action that failed
-runs = ui.stored_runs()
+runs = ui.runs.stored_runs()
 by_id = {r["id"]: r for r in runs}
-labels = ui.run_labels(runs)
+labels = ui.runs.run_labels(runs)
 if not runs:
     st.info("No runs yet: start one on the Train page, or with `python -m charrnn train`.")
 else:
     st.button("Refresh", key="runs_refresh", help="Read the store again (a run training elsewhere moves on)")
-    st.dataframe(ui.runs_table(runs), hide_index=True, column_config=ui.RUNS_COLUMNS, key="runs_table")
+    st.dataframe(ui.views.runs_table(runs), hide_index=True, column_config=ui.views.RUNS_COLUMNS, key="runs_table")
 
-    ui.keep_valid("runs_selected", "runs", list(by_id), many=True)
+    ui.runs.keep_valid("runs_selected", "runs", list(by_id), many=True)
     st.multiselect("Compare runs", list(by_id), format_func=labels.get, **ui.bound("runs_selected", "runs"))
     chosen = [by_id[i] for i in st.session_state["runs_selected"]]
     if chosen:
-        st.plotly_chart(ui.runs_figure(chosen, labels), key="runs_ppl", config={"displaylogo": False})
+        st.plotly_chart(ui.views.runs_figure(chosen, labels), key="runs_ppl", config={"displaylogo": False})
         st.caption("Their settings side by side; highlighted rows differ.")
-        st.dataframe(ui.config_table(chosen, labels), height="content", key="runs_configs")
+        st.dataframe(ui.views.config_table(chosen, labels), height="content", key="runs_configs")
 
     st.header("One run")
-    ui.keep_valid("runs_one", "runs", list(by_id))
+    ui.runs.keep_valid("runs_one", "runs", list(by_id))
     run_id = st.selectbox("Run", list(by_id), format_func=labels.get, key="runs_one")
     run = by_id[run_id]
     st.text(f"{run['status']}{': ' + run['reason'] if run['reason'] else ''}, {run['epochs']} epochs, id {run_id}")
     busy = ui.runner().snapshot().running
-    download = ui.checkpoint_download(run)
+    download = ui.runs.checkpoint_download(run)
     c = st.columns([3, 1], vertical_alignment="bottom")
     c[0].text_input("Name", value=run["name"], max_chars=200, key=f"runs_name_{run_id}")
-    c[1].button("Rename", on_click=ui.rename_run, args=(run_id,), key="runs_rename")
+    c[1].button("Rename", on_click=ui.runs.rename_run, args=(run_id,), key="runs_rename")
     c = st.columns([1, 2.2, 1.4, 1.8, 1])
     c[0].button(
         "Resume",
-        on_click=ui.resume_run,
+        on_click=ui.runs.resume_run,
         args=(run_id,),
-        disabled=run["status"] not in ui.RESUMABLE or download is None or busy,
+        disabled=run["status"] not in ui.runs.RESUMABLE or download is None or busy,
         help="A stopped or interrupted run continues from its last checkpoint, on the Train page.",
         key="runs_resume",
     )
-    c[1].button("Train again with these settings", on_click=ui.train_again, args=(run_id,), key="runs_again")
-    c[2].button("Generate from it", on_click=ui.generate_from, args=("saved run", run_id), key="runs_generate")
+    c[1].button("Train again with these settings", on_click=ui.runs.train_again, args=(run_id,), key="runs_again")
+    c[2].button("Generate from it", on_click=ui.runs.generate_from, args=("saved run", run_id), key="runs_generate")
     if download is None:
         c[3].caption("no checkpoint yet")
     else:
         c[3].download_button("Download checkpoint", download[0], download[1], help=download[2], key="runs_download")
     c[4].button(
-        "Delete...", on_click=ui.ask_delete, args=(run_id,), disabled=run["status"] == "running", key="runs_del"
+        "Delete...", on_click=ui.runs.ask_delete, args=(run_id,), disabled=run["status"] == "running", key="runs_del"
     )
     if st.session_state.get("runs_confirm_delete") == run_id:
         st.warning(ui.literal(f"Delete {run['name']}, its curve and its checkpoint files? This cannot be undone."))
         c = st.columns([1, 1, 4])
-        c[0].button("Yes, delete", type="primary", on_click=ui.delete_run, args=(run_id,), key="runs_del_yes")
-        c[1].button("Cancel", on_click=ui.ask_delete, args=(None,), key="runs_del_no")
+        c[0].button("Yes, delete", type="primary", on_click=ui.runs.delete_run, args=(run_id,), key="runs_del_yes")
+        c[1].button("Cancel", on_click=ui.runs.ask_delete, args=(None,), key="runs_del_no")
 
 st.header("Generate from a checkpoint file")
 file = st.file_uploader("A charrnn checkpoint (.pt), e.g. one downloaded here", type=["pt"], key="runs_upload")
@@ -69,4 +70,4 @@ if file is not None:
         ui.error(f"Checkpoint file: {e}")
         st.stop()
     st.text(f"{file.name}: {model.config.num_hiddens} hidden units, a vocab of {len(vocab)} tokens")
-    st.button("Generate from it", on_click=ui.generate_from, args=("checkpoint file",), key="runs_gen_upload")
+    st.button("Generate from it", on_click=ui.runs.generate_from, args=("checkpoint file",), key="runs_gen_upload")

@@ -67,7 +67,7 @@ def live_view():
         m[1].metric("tokens/s", f"{h[-1].tokens_per_sec:,.0f}")
         m[2].metric("gradient norm (before clipping)", f"{h[-1].grad_norm:.3f}")
         m[3].metric("minibatches clipped", f"{h[-1].clipped:.0%}")
-    st.plotly_chart(ui.history_figure(h), key="ppl", config={"displaylogo": False})
+    st.plotly_chart(ui.views.history_figure(h), key="ppl", config={"displaylogo": False})
     if s.summary:
         st.caption("Summary (as the book prints it)")
         st.code(s.summary, language=None)

@@ -1,0 +1,163 @@
+"""Figures and tables built from plain data (histories, runs, minibatch layouts): no session state."""
+
+import html
+import time
+from dataclasses import fields
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from charrnn.batches import SeqDataLoader
+from charrnn.store import RunStore
+from charrnn.train import TrainConfig
+
+
+def thin(history: list, most: int = 2000) -> list:
+    """At most ~`most` evenly spaced points and always the last (each redraw resends the whole chart)."""
+    step = max(1, len(history) // most)
+    points = history[::step]
+    if points and points[-1] is not history[-1]:
+        points.append(history[-1])
+    return points
+
+
+def perplexity_layout(fig: go.Figure, points: int, revision: str) -> go.Figure:
+    fig.update_xaxes(dtick=1 if points <= 10 else None)  # no "epoch 1.5" ticks on short runs
+    fig.update_layout(
+        xaxis_title="epoch",
+        yaxis_title="training perplexity",
+        height=340,
+        margin=dict(l=10, r=10, t=30, b=10),
+        uirevision=revision,
+    )
+    return fig
+
+
+def history_figure(history) -> go.Figure:
+    """Perplexity per epoch; long histories are thinned to ~2,000 points."""
+    points = thin(history)
+    fig = go.Figure(
+        go.Scatter(
+            x=[h.epoch for h in points],
+            y=[h.perplexity for h in points],
+            mode="lines+markers" if len(points) < 60 else "lines",
+            name="perplexity",
+        )
+    )
+    return perplexity_layout(fig, len(points), "ppl")
+
+
+def token_label(token: str) -> str:
+    """A token as a label people can see: whitespace tokens by their repr."""
+    return repr(token) if token.isspace() else token
+
+
+def visible_chars(text: str) -> str:
+    return text.replace(" ", "·").replace("\n", "⏎")
+
+
+def minibatch_map(num_tokens: int, b: int, t: int, sampling: str, seed: int) -> list[int]:
+    """Which minibatch (1-based; 0 = none) reads each corpus position in the first epoch.
+
+    The loader itself is run over the positions 0..n-1, so the picture is the real layout."""
+    owner = [0] * num_tokens
+    for k, (X, _) in enumerate(SeqDataLoader(list(range(num_tokens)), b, t, sampling, seed=seed), 1):
+        for p in X.flatten().tolist():
+            owner[p] = k
+    return owner
+
+
+def layout_figure(n: int, b: int, t: int, seed: int) -> go.Figure:
+    """The first n tokens wrapped into the b sequential rows, coloured by minibatch, for both samplings."""
+    seq, rnd = minibatch_map(n, b, t, "sequential", seed), minibatch_map(n, b, t, "random", seed)
+    offset = next(i for i, owner in enumerate(seq) if owner)
+    width = (n - offset - 1) // b  # the length of one sequential row
+
+    def grid(owner):
+        return [[owner[offset + r * width + j] or None for j in range(width)] for r in range(b)]
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("sequential: each row continues", "random: unrelated windows"))
+    for col, owner in ((1, seq), (2, rnd)):
+        fig.add_trace(
+            go.Heatmap(
+                z=grid(owner),
+                coloraxis="coloraxis",
+                hovertemplate="row %{y}, position %{x}: minibatch %{z}<extra></extra>",
+            ),
+            1,
+            col,
+        )
+    fig.update_layout(
+        coloraxis=dict(colorscale="Turbo", colorbar_title="minibatch"), height=360, margin=dict(l=10, r=10, t=40, b=10)
+    )
+    fig.update_yaxes(autorange="reversed", title_text="row")
+    fig.update_xaxes(title_text="position in the row")
+    return fig
+
+
+KEY_HPARAMS = ("num_hiddens", "num_steps", "batch_size", "lr", "num_epochs", "clip", "sampling", "max_tokens", "seed")
+
+
+def runs_table(runs: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        rows.append(
+            {
+                "name": r["name"],
+                "status": r["status"],
+                "reason": r["reason"],
+                **{k: r["config"].get(k) for k in KEY_HPARAMS},
+                "epochs": r["epochs"],
+                "final perplexity": r["final_perplexity"],
+                "best perplexity": r["best_perplexity"],
+                "tokens/s": r["tokens_per_sec"],
+                "device": r["device"],
+                "duration (s)": r["duration"],
+                "created": pd.Timestamp(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"]))),
+                "text": f"{r['corpus'].get('name', '?')}, {r['corpus'].get('mode', '?')}",
+                "id": r["id"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+RUNS_COLUMNS = {
+    "final perplexity": st.column_config.NumberColumn(format="%.3f"),
+    "best perplexity": st.column_config.NumberColumn(format="%.3f"),
+    "tokens/s": st.column_config.NumberColumn(format="%.0f"),
+    "duration (s)": st.column_config.NumberColumn(format="%.1f"),
+    "lr": st.column_config.NumberColumn(format="%g"),
+    "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+}
+
+
+def runs_figure(runs: list[dict], labels: dict) -> go.Figure:
+    """The perplexity curves of several runs on one chart, one trace per run."""
+    fig, longest = go.Figure(), 0
+    for r in runs:
+        points = thin(RunStore().history(r["id"]))
+        longest = max(longest, len(points))
+        fig.add_trace(
+            go.Scatter(
+                x=[p["epoch"] for p in points],
+                y=[p["perplexity"] for p in points],
+                mode="lines+markers" if len(points) < 60 else "lines",
+                name=html.escape(labels[r["id"]]),  # Plotly reads tags in names; a run's name is text
+            )
+        )
+    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    return perplexity_layout(fig, longest, "runs")
+
+
+def config_table(runs: list[dict], labels: dict):
+    """The runs' settings side by side (a column per run); the rows that differ are highlighted."""
+    rows = {name: [str(r["config"].get(name, "")) for r in runs] for name in (f.name for f in fields(TrainConfig))}
+    rows["text"] = [str(r["corpus"].get("name", "")) for r in runs]
+    rows["text mode"] = [str(r["corpus"].get("mode", "")) for r in runs]
+    rows["text SHA-1"] = [str(r["corpus"].get("sha1", ""))[:12] for r in runs]
+    rows["device used"] = [r["device"] for r in runs]
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=[labels[r["id"]] for r in runs])
+    table.insert(0, "differs", [len(set(values)) > 1 for values in rows.values()])
+    return table.style.apply(lambda row: ["background-color: #ffe08a" if row["differs"] else ""] * len(row), axis=1)
