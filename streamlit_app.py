@@ -49,5 +49,6 @@ RUNS = st.Page("pages/runs.py", title="Runs", icon=":material/table_chart:")
 # a fresh server first shows the auto-discovered pages/ folder there before this call takes over.
 page = st.navigation([HOME, DATA, TRAIN, GENERATE, RUNS], position="hidden")
 ui.init_state()
+ui.entry_done()
 ui.sidebar([HOME, DATA, TRAIN, GENERATE, RUNS])
 page.run()

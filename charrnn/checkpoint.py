@@ -56,8 +56,8 @@ def read_checkpoint(source) -> dict:
         raise CheckpointError(f"No checkpoint at {name}; check the path.") from e
     except pickle.UnpicklingError as e:
         raise CheckpointError(
-            f"{name} was refused: it is not a plain charrnn checkpoint (it would need to run code "
-            "to load, which is never allowed)."
+            f"{name} was refused: it is not a plain charrnn checkpoint (a damaged file, or one that would "
+            "need to run code to load, which is never allowed)."
         ) from e
     except Exception as e:  # truncated zip, random bytes, ...
         raise CheckpointError(f"{name} is not a readable checkpoint ({type(e).__name__}); is the file complete?") from e

@@ -142,10 +142,11 @@ def decode_text(data: bytes, name: str = "the text") -> str:
     return text
 
 
-def read_text(source) -> tuple[str, str]:
-    """(name, text) of a file path or uploaded bytes."""
+def read_text(source, name: str | None = None) -> tuple[str, str]:
+    """(name, text) of a file path or uploaded bytes (`name`: the uploaded file's name)."""
     if isinstance(source, (bytes, bytearray)):
-        return "uploaded text", decode_text(bytes(source), "The uploaded text")
+        label = f"The uploaded file {name!r}" if name else "The uploaded text"
+        return name or "uploaded text", decode_text(bytes(source), label)
     path = Path(source).expanduser()
     if not path.is_file():
         raise CorpusError(f"No text file at {path}; check the path.")
@@ -230,10 +231,14 @@ def build_corpus(text: str, name: str, source: str, mode: str = "book", max_toke
 
 
 def load_corpus(
-    source="time_machine", mode: str = "book", max_tokens: int | None = 10000, download: bool = True
+    source="time_machine",
+    mode: str = "book",
+    max_tokens: int | None = 10000,
+    download: bool = True,
+    name: str | None = None,
 ) -> Corpus:
     """Load The Time Machine (``"time_machine"``), the offline fallback (``"fallback"``), a file
-    path or uploaded bytes, preprocess it and build its vocab."""
+    path or uploaded bytes (named `name` in messages), preprocess it and build its vocab."""
     if mode not in MODES:
         raise CorpusError(f"mode must be one of {', '.join(MODES)}, not {mode!r}.")
     if source == "time_machine":
@@ -244,6 +249,6 @@ def load_corpus(
         if found is None:
             raise CorpusError("No offline fallback text on this machine; upload a .txt file instead.")
         return build_corpus(found[1], found[0], "fallback", mode, max_tokens)
-    name, text = read_text(source)
+    name, text = read_text(source, name)
     kind = "upload" if isinstance(source, (bytes, bytearray)) else "file"
     return build_corpus(text, name, kind, mode, max_tokens)

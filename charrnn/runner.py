@@ -19,7 +19,7 @@ from charrnn.data import Corpus
 from charrnn.device import resolve_device
 from charrnn.recorder import train_recorded
 from charrnn.store import RunStore
-from charrnn.train import EpochStats, TrainConfig
+from charrnn.train import EpochStats, TrainConfig, check_fits
 
 STATUSES = ("idle", "running", "finished", "stopped", "diverged", "failed", "busy")
 
@@ -69,8 +69,9 @@ class Runner:
         thread starts, so the caller can show it next to the form.
         """
         config.validate()
-        resolve_device(config.device)
         SeqDataLoader(corpus.corpus, config.batch_size, config.num_steps, config.sampling)  # too short -> ValueError
+        if resume is None:  # refuse what the device's memory cannot hold before anything is allocated
+            check_fits(config, len(corpus.vocab), resolve_device(config.device))
         if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be a positive integer, not {checkpoint_every!r}")
         with self._lock:

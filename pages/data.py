@@ -7,6 +7,8 @@ import streamlit as st
 import ui
 from charrnn import batches
 
+ui.via_entry(__file__)
+
 st.title("Data")
 c1, c2, c3 = st.columns(3)
 c1.selectbox("Corpus source", list(ui.SOURCES), format_func=ui.SOURCES.get, **ui.bound("corpus_source", "data"))

@@ -7,6 +7,8 @@ import ui
 import ui.runs
 from charrnn.generate import generate, next_char_probs
 
+ui.via_entry(__file__)
+
 st.title("Generate")
 snap = ui.runner().snapshot()
 choice = st.radio("Model", ui.runs.GEN_MODELS, **ui.bound("gen_model", "generate"), horizontal=True)

@@ -5,6 +5,8 @@ import streamlit as st
 import ui
 import ui.runs
 
+ui.via_entry(__file__)
+
 ui.runs.follow_switch()  # Resume, Train again and Generate from it go on to another page
 st.title("Runs")
 st.caption("Every training run is recorded with its curve and checkpoints; `python -m charrnn runs` lists the same.")

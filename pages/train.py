@@ -5,6 +5,8 @@ import streamlit as st
 
 import ui
 
+ui.via_entry(__file__)
+
 st.title("Train")
 run = ui.runner()
 snap = run.snapshot()

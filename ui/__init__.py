@@ -10,6 +10,7 @@ import io
 import re
 import threading
 from dataclasses import asdict, fields
+from pathlib import Path
 
 import streamlit as st
 import torch
@@ -57,6 +58,26 @@ def literal(text: str) -> str:
 def error(message: str):
     """st.error for messages that may quote file names or user text."""
     st.error(literal(message))
+
+
+ENTRY_RAN = "_entry_ran"
+
+
+def via_entry(page_file: str):
+    """First call of every page file. A fresh server asked first for a page's own address (/train)
+    runs that file alone, in Streamlit's legacy pages/ mode, without the entry file's settings and
+    sidebar: send the session through the entry file, which then switches to the page asked for."""
+    if ENTRY_RAN not in st.session_state:
+        st.session_state["_wanted_page"] = f"pages/{Path(page_file).name}"
+        st.switch_page("streamlit_app.py")
+
+
+def entry_done():
+    """Called by the entry file before it runs the page; finishes a `via_entry` detour."""
+    st.session_state[ENTRY_RAN] = True
+    wanted = st.session_state.pop("_wanted_page", None)
+    if wanted:
+        st.switch_page(wanted)
 
 
 def init_state():
@@ -111,7 +132,7 @@ def sidebar(pages):
         st.caption("Device")
         st.text(device_text(st.session_state["hp_device"]))
         snap = runner().snapshot()
-        if snap.status != "idle":
+        if snap.config is not None:  # None until this session's first run (a refused start included)
             st.caption("Training in this session")
             if snap.running:  # the epoch count would go stale here: the live view is on the Train page
                 st.text(f"running, {snap.config.num_epochs} epochs")
@@ -120,8 +141,8 @@ def sidebar(pages):
 
 
 @st.cache_data(show_spinner="Loading the text...", max_entries=16)
-def _load(source: str, mode: str, max_tokens: int, data: bytes | None):
-    return load_corpus(data if source == "upload" else source, mode=mode, max_tokens=max_tokens)
+def _load(source: str, mode: str, max_tokens: int, data: bytes | None, name: str | None = None):
+    return load_corpus(data if source == "upload" else source, mode=mode, max_tokens=max_tokens, name=name)
 
 
 def corpus_status() -> tuple[str, str]:
@@ -145,16 +166,17 @@ def corpus_status() -> tuple[str, str]:
 def load_chosen_corpus(max_tokens: int):
     """The corpus chosen on the Data page (source and mode in session state); raises CorpusError."""
     source, mode = st.session_state["corpus_source"], st.session_state["corpus_mode"]
-    data = None
+    data, name = None, None
     if source == "upload":
-        data = (st.session_state.get("upload") or {}).get("data")
+        upload = st.session_state.get("upload") or {}
+        data, name = upload.get("data"), upload.get("name")
         if data is None:
             raise CorpusError("no text uploaded yet; upload a .txt file on the Data page, or pick another source.")
     if source == "time_machine" and st.session_state.get("tm_error") and find_time_machine() is None:
         raise CorpusError(corpus_status()[1])  # do not retry a failed download on every rerun
     download = source == "time_machine" and find_time_machine() is None
     try:
-        corpus = _load(source, mode, int(max_tokens), data)
+        corpus = _load(source, mode, int(max_tokens), data, name)
     except CorpusError as e:
         if source == "time_machine":
             st.session_state["tm_error"] = str(e)

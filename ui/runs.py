@@ -111,12 +111,12 @@ def corpus_for_run(run: dict):
     if fp["source"] in ("time_machine", "fallback"):
         corpus = _load(fp["source"], fp["mode"], int(fp["max_tokens"] or 0), None)
     else:
-        data = (st.session_state.get("upload") or {}).get("data")
-        if data is None:
+        upload = st.session_state.get("upload") or {}
+        if upload.get("data") is None:
             raise CorpusError(
                 f"the run trained on {fp['name']}; upload that file on the Data page (source: Uploaded .txt) first."
             )
-        corpus = _load("upload", fp["mode"], int(fp["max_tokens"] or 0), data)
+        corpus = _load("upload", fp["mode"], int(fp["max_tokens"] or 0), upload["data"], upload.get("name"))
     if corpus.sha1 != fp["sha1"]:
         raise CorpusError(f"the text uploaded on the Data page is not {fp['name']}, which the run trained on.")
     return corpus

@@ -1,6 +1,7 @@
 """Figures and tables built from plain data (histories, runs, minibatch layouts): no session state."""
 
 import html
+import math
 import time
 from dataclasses import fields
 
@@ -46,6 +47,9 @@ def history_figure(history) -> go.Figure:
             name="perplexity",
         )
     )
+    bad = next((h.epoch for h in history if not math.isfinite(h.perplexity)), None)
+    if bad is not None:  # an infinite perplexity cannot be drawn: mark the epoch instead
+        fig.add_vline(x=bad, line_color="crimson", line_dash="dash", annotation_text=f"diverged at epoch {bad}")
     return perplexity_layout(fig, len(points), "ppl")
 
 

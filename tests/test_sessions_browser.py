@@ -1,0 +1,233 @@
+"""Two users at once (issue 6): one `streamlit run` server, two Playwright browser contexts.
+
+AppTest cannot stand in here: all its instances share one session id, so they are one user.
+Checks that each session sees only its own run and chart, that the shared device lock is visible
+as a "Device busy" error in the other session, that one session's Stop frees the device for the
+other, and that closing a tab while it trains releases the device (the session-scoped runner's
+on_release). Screenshots go to artifacts/screenshots/ (gitignored).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# A run that keeps going until stopped: ~2,000 tokens, a tiny model, many epochs.
+TINY = {
+    "num_hiddens": "16",
+    "max_tokens (0 = all)": "2000",
+    "batch_size": "4",
+    "num_steps": "8",
+    "num_epochs": "100000",
+}
+CHART_POINTS = """() => {
+  const el = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
+  return el && el.data && el.data.length ? el.data[0].x.length : 0;
+}"""
+# Set in a page the moment any Plotly chart appears in it, from the first paint on.
+RECORD_CHARTS = """
+window.__chartSeen = false;
+new MutationObserver(() => {
+  if (document.querySelector("[data-testid='stPlotlyChart']")) window.__chartSeen = true;
+}).observe(document, {subtree: true, childList: true});
+"""
+
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(time_machine_path):
+    """`streamlit run` on a free port; CHARRNN_DATA_DIR and the tests' private CHARRNN_HOME passed through."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
+    cmd += ["--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    env = {**os.environ, "CHARRNN_DATA_DIR": str(time_machine_path.parent)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start:\n{proc.stdout.read() if proc.poll() is not None else ''}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        assert "Traceback" not in out, out
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def user(browser, url: str):
+    """A new browser context (its own cookies, so its own Streamlit session) on the Train page."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    context.add_init_script(RECORD_CHARTS)
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    pg.goto(url)
+    pg.wait_for_selector("h1:has-text('charrnn studio')")
+    settle(pg)
+    pg.locator("[data-testid='stSidebar'] [data-testid='stPageLink'] a", has_text="Train").click()
+    pg.wait_for_selector("h1:has-text('Train')")
+    settle(pg)
+    return context, pg
+
+
+def settle(pg):
+    pg.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+    pg.wait_for_timeout(300)
+
+
+def shot(pg, name: str):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SHOTS / f"sessions-{name}.png"), full_page=True)
+
+
+def fill_tiny(pg):
+    for label, value in TINY.items():
+        box = pg.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Tab")
+
+
+def press(pg, name: str):
+    pg.get_by_role("button", name=name, exact=True).click()
+    settle(pg)
+
+
+def points(pg) -> int:
+    return pg.evaluate(CHART_POINTS)
+
+
+def run_id(pg) -> str:
+    caption = pg.get_by_text("Recorded in the run store as run").inner_text()
+    return caption.split(" as run ")[1].split()[0]
+
+
+def busy(pg) -> bool:
+    return pg.locator("[data-testid='stAlert']", has_text="Device busy").count() > 0
+
+
+def no_exception(pg):
+    assert pg.locator("[data-testid='stException']").count() == 0
+    assert pg.get_by_text("Traceback").count() == 0
+
+
+def test_two_sessions_keep_their_runs_apart(server, browser):
+    ctx_a, a = user(browser, server)
+    ctx_b, b = user(browser, server)
+    fill_tiny(a)
+    fill_tiny(b)
+
+    # A trains; B sees nothing of it, and B's Start is refused with a visible "Device busy".
+    press(a, "Start")
+    a.wait_for_function(f"({CHART_POINTS})() >= 2")
+    id_a = run_id(a)
+    press(b, "Start")
+    b.locator("[data-testid='stAlert']", has_text="Device busy").wait_for()
+    no_exception(b)
+    assert b.get_by_role("button", name="Stop", exact=True).is_disabled()  # B has no run to stop
+    assert not b.evaluate("window.__chartSeen"), "B's page showed a chart (A's) before B trained"
+    assert b.get_by_text("No run yet in this session").count() == 1
+    assert b.get_by_text(id_a).count() == 0
+    shot(a, "1-a-training")
+    shot(b, "2-b-busy")
+
+    # A's Stop ends A's run; now B can start, and each page shows only its own run.
+    press(a, "Stop")
+    a.locator("[data-testid='stProgress']", has_text="stopped").wait_for()
+    settle(a)
+    stopped_at = points(a)
+    assert stopped_at >= 2
+    press(b, "Start")
+    b.wait_for_function(f"({CHART_POINTS})() >= 2")
+    assert not busy(b)
+    id_b = run_id(b)
+    assert id_b != id_a
+    b.wait_for_timeout(2500)  # a few live refreshes of B; A's chart must not move
+    assert points(a) == stopped_at
+    assert a.get_by_text(id_b).count() == 0 and b.get_by_text(id_a).count() == 0
+    assert a.locator("[data-testid='stProgress']", has_text="stopped").count() == 1
+    no_exception(a)
+    no_exception(b)
+    shot(a, "3-a-stopped")
+    shot(b, "4-b-training")
+
+    # B closes its tab while training: its session ends, on_release stops the run, the device is free.
+    ctx_b.close()
+    deadline = time.monotonic() + 30
+    while True:
+        press(a, "Start")
+        if not busy(a):
+            break
+        assert time.monotonic() < deadline, "closing B's tab did not release the device within 30 s"
+        a.wait_for_timeout(1000)
+    deadline = time.monotonic() + 20
+    while run_id(a) in (id_a, id_b):  # the caption names the new run once it is in the store
+        assert time.monotonic() < deadline, "A's page still shows an earlier run"
+        a.wait_for_timeout(500)
+    a.wait_for_function(f"({CHART_POINTS})() >= 2")
+    no_exception(a)
+    shot(a, "5-a-after-b-closed")
+    press(a, "Stop")
+    a.locator("[data-testid='stProgress']", has_text="stopped").wait_for()
+    ctx_a.close()
+
+
+def test_a_link_straight_to_a_page_works(server, browser):
+    """A shared link to /train on a fresh server shows the Train page, not a KeyError traceback.
+
+    Streamlit runs pages/train.py on its own there (legacy pages/ mode, without the entry file);
+    ui.via_entry sends the session through the entry file and on to the page."""
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    pg.goto(f"{server}/train")
+    pg.wait_for_selector("h1:has-text('Train')")
+    settle(pg)
+    shot(pg, "6-deep-link")
+    no_exception(pg)
+    assert pg.get_by_label("num_hiddens", exact=True).count() == 1
+    context.close()

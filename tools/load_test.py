@@ -1,0 +1,259 @@
+"""A short load test of the Train page (issue 6): N pages in one headless Chromium while one run trains.
+
+    python tools/load_test.py --viewers 8 --seconds 30
+
+Two phases on one `streamlit run` server (a private CHARRNN_HOME in a temporary folder):
+
+1. no viewers: one page starts the run with its live view paused (nothing polls), for --seconds;
+2. N viewers: N pages open the Train page; page 0 starts the same run with its live view on (it polls
+   once a second), pages 1..N-1 keep the Train page open, for --seconds.
+
+Runs belong to the browser session that started them, so pages 1..N-1 cannot see page 0's run: their
+live view says "No run yet" and does not poll. They are idle sessions (websocket, session state),
+which is what other users of a shared demo are while someone trains. Only page 0 produces chart
+updates; the idle pages are checked for errors and a stuck rerun at the end.
+
+Figures: per polling page, the time from each poll (the last websocket message the page sent, i.e.
+the fragment's rerun request) to the chart's data changing in the DOM, p50/p95; the server process's
+CPU in cores from /proc/<pid>/stat (utime+stime of the server PID and all its threads, so the
+browsers' CPU is excluded; the training thread runs inside the server, so the server's own cost is
+the loaded phase minus the training's share, estimated from the no-viewer phase); the run's tokens/s
+(median over its epochs in the window, from the run store) in both phases.
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from charrnn.store import RunStore  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Timestamps (performance.now) of every websocket message the page sends, and of every change of
+# the perplexity chart's data (its point count or last epoch), from the first paint on.
+RECORD = """
+window.__sent = []; window.__updates = [];
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) { window.__sent.push(performance.now()); return send.call(this, data); };
+let last = null;
+new MutationObserver(() => {
+  const el = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
+  if (!el || !el.data || !el.data.length) return;
+  const x = el.data[0].x, key = x.length + ":" + x[x.length - 1];
+  if (key !== last) { last = key; window.__updates.push(performance.now()); }
+}).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+"""
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
+    cmd += ["--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    env = {**os.environ, "CHARRNN_HOME": home}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read() == b"ok":
+                    return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("streamlit did not start within 60 s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process and all its threads (live and exited), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # fields 14 and 15 of proc(5)
+
+
+def settle(pg):
+    pg.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+    pg.wait_for_timeout(300)
+
+
+def open_train(context, url: str):
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    pg.goto(url)  # not /train: a link straight to a page skips the entry file (see the report)
+    pg.wait_for_selector("h1:has-text('charrnn studio')")
+    settle(pg)
+    pg.locator("[data-testid='stSidebar'] [data-testid='stPageLink'] a", has_text="Train").click()
+    pg.wait_for_selector("h1:has-text('Train')")
+    settle(pg)
+    return pg
+
+
+def fill(pg, settings: dict):
+    for label, value in settings.items():
+        box = pg.get_by_label(label, exact=True)
+        box.fill(str(value))
+        box.press("Tab")
+
+
+def tokens_per_sec(home: str) -> tuple[float, int, str]:
+    """Median tokens/s over the newest run's epochs (the first one, warming up, left out)."""
+    store = RunStore(home)
+    run = store.runs()[0]
+    history = store.history(run["id"])
+    rates = [h["tokens_per_sec"] for h in history[1:]] or [h["tokens_per_sec"] for h in history]
+    return (statistics.median(rates) if rates else 0.0), len(history), run["id"]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def latencies(pg, t0: float) -> dict:
+    """Poll -> chart change, for every chart change after t0 (browser clock, ms)."""
+    sent, updates = pg.evaluate("[window.__sent, window.__updates]")
+    sent = [s for s in sent if s >= t0]
+    updates = [u for u in updates if u >= t0]
+    lags = []
+    for u in updates:
+        before = [s for s in sent if s <= u]
+        if before:
+            lags.append(u - before[-1])
+    gaps = [b - a for a, b in zip(updates, updates[1:], strict=False)]
+    return {
+        "polls_sent": len(sent),
+        "chart_updates": len(updates),
+        "poll_to_chart_ms_p50": percentile(lags, 0.5),
+        "poll_to_chart_ms_p95": percentile(lags, 0.95),
+        "longest_gap_between_updates_ms": max(gaps) if gaps else None,
+    }
+
+
+def page_health(pg) -> dict:
+    return {
+        "exceptions": pg.locator("[data-testid='stException']").count(),
+        "errors": [e.inner_text() for e in pg.locator("[data-testid='stAlert']").all() if "rror" in e.inner_text()],
+        "script_state": pg.locator("[data-testid='stApp']").get_attribute("data-test-script-state"),
+    }
+
+
+def phase(browser, url: str, home: str, viewers: int, seconds: float, settings: dict, server_pid: int) -> dict:
+    """One run of `seconds` with `viewers` pages open (0: one page, live view paused)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    context.add_init_script(RECORD)
+    pages = [open_train(context, url) for _ in range(max(1, viewers))]
+    trainer = pages[0]
+    fill(trainer, settings)
+    if viewers == 0:  # nobody watches: the live view is paused before the run starts, so nothing polls
+        trainer.get_by_text("Pause the live view").click()
+        settle(trainer)
+    trainer.get_by_role("button", name="Start", exact=True).click()
+    settle(trainer)
+    if viewers:
+        trainer.wait_for_function("window.__updates.length >= 2")
+    t0 = trainer.evaluate("performance.now()")
+    cpu0, wall0 = cpu_seconds(server_pid), time.monotonic()
+    trainer.wait_for_timeout(seconds * 1000)
+    cpu1, wall1 = cpu_seconds(server_pid), time.monotonic()
+    result = {
+        "viewers": viewers,
+        "seconds": round(wall1 - wall0, 2),
+        "server_cpu_cores": round((cpu1 - cpu0) / (wall1 - wall0), 3),
+    }
+    if viewers:
+        result["polling_pages"] = {"page 0 (trainer)": latencies(trainer, t0)}
+        result["pages"] = [page_health(pg) for pg in pages]
+    trainer.get_by_role("button", name="Stop", exact=True).click()
+    deadline = time.monotonic() + 30  # a paused live view does not redraw: ask the run store
+    while RunStore(home).runs()[0]["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    rate, epochs, run_id = tokens_per_sec(home)
+    result.update(tokens_per_sec=round(rate), epochs=epochs, run_id=run_id)
+    context.close()
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--viewers", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--num-hiddens", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--num-steps", type=int, default=8)
+    parser.add_argument("--out", default=str(ROOT / "artifacts" / "load_test.json"))
+    args = parser.parse_args()
+    settings = {
+        "num_hiddens": args.num_hiddens,
+        "max_tokens (0 = all)": args.max_tokens,
+        "batch_size": args.batch_size,
+        "num_steps": args.num_steps,
+        "num_epochs": 1_000_000,  # stopped at the end of the window
+    }
+    from playwright.sync_api import sync_playwright
+
+    home = tempfile.mkdtemp(prefix="charrnn-load-")
+    proc, url = start_server(home)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            alone = phase(browser, url, home, 0, args.seconds, settings, proc.pid)
+            loaded = phase(browser, url, home, args.viewers, args.seconds, settings, proc.pid)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    # The training thread lives in the server process. With no viewers the process does little
+    # else, so its CPU per token trained is the training's; the rest of the loaded phase's CPU is
+    # the cost of serving the pages.
+    train_share = alone["server_cpu_cores"] * loaded["tokens_per_sec"] / max(alone["tokens_per_sec"], 1)
+    summary = {
+        "config": {**settings, "viewers": args.viewers, "seconds": args.seconds, "cpus": os.cpu_count()},
+        "what_the_viewers_do": (
+            "page 0 starts the run and polls its live view once a second; the other pages keep the Train "
+            "page open in their own sessions, where there is no run, so they show 'No run yet' and do not poll"
+        ),
+        "cpu_method": (
+            "utime+stime of the streamlit server PID (all its threads) from /proc/<pid>/stat over wall time; "
+            "the browsers are other processes and are not counted. Training runs in a thread of the server, "
+            "so serving cost = loaded CPU - no-viewer CPU scaled by the tokens/s ratio"
+        ),
+        "no_viewers": alone,
+        "with_viewers": loaded,
+        "server_cpu_serving_pages_cores": round(loaded["server_cpu_cores"] - train_share, 3),
+        "tokens_per_sec_ratio": round(loaded["tokens_per_sec"] / max(alone["tokens_per_sec"], 1), 3),
+    }
+    text = json.dumps(summary, indent=2)
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
