@@ -114,8 +114,7 @@ def test_bad_upload_is_refused_on_the_data_page_naming_the_file(time_machine_pat
     msgs = errors(at)
     assert len(msgs) == 1, msgs
     assert all(n in msgs[0] for n in needles), msgs
-    # The file is named so the user knows which upload is meant (FAILS today: the core only knows
-    # the bytes, so the message says "the text"; see the report for the change in ui.py).
+    # The file is named so the user knows which upload is meant.
     assert name in msgs[0], msgs
 
 
@@ -229,7 +228,6 @@ def test_divergence_shows_status_diverged_and_the_chart_marks_where(time_machine
     epoch = int(next(m for m in msgs if "at epoch" in m).split("at epoch ")[1].split(":")[0])
     assert epoch < 200
     # The chart says where: a marker (shape or annotation) at the epoch that diverged.
-    # (FAILS today: ui.history_figure draws only the curve; see the report.)
     spec = figure(at, "ppl")
     layout = spec.get("layout", {})
     marks = [s.get("x0") for s in layout.get("shapes", [])] + [a.get("x") for a in layout.get("annotations", [])]
