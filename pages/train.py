@@ -76,15 +76,16 @@ def live_view():
     samples = [f"epoch {x.epoch:>5}: {x.sample}" for x in h if x.sample]
     st.caption(f"Greedy continuation of {s.config.prefix!r} every {s.config.predict_every} epochs")
     st.code("\n".join(samples[-50:]) or "(none yet)", language=None)
-    with st.expander("Every epoch"):
-        table = pd.DataFrame(
-            [(x.epoch, x.perplexity, x.tokens_per_sec, x.grad_norm) for x in h],
-            columns=["epoch", "perplexity", "tokens/s", "grad norm"],
-        )
-        st.dataframe(table, hide_index=True, key="history_table")
 
 
 live_view()
+if snap.history and not snap.running:  # outside the live view: a grid redrawn every second costs the run CPU
+    with st.expander("Every epoch"):
+        table = pd.DataFrame(
+            [(x.epoch, x.perplexity, x.tokens_per_sec, x.grad_norm) for x in snap.history],
+            columns=["epoch", "perplexity", "tokens/s", "grad norm"],
+        )
+        st.dataframe(table, hide_index=True, key="history_table")
 if snap.model is not None:
     st.download_button(
         "Download the checkpoint",

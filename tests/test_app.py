@@ -126,8 +126,11 @@ def test_train_shows_history_in_the_chart_then_generate(time_machine_path):
 
 def test_stop_ends_a_run_early(time_machine_path):
     at = start(app(time_machine_path), **{**TINY, "hp_num_epochs": 100_000})
-    time.sleep(0.5)
-    at.run()
+    deadline = time.monotonic() + 60
+    while not any(p.proto.text.startswith("epoch") for p in at.get("progress")):  # its process has started
+        assert time.monotonic() < deadline, "no epoch finished within 60 s"
+        time.sleep(0.3)
+        at.run()
     at.button(key="train_stop").click().run()
     at = wait_until_ended(at, timeout=10)
     assert len(table(at, "grad norm")) < 100_000

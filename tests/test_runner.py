@@ -1,6 +1,8 @@
 """charrnn.runner: one background run, stop, the shared device lock, failures reported, the store."""
 
 import dataclasses
+import os
+import signal
 import threading
 import time
 
@@ -64,19 +66,29 @@ def test_bad_settings_raise_before_any_thread(recipe_corpus):
     assert runner.snapshot().status == "idle"
 
 
-def test_a_crash_in_the_worker_is_reported(recipe_corpus, monkeypatch):
-    import charrnn.runner
-
-    def boom(*args, **kwargs):
-        raise RuntimeError("out of memory")
-
-    monkeypatch.setattr(charrnn.runner, "train_recorded", boom)
+def test_a_failure_in_the_training_process_is_reported(recipe_corpus, tmp_path):
     lock = threading.Lock()
-    runner = Runner()
-    runner.start(recipe_corpus, TrainConfig(num_epochs=1, **TINY), device_lock=lock)
+    runner = Runner(RunStore(tmp_path / "home"))
+    (tmp_path / "home").rename(tmp_path / "moved")
+    (tmp_path / "home").write_text("a file where the store's folder should be")
+    runner.start(cut(recipe_corpus, 2000), TrainConfig(num_epochs=1, **TINY), device_lock=lock)
     snap = wait(runner)
-    assert snap.status == "failed" and "out of memory" in snap.message
+    assert snap.status == "failed" and "Training failed" in snap.message and "home" in snap.message
     assert lock.acquire(blocking=False)
+
+
+def test_a_killed_training_process_is_reported_and_frees_the_device(recipe_corpus, tmp_path):
+    lock = threading.Lock()
+    runner = Runner(RunStore(tmp_path))
+    runner.start(cut(recipe_corpus, 2000), TrainConfig(num_epochs=100_000, **TINY), device_lock=lock)
+    deadline = time.monotonic() + 60
+    while not runner.snapshot().history and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(runner.pid, signal.SIGKILL)
+    snap = wait(runner)
+    assert snap.status == "failed" and "ended unexpectedly" in snap.message
+    assert lock.acquire(blocking=False)
+    assert RunStore(tmp_path).runs()[0]["status"] == "interrupted"
 
 
 def test_a_diverged_run_says_what_to_change(recipe_corpus):
@@ -84,9 +96,8 @@ def test_a_diverged_run_says_what_to_change(recipe_corpus):
     config = TrainConfig(num_epochs=5, lr=1e38, clip=0.0, **TINY)  # weights overflow to inf
     runner.start(cut(recipe_corpus, 2000), config)
     snap = wait(runner)
-    if snap.status != "diverged":
-        pytest.skip("this core does not report divergence (TrainResult.diverged)")
-    assert "lr" in snap.message
+    assert snap.status == "diverged" and len(snap.history) < 5
+    assert f"at epoch {snap.history[-1].epoch}" in snap.message and "lower lr" in snap.message
 
 
 def test_every_run_is_recorded_and_a_stopped_one_resumes(recipe_corpus, tmp_path):

@@ -224,7 +224,7 @@ def test_divergence_shows_status_diverged_and_the_chart_marks_where(time_machine
     no_exception(at)
     assert [p.proto.text.split()[0] for p in at.get("progress")] == ["diverged"]
     msgs = errors(at)
-    assert any("inf or NaN at epoch" in m and "lower lr" in m for m in msgs), msgs
+    assert any("became infinite at epoch" in m and "lower lr" in m for m in msgs), msgs
     epoch = int(next(m for m in msgs if "at epoch" in m).split("at epoch ")[1].split(":")[0])
     assert epoch < 200
     # The chart says where: a marker (shape or annotation) at the epoch that diverged.

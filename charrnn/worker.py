@@ -1,0 +1,57 @@
+"""The training process of the app's `Runner`: `python -m charrnn.worker FD`.
+
+It reads one pickled job (run store folder, corpus, config, options) from stdin, trains it with
+`train_recorded` on its own main thread, and writes pickled `(kind, payload)` messages to the file
+descriptor FD: ("start", (run_id, earlier epochs)), ("epoch", EpochStats) for every epoch, then
+("done", {...}) or ("failed", message). SIGTERM asks it to stop at the next minibatch; it also
+stops when the process that started it goes away. It is a module of its own, not a
+multiprocessing target, so that the child never re-imports the parent's `__main__` (under
+Streamlit, that would be the app script).
+"""
+
+import os
+import pickle
+import signal
+import sys
+import threading
+
+from charrnn.recorder import train_recorded
+from charrnn.store import RunStore
+
+
+def main(fd: int) -> int:
+    job = pickle.load(sys.stdin.buffer)
+    out = os.fdopen(fd, "wb")
+
+    def send(kind, payload):
+        pickle.dump((kind, payload), out)
+        out.flush()
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    parent = os.getppid()
+
+    def should_stop() -> bool:
+        return stop.is_set() or os.getppid() != parent  # the app is gone: stop, the store keeps the run
+
+    try:
+        store = RunStore(job["home"])
+        _, result = train_recorded(
+            store,
+            job["corpus"],
+            job["config"],
+            on_epoch=lambda stats: send("epoch", stats),
+            should_stop=should_stop,
+            # a resumed run's curve so far, read here before training adds to it
+            on_start=lambda run_id: send("start", (run_id, store.history(run_id))),
+            **job["options"],
+        )
+        status = "diverged" if result.diverged else "stopped" if result.stopped else "finished"
+        send("done", {"status": status, "summary": result.summary(), "config": result.config})
+    except Exception as e:
+        send("failed", f"{type(e).__name__}: {e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(int(sys.argv[1])))
