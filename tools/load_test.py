@@ -16,9 +16,9 @@ updates; the idle pages are checked for errors and a stuck rerun at the end.
 Figures: per polling page, the time from each poll (the last websocket message the page sent, i.e.
 the fragment's rerun request) to the chart's data changing in the DOM, p50/p95; the server process's
 CPU in cores from /proc/<pid>/stat (utime+stime of the server PID and all its threads, so the
-browsers' CPU is excluded; the training thread runs inside the server, so the server's own cost is
-the loaded phase minus the training's share, estimated from the no-viewer phase); the run's tokens/s
-(median over its epochs in the window, from the run store) in both phases.
+browsers' CPU is excluded, and so is the training, which runs in a child process (charrnn.worker):
+what is left is the cost of serving the pages); the run's tokens/s (median over its epochs in the
+window, from the run store) in both phases.
 """
 
 import argparse
@@ -229,10 +229,6 @@ def main():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    # The training thread lives in the server process. With no viewers the process does little
-    # else, so its CPU per token trained is the training's; the rest of the loaded phase's CPU is
-    # the cost of serving the pages.
-    train_share = alone["server_cpu_cores"] * loaded["tokens_per_sec"] / max(alone["tokens_per_sec"], 1)
     summary = {
         "config": {**settings, "viewers": args.viewers, "seconds": args.seconds, "cpus": os.cpu_count()},
         "what_the_viewers_do": (
@@ -241,12 +237,12 @@ def main():
         ),
         "cpu_method": (
             "utime+stime of the streamlit server PID (all its threads) from /proc/<pid>/stat over wall time; "
-            "the browsers are other processes and are not counted. Training runs in a thread of the server, "
-            "so serving cost = loaded CPU - no-viewer CPU scaled by the tokens/s ratio"
+            "the browsers and the training process (charrnn.worker) are other processes and are not counted, "
+            "so this is the cost of serving the pages"
         ),
         "no_viewers": alone,
         "with_viewers": loaded,
-        "server_cpu_serving_pages_cores": round(loaded["server_cpu_cores"] - train_share, 3),
+        "server_cpu_serving_pages_cores": loaded["server_cpu_cores"],
         "tokens_per_sec_ratio": round(loaded["tokens_per_sec"] / max(alone["tokens_per_sec"], 1), 3),
     }
     text = json.dumps(summary, indent=2)
