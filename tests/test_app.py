@@ -1,60 +1,16 @@
 """The dashboard through Streamlit's AppTest: every page renders, and Data, Train and Generate work."""
 
-import json
 import time
-from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
+from support import APP, app, figure, start, wait_until_ended
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+pytestmark = pytest.mark.usefixtures("fresh_caches")
+
 PAGES = ["pages/data.py", "pages/train.py", "pages/generate.py"]
 # A run that takes a second or two on 2 CPU cores.
 TINY = {"hp_num_epochs": 3, "hp_num_hiddens": 16, "hp_max_tokens": 2000, "hp_batch_size": 4, "hp_num_steps": 8}
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    """AppTest instances in one process share Streamlit's caches (and so the session's runner)."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()  # stops a run a failed test left behind (on_release)
-
-
-def app(time_machine_path) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def start(at: AppTest, **settings) -> AppTest:
-    at.switch_page("pages/train.py").run()
-    for key, value in settings.items():
-        at.number_input(key=f"train_{key}").set_value(value)
-    at.button(key="train_start").click().run()
-    assert not at.exception and not at.error, (at.exception, at.error)
-    return at
-
-
-def wait_until_ended(at: AppTest, timeout: float = 30.0) -> AppTest:
-    """run_every never fires in AppTest: rerun until the Start button is enabled again."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        time.sleep(0.3)
-        at.run()
-        if not at.button(key="train_start").disabled:
-            return at
-    raise AssertionError("the run did not end in time")
-
-
-def figure(at: AppTest, key: str) -> dict:
-    """The Plotly figure of the chart with this key (AppTest has no Plotly element: read its spec)."""
-    for el in at.get("plotly_chart"):
-        if el.proto.id.endswith(f"-{key}"):
-            return json.loads(el.proto.spec)
-    raise AssertionError(f"no Plotly chart with key {key}")
 
 
 def table(at: AppTest, column: str):
@@ -66,7 +22,7 @@ def table(at: AppTest, column: str):
 
 
 def test_every_page_renders(time_machine_path):
-    at = app(time_machine_path)
+    at = app()
     assert [t.value for t in at.title] == ["charrnn studio"]
     assert any("CPU" in t.value or "GPU" in t.value or "cuda" in t.value for t in at.sidebar.text)
     for page in PAGES:
@@ -78,7 +34,7 @@ def test_every_page_renders(time_machine_path):
 
 
 def test_data_page_shows_the_recipe(time_machine_path):
-    at = app(time_machine_path)
+    at = app()
     at.switch_page("pages/data.py").run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Vocab size"] == "28"
@@ -91,7 +47,7 @@ def test_data_page_shows_the_recipe(time_machine_path):
 
 
 def test_settings_survive_a_page_switch(time_machine_path):
-    at = app(time_machine_path)
+    at = app()
     at.switch_page("pages/data.py").run()
     at.number_input(key="data_hp_batch_size").set_value(8).run()
     at.switch_page("pages/train.py").run()
@@ -103,7 +59,7 @@ def test_settings_survive_a_page_switch(time_machine_path):
 
 
 def test_train_shows_history_in_the_chart_then_generate(time_machine_path):
-    at = wait_until_ended(start(app(time_machine_path), **TINY))
+    at = wait_until_ended(start(app(), **TINY))
     history = table(at, "grad norm")
     assert list(history["epoch"]) == [1, 2, 3]
     spec = figure(at, "ppl")
@@ -125,7 +81,7 @@ def test_train_shows_history_in_the_chart_then_generate(time_machine_path):
 
 
 def test_stop_ends_a_run_early(time_machine_path):
-    at = start(app(time_machine_path), **{**TINY, "hp_num_epochs": 100_000})
+    at = start(app(), **{**TINY, "hp_num_epochs": 100_000})
     deadline = time.monotonic() + 60
     while not any(p.proto.text.startswith("epoch") for p in at.get("progress")):  # its process has started
         assert time.monotonic() < deadline, "no epoch finished within 60 s"
@@ -139,14 +95,14 @@ def test_stop_ends_a_run_early(time_machine_path):
 
 
 def test_generate_without_a_model_offers_quick_training(time_machine_path):
-    at = app(time_machine_path)
+    at = app()
     at.switch_page("pages/generate.py").run()
     assert not at.exception
     assert at.button(key="gen_quick").label.startswith("Quick training")
 
 
 def test_user_errors_name_the_field(time_machine_path):
-    at = app(time_machine_path)
+    at = app()
     at.switch_page("pages/train.py").run()
     at.number_input(key="train_hp_max_tokens").set_value(100)  # too short for one 32 x 35 minibatch
     at.button(key="train_start").click().run()

@@ -3,31 +3,27 @@ resume, train again, and Generate from a saved run or an uploaded checkpoint.
 
 Runs are made by the real core (`train_recorded`, a few tiny epochs) in a store of their own."""
 
-import json
 import time
 from pathlib import Path
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
+from support import APP, figure
 
 from charrnn.data import load_corpus
 from charrnn.recorder import train_recorded
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 TINY = dict(num_epochs=3, num_hiddens=16, max_tokens=2000, batch_size=8, num_steps=8, device="cpu")
 
 
 @pytest.fixture(autouse=True)
-def own_store(tmp_path, monkeypatch):
-    """An empty store per test, and fresh Streamlit caches (AppTest instances share them)."""
+def own_store(tmp_path, monkeypatch, fresh_caches):
+    """An empty store per test (and fresh Streamlit caches: AppTest instances share them)."""
     monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield RunStore()
-    st.cache_resource.clear()  # stops a run a failed test left behind (on_release)
+    return RunStore()
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +55,6 @@ def arrived(at: AppTest, page: str, title: str) -> AppTest:
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == [title]
     return at.switch_page(page)
-
-
-def figure(at: AppTest, key: str) -> dict:
-    for el in at.get("plotly_chart"):
-        if el.proto.id.endswith(f"-{key}"):
-            return json.loads(el.proto.spec)
-    raise AssertionError(f"no Plotly chart with key {key}")
 
 
 def runs_table(at: AppTest):

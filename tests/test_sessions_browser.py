@@ -7,27 +7,12 @@ other, and that closing a tab while it trains releases the device (the session-s
 on_release). Screenshots go to artifacts/screenshots/ (gitignored).
 """
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from support import CHART_POINTS, fill, settle
+from support import shot as save_shot
 
-ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # A run that keeps going until stopped: ~2,000 tokens, a tiny model, many epochs.
 TINY = {
     "num_hiddens": "16",
@@ -36,10 +21,6 @@ TINY = {
     "num_steps": "8",
     "num_epochs": "100000",
 }
-CHART_POINTS = """() => {
-  const el = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
-  return el && el.data && el.data.length ? el.data[0].x.length : 0;
-}"""
 # Set in a page the moment any Plotly chart appears in it, from the first paint on.
 RECORD_CHARTS = """
 window.__chartSeen = false;
@@ -51,53 +32,8 @@ new MutationObserver(() => {
 pytestmark = pytest.mark.browser
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def server(time_machine_path):
-    """`streamlit run` on a free port; CHARRNN_DATA_DIR and the tests' private CHARRNN_HOME passed through."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
-    cmd += ["--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    env = {**os.environ, "CHARRNN_DATA_DIR": str(time_machine_path.parent)}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{proc.stdout.read() if proc.poll() is not None else ''}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            out, _ = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        assert "Traceback" not in out, out
-
-
-@pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
+def shot(pg, name: str):
+    save_shot(pg, f"sessions-{name}")
 
 
 def user(browser, url: str):
@@ -105,7 +41,7 @@ def user(browser, url: str):
     context = browser.new_context(viewport={"width": 1400, "height": 1800})
     context.add_init_script(RECORD_CHARTS)
     pg = context.new_page()
-    pg.set_default_timeout(30_000)
+    pg.set_default_timeout(60_000)
     pg.goto(url)
     pg.wait_for_selector("h1:has-text('charrnn studio')")
     settle(pg)
@@ -113,23 +49,6 @@ def user(browser, url: str):
     pg.wait_for_selector("h1:has-text('Train')")
     settle(pg)
     return context, pg
-
-
-def settle(pg):
-    pg.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
-    pg.wait_for_timeout(300)
-
-
-def shot(pg, name: str):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SHOTS / f"sessions-{name}.png"), full_page=True)
-
-
-def fill_tiny(pg):
-    for label, value in TINY.items():
-        box = pg.get_by_label(label, exact=True)
-        box.fill(value)
-        box.press("Tab")
 
 
 def press(pg, name: str):
@@ -158,8 +77,8 @@ def no_exception(pg):
 def test_two_sessions_keep_their_runs_apart(server, browser):
     ctx_a, a = user(browser, server)
     ctx_b, b = user(browser, server)
-    fill_tiny(a)
-    fill_tiny(b)
+    fill(a, TINY)
+    fill(b, TINY)
 
     # A trains; B sees nothing of it, and B's Start is refused with a visible "Device busy".
     press(a, "Start")
@@ -223,7 +142,7 @@ def test_a_link_straight_to_a_page_works(server, browser):
     ui.via_entry sends the session through the entry file and on to the page."""
     context = browser.new_context()
     pg = context.new_page()
-    pg.set_default_timeout(30_000)
+    pg.set_default_timeout(60_000)
     pg.goto(f"{server}/train")
     pg.wait_for_selector("h1:has-text('Train')")
     settle(pg)

@@ -11,7 +11,6 @@ that returns the file (pages call `st.file_uploader`, and AppTest runs them in t
 
 import importlib
 import io
-import json
 import pickle
 import random
 import time
@@ -21,29 +20,16 @@ import pytest
 import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
+from support import app, figure, start, wait_until_ended
 
 from charrnn.checkpoint import FORMAT, make_checkpoint
 from charrnn.data import load_corpus
 from charrnn.model import ModelConfig, RNNScratch
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+pytestmark = pytest.mark.usefixtures("fresh_caches")
+
 TINY = {"hp_num_hiddens": 16, "hp_max_tokens": 2000, "hp_batch_size": 4, "hp_num_steps": 8}
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x06\x00\x00\x00"
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    """AppTest instances in one process share Streamlit's caches (and so the session's runner)."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()  # stops a run a failed test left behind (on_release)
-
-
-def app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def plain(markdown: str) -> str:
@@ -65,33 +51,6 @@ def upload_text(at: AppTest, name: str, data: bytes, mode: str = "raw") -> AppTe
     at.session_state["corpus_mode"] = mode
     at.session_state["upload"] = {"name": name, "data": data}
     return at
-
-
-def start(at: AppTest, **settings) -> AppTest:
-    at.switch_page("pages/train.py").run()
-    for key, value in settings.items():
-        at.number_input(key=f"train_{key}").set_value(value)
-    at.button(key="train_start").click().run()
-    no_exception(at)
-    return at
-
-
-def wait_until_ended(at: AppTest, timeout: float = 60.0) -> AppTest:
-    """run_every never fires in AppTest: rerun until the Start button is enabled again."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        time.sleep(0.3)
-        at.run()
-        if not at.button(key="train_start").disabled:
-            return at
-    raise AssertionError("the run did not end in time")
-
-
-def figure(at: AppTest, key: str) -> dict:
-    for el in at.get("plotly_chart"):
-        if el.proto.id.endswith(f"-{key}"):
-            return json.loads(el.proto.spec)
-    raise AssertionError(f"no Plotly chart with key {key}")
 
 
 # ---- uploaded texts --------------------------------------------------------------------------

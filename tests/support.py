@@ -1,0 +1,84 @@
+"""Helpers shared by the app tests: AppTest (one user, in this process) and Playwright (a real browser)."""
+
+import json
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+SHOTS = ROOT / "artifacts" / "screenshots"
+# The number of points of the first Plotly chart on a page (0 when there is none yet).
+CHART_POINTS = """() => {
+  const el = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
+  return el && el.data && el.data.length ? el.data[0].x.length : 0;
+}"""
+
+
+# ---- AppTest ---------------------------------------------------------------------------------
+
+
+def app() -> AppTest:
+    """The app from its entry file, run once, with no exception."""
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def start(at: AppTest, **settings) -> AppTest:
+    """On the Train page, set the form's `hp_*` settings and press Start (no exception allowed)."""
+    at.switch_page("pages/train.py").run()
+    for key, value in settings.items():
+        at.number_input(key=f"train_{key}").set_value(value)
+    at.button(key="train_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def wait_until_ended(at: AppTest, timeout: float = 60.0) -> AppTest:
+    """run_every never fires in AppTest: rerun until the Start button is enabled again."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        time.sleep(0.3)
+        at.run()
+        if not at.button(key="train_start").disabled:
+            return at
+    raise AssertionError("the run did not end in time")
+
+
+def figure(at: AppTest, key: str) -> dict:
+    """The Plotly figure of the chart with this key (AppTest has no Plotly element: read its spec)."""
+    for el in at.get("plotly_chart"):
+        if el.proto.id.endswith(f"-{key}"):
+            return json.loads(el.proto.spec)
+    raise AssertionError(f"no Plotly chart with key {key}")
+
+
+# ---- a real browser --------------------------------------------------------------------------
+
+
+def settle(pg, pause_ms: int = 300):
+    """Wait until the app's script run has finished (Streamlit's own e2e suite waits this way)."""
+    pg.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+    pg.wait_for_timeout(pause_ms)
+
+
+def shot(pg, name: str):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def go(pg, title: str):
+    """Follow the sidebar link to a page and wait for it."""
+    pg.locator("[data-testid='stSidebar'] [data-testid='stPageLink'] a", has_text=title).click()
+    pg.wait_for_selector(f"h1:has-text('{title}')")
+    settle(pg)
+
+
+def fill(pg, settings: dict):
+    """Type values into labelled inputs (the Train form's fields)."""
+    for label, value in settings.items():
+        box = pg.get_by_label(label, exact=True)
+        box.fill(str(value))
+        box.press("Tab")
