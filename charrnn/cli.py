@@ -148,9 +148,9 @@ def cmd_info(args) -> int:
     return 0
 
 
-def resume_corpus(args):
+def resume_corpus(args, store: RunStore):
     """The text a resumed run trained on: reloaded by source, and checked by its SHA-1."""
-    fp = RunStore().run(args.resume)["corpus"]
+    fp = store.run(args.resume)["corpus"]
     source = fp["source"] if fp["source"] in ("time_machine", "fallback") else args.corpus
     if source == "time_machine" and fp["source"] != "time_machine":
         raise ValueError(f"run {args.resume} trained on {fp['name']}: pass that file with --corpus PATH")
@@ -161,7 +161,8 @@ def resume_corpus(args):
 
 
 def cmd_train(args) -> int:
-    c = resume_corpus(args) if args.resume else load_corpus(args.corpus, args.mode, args.max_tokens)
+    store = RunStore()
+    c = resume_corpus(args, store) if args.resume else load_corpus(args.corpus, args.mode, args.max_tokens)
     config = TrainConfig(
         num_epochs=args.epochs,
         lr=args.lr,
@@ -186,7 +187,7 @@ def cmd_train(args) -> int:
             print(line + (f"\n  {s.sample}" if s.sample else ""), flush=True)
 
     run_id, result = train_recorded(
-        RunStore(),
+        store,
         c,
         config,
         on_epoch=on_epoch,
@@ -212,7 +213,7 @@ def cmd_train(args) -> int:
         print(result.summary())
         for text in samples.values():
             print(text)
-        print(f"run {run_id} recorded in {RunStore().path}")
+        print(f"run {run_id} recorded in {store.path}")
         if path:
             print(f"checkpoint written to {path}")
     return 0
@@ -224,7 +225,8 @@ def cmd_generate(args) -> int:
     device = resolve_device(args.device)
     path = args.checkpoint
     if args.run:
-        last = RunStore().last_checkpoint(RunStore().run(args.run)["id"])
+        store = RunStore()
+        last = store.last_checkpoint(store.run(args.run)["id"])
         if last is None:
             raise ValueError(f"run {args.run} has no checkpoint yet")
         path = last["path"]

@@ -140,8 +140,9 @@ RUNS_COLUMNS = {
 def runs_figure(runs: list[dict], labels: dict) -> go.Figure:
     """The perplexity curves of several runs on one chart, one trace per run."""
     fig, longest = go.Figure(), 0
+    store = RunStore()  # opened once: opening runs its schema and interrupted-run checks
     for r in runs:
-        points = thin(RunStore().history(r["id"]))
+        points = thin(store.history(r["id"]))
         longest = max(longest, len(points))
         fig.add_trace(
             go.Scatter(
