@@ -79,10 +79,6 @@ class RNNScratch(nn.Module):
         self.W_hq = normal((H, V))
         self.b_q = nn.Parameter(torch.zeros(V))
 
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
-
     def begin_state(self, batch_size: int, device) -> tuple[torch.Tensor]:
         return (torch.zeros((batch_size, self.config.num_hiddens), device=device),)
 

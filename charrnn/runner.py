@@ -16,6 +16,7 @@ from fighting over one device: it is taken without blocking, and a busy device m
 refuse with status "busy" instead of queueing or crashing.
 """
 
+import dataclasses
 import os
 import pickle
 import signal
@@ -220,15 +221,4 @@ class Runner:
 
     def snapshot(self) -> RunSnapshot:
         with self._lock:
-            s = self._snap
-            return RunSnapshot(
-                status=s.status,
-                message=s.message,
-                history=list(s.history),
-                config=s.config,
-                summary=s.summary,
-                model=s.model,
-                vocab=s.vocab,
-                corpus=s.corpus,
-                run_id=s.run_id,
-            )
+            return dataclasses.replace(self._snap, history=list(self._snap.history))

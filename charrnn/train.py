@@ -8,7 +8,7 @@ minibatch), clipping and SGD use foreach kernels, and the host syncs once per ep
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch.nn import functional as F
@@ -248,7 +248,3 @@ def train(
         if result.diverged:
             break
     return result
-
-
-def history_dicts(history: list[EpochStats]) -> list[dict]:
-    return [asdict(s) for s in history]
