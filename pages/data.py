@@ -1,7 +1,6 @@
 """Data: the text, its vocabulary, and how it is cut into minibatches (D2L 8.2-8.3)."""
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 import ui
@@ -47,14 +46,7 @@ rows = [(i, ui.views.token_label(t), n) for i, t, n in vocab.frequencies()]
 freq = pd.DataFrame(rows, columns=["index", "token", "count"])
 left, right = st.columns([1, 2])
 left.dataframe(freq, hide_index=True, height=360)
-bars = go.Figure(go.Bar(x=freq["token"], y=freq["count"]))
-bars.update_layout(
-    xaxis_title="token (by index)",
-    yaxis_title="count in the whole text",
-    height=360,
-    margin=dict(l=10, r=10, t=10, b=10),
-    xaxis_type="category",
-)
+bars = ui.views.bar_figure(list(freq["token"]), list(freq["count"]), "token (by index)", "count in the whole text", 360)
 right.plotly_chart(bars, key="vocab_bars")
 
 st.header("Minibatches")

@@ -1,6 +1,5 @@
 """Generate: continue a prefix with this session's model, a saved run or a checkpoint (D2L 8.5.4 `predict_ch8`)."""
 
-import plotly.graph_objects as go
 import streamlit as st
 
 import ui
@@ -86,20 +85,9 @@ if result.generated:
     top = probs.topk(min(10, len(vocab)))
     tokens = [vocab.idx_to_token[i] for i in top.indices.tolist()]
     chosen = result.generated[step - 1]
-    fig = go.Figure(
-        go.Bar(
-            x=[ui.views.token_label(t) for t in tokens],
-            y=top.values.tolist(),
-            marker_color=["#d62728" if t == chosen else "#1f77b4" for t in tokens],
-        )
-    )
-    fig.update_layout(
-        xaxis_title="next character",
-        yaxis_title="probability",
-        height=320,
-        margin=dict(l=10, r=10, t=10, b=10),
-        xaxis_type="category",
-    )
+    colors = ["#d62728" if t == chosen else "#1f77b4" for t in tokens]
+    labels = [ui.views.token_label(t) for t in tokens]
+    fig = ui.views.bar_figure(labels, top.values.tolist(), "next character", "probability", 320, colors)
     st.caption(f"Top next-character probabilities at step {step} (red: the character generated there), after:")
     st.text(ui.views.visible_chars(context[-60:]))
     st.plotly_chart(fig, key="gen_probs")

@@ -53,6 +53,19 @@ def history_figure(history) -> go.Figure:
     return perplexity_layout(fig, len(points), "ppl")
 
 
+def bar_figure(labels: list, values: list, x_title: str, y_title: str, height: int, colors=None) -> go.Figure:
+    """A bar per token (category axis, kept in the given order): vocab counts, next-char probabilities."""
+    fig = go.Figure(go.Bar(x=labels, y=values, marker_color=colors))
+    fig.update_layout(
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        height=height,
+        margin=dict(l=10, r=10, t=10, b=10),
+        xaxis_type="category",
+    )
+    return fig
+
+
 def token_label(token: str) -> str:
     """A token as a label people can see: whitespace tokens by their repr."""
     return repr(token) if token.isspace() else token
