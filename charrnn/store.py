@@ -182,16 +182,17 @@ class RunStore:
         with self._connect() as db:
             db.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
-    def runs(self) -> list[dict]:
-        """Every run, newest first, with its final and best perplexity and last tokens/s."""
-        query = """
+    def runs(self, status: str | None = None) -> list[dict]:
+        """Every run (or those with `status`), newest first, with final and best perplexity and last tokens/s."""
+        where = "" if status is None else "WHERE r.status = ?"
+        query = f"""
             SELECT r.*, COUNT(e.epoch) AS epochs, MIN(e.perplexity) AS best_perplexity,
                    (SELECT perplexity FROM epochs WHERE run_id=r.id ORDER BY epoch DESC LIMIT 1) AS final_perplexity,
                    (SELECT tokens_per_sec FROM epochs WHERE run_id=r.id ORDER BY epoch DESC LIMIT 1) AS tokens_per_sec,
                    MAX(e.elapsed) AS duration
-            FROM runs r LEFT JOIN epochs e ON e.run_id = r.id GROUP BY r.id ORDER BY r.created DESC"""
+            FROM runs r LEFT JOIN epochs e ON e.run_id = r.id {where} GROUP BY r.id ORDER BY r.created DESC"""
         with self._connect() as db:
-            return [self._run_dict(row) for row in db.execute(query)]
+            return [self._run_dict(row) for row in db.execute(query, () if status is None else (status,))]
 
     def run(self, run_id: str) -> dict:
         check_id(run_id)

@@ -34,6 +34,8 @@ else:
     run_id = st.selectbox("Run", list(by_id), format_func=labels.get, key="runs_one")
     run = by_id[run_id]
     st.text(f"{run['status']}{': ' + run['reason'] if run['reason'] else ''}, {run['epochs']} epochs, id {run_id}")
+    if run["status"] == "running" and st.toggle("Follow it live (read-only)", key="runs_follow"):
+        ui.runs.watch(run_id, "runs")
     busy = ui.runner().snapshot().running
     download = ui.runs.checkpoint_download(run)
     c = st.columns([3, 1], vertical_alignment="bottom")

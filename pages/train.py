@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+import ui.runs
 
 ui.via_entry(__file__)
 
@@ -46,6 +47,7 @@ if st.session_state.get("train_error"):
     ui.error(st.session_state["train_error"])
 if snap.status in ("failed", "busy", "diverged"):
     ui.error(snap.message)
+ui.runs.elsewhere("train")
 
 live = snap.running and not st.session_state["live_paused"]
 
@@ -78,7 +80,8 @@ def live_view():
     st.code("\n".join(samples[-50:]) or "(none yet)", language=None)
 
 
-live_view()
+with st.container(key="train_own"):
+    live_view()
 if snap.history and not snap.running:  # outside the live view: a grid redrawn every second costs the run CPU
     with st.expander("Every epoch"):
         table = pd.DataFrame(

@@ -9,11 +9,20 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
 SHOTS = ROOT / "artifacts" / "screenshots"
-# The number of points of the first Plotly chart on a page (0 when there is none yet).
-CHART_POINTS = """() => {
-  const el = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
+
+
+def chart_points(scope: str = "") -> str:
+    """JS: the number of points of the first Plotly chart in `scope` (a CSS selector; the whole page
+    when empty), 0 when there is none yet."""
+    return f"""() => {{
+  const el = document.querySelector("{scope} [data-testid='stPlotlyChart'] .js-plotly-plot");
   return el && el.data && el.data.length ? el.data[0].x.length : 0;
-}"""
+}}"""
+
+
+# The Train page's own run (this session's) and the run it watches (another session's, read-only).
+OWN_CHART_POINTS = chart_points(".st-key-train_own")
+WATCHED_CHART_POINTS = chart_points(".st-key-train_elsewhere")
 
 
 # ---- AppTest ---------------------------------------------------------------------------------
@@ -73,6 +82,13 @@ def go(pg, title: str):
     """Follow the sidebar link to a page and wait for it."""
     pg.locator("[data-testid='stSidebar'] [data-testid='stPageLink'] a", has_text=title).click()
     pg.wait_for_selector(f"h1:has-text('{title}')")
+    settle(pg)
+
+
+def choose(pg, label: str, option: str):
+    """Pick the option containing `option` in the selectbox labelled `label`."""
+    pg.locator("[data-testid='stSelectbox']", has_text=label).click()
+    pg.get_by_role("option").filter(has_text=option).first.click()
     settle(pg)
 
 

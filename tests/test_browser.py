@@ -4,7 +4,7 @@ Screenshots of every page go to artifacts/screenshots/ (gitignored) for people t
 """
 
 import pytest
-from support import CHART_POINTS, fill, go, settle, shot
+from support import OWN_CHART_POINTS, fill, go, settle, shot
 
 PAGES = {"Home", "Data", "Train", "Generate", "Runs"}
 # Every navigation entry the browser ever shows, recorded from the first paint on: Streamlit's own
@@ -48,13 +48,13 @@ def test_pages_in_a_browser(server, page):
     go(page, "Train")
     fill(page, {"num_hiddens": 64, "num_epochs": 2000})
     page.get_by_role("button", name="Start").click()
-    page.wait_for_function(f"({CHART_POINTS})() >= 2", timeout=60_000)
+    page.wait_for_function(f"({OWN_CHART_POINTS})() >= 2", timeout=60_000)
     page.wait_for_timeout(1500)  # one more live refresh, for the screenshot
     shot(page, "3-train-running")
     page.get_by_role("button", name="Stop").click()
     page.locator("[data-testid='stProgress']", has_text="stopped").wait_for()
     settle(page)
-    points = page.evaluate(CHART_POINTS)
+    points = page.evaluate(OWN_CHART_POINTS)
     assert 2 <= points < 2000
     shot(page, "4-train-stopped")
 

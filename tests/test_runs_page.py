@@ -3,6 +3,10 @@ resume, train again, and Generate from a saved run or an uploaded checkpoint.
 
 Runs are made by the real core (`train_recorded`, a few tiny epochs) in a store of their own."""
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -178,3 +182,45 @@ def test_generate_from_a_saved_run_and_from_an_uploaded_checkpoint(own_store, co
     at.button(key="gen_go").click().run()
     assert not at.exception and not at.error
     assert len(at.code[0].value) == len("time traveller") + 20
+
+
+def test_a_run_training_elsewhere_can_be_watched_live_and_read_only(own_store, time_machine_path):
+    """A `python -m charrnn train` process trains; the Train page lists it, shows its growing curve
+    from the store on request, offers nothing that could stop it, and shows when its process dies."""
+    cmd = [sys.executable, "-m", "charrnn", "train", "--epochs", "100000", "--num-hiddens", "16"]
+    cmd += ["--max-tokens", "2000", "--batch-size", "4", "--num-steps", "8", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, env=os.environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not own_store.runs() or own_store.runs()[0]["epochs"] < 2:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the CLI run never reached epoch 2"
+            time.sleep(0.2)
+        (run,) = own_store.runs()
+
+        at = AppTest.from_file(APP, default_timeout=30).run()
+        at.switch_page("pages/train.py").run()
+        assert not at.exception
+        assert "Training elsewhere on this machine" in [h.value for h in at.subheader]
+        assert any(f"run {run['id']}" in option for option in at.selectbox(key="train_watch_run").options)
+        assert not [c for c in at.get("plotly_chart")]  # nothing is shown before the user asks
+        at.selectbox(key="train_watch_run").set_value(run["id"]).run()
+        assert not at.exception and not at.error
+        first = figure(at, "train_watch_ppl")["data"][0]
+        assert len(first["x"]) >= 2 and first["x"] == list(range(1, len(first["x"]) + 1))
+        stored = [h["perplexity"] for h in own_store.history(run["id"])]
+        assert first["y"] == pytest.approx(stored[: len(first["y"])])
+        assert at.button(key="train_stop").disabled  # the session's Stop is its own run's only
+        time.sleep(1.5)
+        at.run()  # what run_every does in a browser: the curve has moved on
+        assert len(figure(at, "train_watch_ppl")["data"][0]["x"]) > len(first["x"])
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    at.run()  # the process is gone: the run shows as interrupted, the view keeps its curve
+    assert not at.exception
+    assert own_store.run(run["id"])["status"] == "interrupted"
+    assert any("interrupted after" in p.proto.text for p in at.get("progress"))
+    assert any(f"run {run['id']}" in o and "interrupted" in o for o in at.selectbox(key="train_watch_run").options)
+    at.selectbox(key="train_watch_run").set_value(None).run()
+    assert not at.get("plotly_chart") and "Training elsewhere on this machine" not in [h.value for h in at.subheader]

@@ -5,20 +5,17 @@
 Two phases on one `streamlit run` server (a private CHARRNN_HOME in a temporary folder):
 
 1. no viewers: one page starts the run with its live view paused (nothing polls), for --seconds;
-2. N viewers: N pages open the Train page; page 0 starts the same run with its live view on (it polls
-   once a second), pages 1..N-1 keep the Train page open, for --seconds.
+2. N viewers: page 0 starts the same run with its live view on (it polls once a second); pages
+   1..N-1 then open the Train page in sessions of their own, where the run is listed under "Training
+   elsewhere on this machine", and pick it in "Watch live (read-only)": they poll it once a second
+   from the run store. All N pages poll, for --seconds.
 
-Runs belong to the browser session that started them, so pages 1..N-1 cannot see page 0's run: their
-live view says "No run yet" and does not poll. They are idle sessions (websocket, session state),
-which is what other users of a shared demo are while someone trains. Only page 0 produces chart
-updates; the idle pages are checked for errors and a stuck rerun at the end.
-
-Figures: per polling page, the time from each poll (the last websocket message the page sent, i.e.
-the fragment's rerun request) to the chart's data changing in the DOM, p50/p95; the server process's
-CPU in cores from /proc/<pid>/stat (utime+stime of the server PID and all its threads, so the
-browsers' CPU is excluded, and so is the training, which runs in a child process (charrnn.worker):
+Figures: per page, the time from each poll (the last websocket message the page sent, i.e. the
+fragment's rerun request) to the chart's data changing in the DOM, p50/p95 over all pages; the server
+process's CPU in cores from /proc/<pid>/stat (utime+stime of the server PID and all its threads, so
+the browsers' CPU is excluded, and so is the training, which runs in a child process (charrnn.worker):
 what is left is the cost of serving the pages); the run's tokens/s (median over its epochs in the
-window, from the run store) in both phases.
+window, from the run store) in both phases. Every page is checked for errors and a stuck rerun.
 """
 
 import argparse
@@ -95,6 +92,35 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # fields 14 and 15 of proc(5)
 
 
+def process_table() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command name, CPU seconds) of every process now."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        table[int(stat.parent.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICKS)
+    return table
+
+
+def cpu_by_group(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far of: the server process, the training process(es) it started (its children),
+    and the browsers (every chromium/chrome process)."""
+    table = process_table()
+    groups = {"server": 0.0, "training": 0.0, "browsers": 0.0}
+    for pid, (ppid, name, cpu) in table.items():
+        if pid == server_pid:
+            groups["server"] += cpu
+        elif ppid == server_pid:
+            groups["training"] += cpu
+        elif "chrom" in name:
+            groups["browsers"] += cpu
+    return groups
+
+
 def settle(pg):
     pg.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
     pg.wait_for_timeout(300)
@@ -152,6 +178,7 @@ def latencies(pg, t0: float) -> dict:
         "poll_to_chart_ms_p50": percentile(lags, 0.5),
         "poll_to_chart_ms_p95": percentile(lags, 0.95),
         "longest_gap_between_updates_ms": max(gaps) if gaps else None,
+        "lags": lags,
     }
 
 
@@ -167,27 +194,41 @@ def phase(browser, url: str, home: str, viewers: int, seconds: float, settings: 
     """One run of `seconds` with `viewers` pages open (0: one page, live view paused)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1600})
     context.add_init_script(RECORD)
-    pages = [open_train(context, url) for _ in range(max(1, viewers))]
-    trainer = pages[0]
+    trainer = open_train(context, url)
     fill(trainer, settings)
     if viewers == 0:  # nobody watches: the live view is paused before the run starts, so nothing polls
         trainer.get_by_text("Pause the live view").click()
         settle(trainer)
     trainer.get_by_role("button", name="Start", exact=True).click()
     settle(trainer)
+    pages = [trainer]
     if viewers:
         trainer.wait_for_function("window.__updates.length >= 2")
-    t0 = trainer.evaluate("performance.now()")
-    cpu0, wall0 = cpu_seconds(server_pid), time.monotonic()
+        for _ in range(viewers - 1):  # other sessions: the run is listed as training elsewhere; watch it
+            pg = open_train(context, url)
+            pg.locator("[data-testid='stSelectbox']", has_text="Watch live (read-only)").click()
+            pg.get_by_role("option").filter(has_text="training").first.click()
+            pages.append(pg)
+        for pg in pages:
+            pg.wait_for_function("window.__updates.length >= 2")
+    t0s = [pg.evaluate("performance.now()") for pg in pages]
+    cpu0, groups0, wall0 = cpu_seconds(server_pid), cpu_by_group(server_pid), time.monotonic()
     trainer.wait_for_timeout(seconds * 1000)
-    cpu1, wall1 = cpu_seconds(server_pid), time.monotonic()
+    cpu1, groups1, wall1 = cpu_seconds(server_pid), cpu_by_group(server_pid), time.monotonic()
     result = {
         "viewers": viewers,
         "seconds": round(wall1 - wall0, 2),
         "server_cpu_cores": round((cpu1 - cpu0) / (wall1 - wall0), 3),
+        "cores_by_process_group": {k: round((groups1[k] - groups0[k]) / (wall1 - wall0), 3) for k in groups0},
     }
     if viewers:
-        result["polling_pages"] = {"page 0 (trainer)": latencies(trainer, t0)}
+        per_page = [latencies(pg, t0) for pg, t0 in zip(pages, t0s, strict=True)]
+        lags = [lag for p in per_page for lag in p.pop("lags")]
+        result["poll_to_chart_ms_p50_all_pages"] = percentile(lags, 0.5)
+        result["poll_to_chart_ms_p95_all_pages"] = percentile(lags, 0.95)
+        result["polling_pages"] = {
+            ("page 0 (trainer)" if i == 0 else f"page {i} (watcher)"): p for i, p in enumerate(per_page)
+        }
         result["pages"] = [page_health(pg) for pg in pages]
     trainer.get_by_role("button", name="Stop", exact=True).click()
     deadline = time.monotonic() + 30  # a paused live view does not redraw: ask the run store
@@ -232,13 +273,14 @@ def main():
     summary = {
         "config": {**settings, "viewers": args.viewers, "seconds": args.seconds, "cpus": os.cpu_count()},
         "what_the_viewers_do": (
-            "page 0 starts the run and polls its live view once a second; the other pages keep the Train "
-            "page open in their own sessions, where there is no run, so they show 'No run yet' and do not poll"
+            "page 0 starts the run and polls its live view once a second; the other pages, each its own "
+            "session, watch that run on their Train page (read-only, from the run store), also once a second"
         ),
         "cpu_method": (
             "utime+stime of the streamlit server PID (all its threads) from /proc/<pid>/stat over wall time; "
             "the browsers and the training process (charrnn.worker) are other processes and are not counted, "
-            "so this is the cost of serving the pages"
+            "so this is the cost of serving the pages. cores_by_process_group splits the machine's CPU the "
+            "same way: the server, its child training process, and every chromium process"
         ),
         "no_viewers": alone,
         "with_viewers": loaded,

@@ -39,6 +39,7 @@ DEFAULTS = {
     "live_paused": False,
     "checkpoint_every": 50,
     "runs_selected": [],
+    "watch_run": None,  # a run of another session (or the CLI) watched live on the Train page
     "gen_run": None,
     "gen_model": "trained in this session",
     "gen_prefix": "time traveller",
@@ -50,9 +51,17 @@ DEFAULTS = {
 }
 
 
+URL = re.compile(r"https?://[^\s<>()\[\]`]+")
+
+
 def literal(text: str) -> str:
-    """Text for a Markdown-rendering element (st.error, st.success, ...) shown exactly as written."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", text)
+    """Text for a Markdown-rendering element (st.error, st.success, ...) shown exactly as written.
+
+    Web addresses are left as they are: Markdown turns them into links, where a backslash would show."""
+    parts = URL.split(text)
+    escaped = [re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", part) for part in parts]
+    urls = URL.findall(text) + [""]
+    return "".join(e + u for e, u in zip(escaped, urls, strict=True))
 
 
 def error(message: str):

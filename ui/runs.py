@@ -10,8 +10,20 @@ from charrnn.checkpoint import load_checkpoint
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
 from charrnn.store import RunStore, home_dir
-from charrnn.train import TrainConfig
-from ui import DEFAULTS, HP_FIELDS, _load, bound, device_choices, device_lock, error, load_checkpoint_upload, runner
+from charrnn.train import EpochStats, TrainConfig
+from ui import (
+    DEFAULTS,
+    HP_FIELDS,
+    _load,
+    bound,
+    device_choices,
+    device_lock,
+    error,
+    eta_text,
+    load_checkpoint_upload,
+    runner,
+    views,
+)
 
 RESUMABLE = ("stopped", "interrupted")
 
@@ -62,6 +74,89 @@ def stored_runs() -> list[dict]:
     except (OSError, sqlite3.Error) as e:
         error(f"Run store: cannot open it in {home_dir()} ({e}); set CHARRNN_HOME to a writable folder.")
         st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_store(home: str) -> RunStore:
+    """One store object per home folder for the live views (it holds paths only; each call connects)."""
+    return RunStore(home)
+
+
+def running_elsewhere() -> list[dict]:
+    """Runs training now that this session did not start: another browser session's, or the CLI's."""
+    own = runner()
+    own_id, own_pid = own.snapshot().run_id, own.pid  # the pid covers the moment before the id is known
+    store = _shared_store(str(home_dir()))
+    store.mark_interrupted()  # a run whose process died is not training
+    return [r for r in store.runs(status="running") if r["id"] != own_id and r["pid"] != own_pid]
+
+
+def watch(run_id: str, key: str):
+    """A read-only live view of a stored run (its progress, curve and samples, from the run store),
+    redrawn every second while it trains; nothing in it can change the run."""
+    store = _shared_store(str(home_dir()))
+
+    def read():
+        store.mark_interrupted()
+        return store.run(run_id), [EpochStats(**row) for row in store.history(run_id)]
+
+    live = read()[0]["status"] == "running"
+
+    @st.fragment(run_every=1.0 if live else None)
+    def view():
+        try:
+            run, history = read()
+        except ValueError:  # deleted meanwhile
+            st.info("That run is no longer in the store.")
+            return
+        if live and run["status"] != "running":
+            st.rerun()  # it ended: one full rerun stops the polling
+        n = run["config"]["num_epochs"]
+        ended = f"{run['status']} after {len(history)} of {n} epochs"
+        st.caption(f"Watching {run['name']} (run {run_id}, on {run['device']}); read-only.")
+        st.progress(history[-1].epoch / n if history else 0.0, text=eta_text(history, n) if live else ended)
+        if history:
+            m = st.columns(3)
+            m[0].metric("perplexity", f"{history[-1].perplexity:.2f}")
+            m[1].metric("tokens/s", f"{history[-1].tokens_per_sec:,.0f}")
+            m[2].metric("gradient norm (before clipping)", f"{history[-1].grad_norm:.3f}")
+        st.plotly_chart(views.history_figure(history), key=f"{key}_watch_ppl", config={"displaylogo": False})
+        samples = [f"epoch {x.epoch:>5}: {x.sample}" for x in history if x.sample]
+        st.code("\n".join(samples[-10:]) or "(no greedy continuation yet)", language=None)
+
+    view()
+
+
+def elsewhere(page: str):
+    """Runs training elsewhere on this machine (the device lock made visible), and a read-only live
+    view of the one picked; shows nothing when there is none."""
+    labels = {r["id"]: f"{r['name']} (run {r['id']}, on {r['device']}, training)" for r in running_elsewhere()}
+    watched = st.session_state["watch_run"]
+    if watched is not None and watched not in labels:  # it ended: keep its final state in view until dropped
+        try:
+            r = RunStore().run(watched)
+            labels[watched] = f"{r['name']} (run {watched}, on {r['device']}, {r['status']})"
+        except ValueError:  # deleted
+            pass
+    if not labels:
+        set_setting("watch_run", None)
+        return
+    options = [None, *labels]
+    keep_valid("watch_run", page, options)
+    with st.container(key=f"{page}_elsewhere", border=True):
+        st.subheader("Training elsewhere on this machine")
+        st.caption(
+            "Started by another browser session or by `python -m charrnn train`. Only the session that "
+            "started a run can stop it; anyone can watch it here."
+        )
+        st.selectbox(
+            "Watch live (read-only)",
+            options,
+            format_func=lambda i: "(nothing)" if i is None else labels[i],
+            **bound("watch_run", page),
+        )
+        if st.session_state["watch_run"] is not None:
+            watch(st.session_state["watch_run"], page)
 
 
 def run_labels(runs: list[dict]) -> dict:
