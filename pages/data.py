@@ -5,6 +5,7 @@ import streamlit as st
 
 import ui
 from charrnn import batches
+from charrnn.data import MAX_TEXT_BYTES
 
 ui.via_entry(__file__)
 
@@ -20,7 +21,12 @@ c2.radio(
 )
 c3.number_input("max_tokens (0 = the whole text)", min_value=0, step=1000, **ui.bound("hp_max_tokens", "data"))
 if st.session_state["corpus_source"] == "upload":
-    file = st.file_uploader("A UTF-8 .txt file", type=["txt"], key="data_upload")
+    file = st.file_uploader(
+        "A UTF-8 .txt file",
+        type=["txt"],
+        key="data_upload",
+        help=f"Up to {MAX_TEXT_BYTES // 2**20} MiB of text; any language, any characters (raw mode keeps them all).",
+    )
     if file is not None:
         st.session_state["upload"] = {"name": file.name, "data": file.getvalue()}
     if st.session_state.get("upload"):

@@ -84,6 +84,7 @@ def via_entry(page_file: str):
 def entry_done():
     """Called by the entry file before it runs the page; finishes a `via_entry` detour."""
     st.session_state[ENTRY_RAN] = True
+    st.session_state["_full_runs"] = st.session_state.get("_full_runs", 0) + 1  # see `bound`
     wanted = st.session_state.pop("_wanted_page", None)
     if wanted:
         st.switch_page(wanted)
@@ -101,8 +102,15 @@ def bound(name: str, page: str, form: bool = False) -> dict:
     on_change callback: the form's submit callback calls `keep_all(page)` instead.
     """
     key = f"{page}_{name}"
-    if key not in st.session_state:
+    # (Re)seed the widget when it is new, and also when it was missing from the last full run (a
+    # page that ended early with st.stop): Streamlit keeps such a widget's value but the browser
+    # mounts it afresh at its default (min_value), and would write that back. Setting the value
+    # through session state makes Streamlit send it to the browser.
+    run = st.session_state.get("_full_runs", 0)
+    seen = st.session_state.setdefault("_bound_in_run", {})
+    if key not in st.session_state or seen.get(key) != run - 1:
         st.session_state[key] = st.session_state[name]
+    seen[key] = run
     return {"key": key} if form else {"key": key, "on_change": keep, "args": (name, page)}
 
 
