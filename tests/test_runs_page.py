@@ -214,6 +214,14 @@ def test_a_run_training_elsewhere_can_be_watched_live_and_read_only(own_store, t
         time.sleep(1.5)
         at.run()  # what run_every does in a browser: the curve has moved on
         assert len(figure(at, "train_watch_ppl")["data"][0]["x"]) > len(first["x"])
+
+        at.switch_page("pages/runs.py").run()  # the Runs page can follow it too
+        at.selectbox(key="runs_one").set_value(run["id"]).run()
+        at.toggle(key="runs_follow").set_value(True).run()
+        assert not at.exception and not at.error
+        assert len(figure(at, "runs_watch_ppl")["data"][0]["x"]) >= len(first["x"])
+        assert at.button(key="runs_del").disabled  # a training run cannot be deleted
+        at.switch_page("pages/train.py").run()
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
