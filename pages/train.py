@@ -60,24 +60,9 @@ def live_view():
     if s.status == "idle" or s.config is None:
         st.info("No run yet in this session. Press Start.")
         return
-    h, n = s.history, s.config.num_epochs
     if s.run_id:
         st.caption(f"Recorded in the run store as run {s.run_id} (see the Runs page).")
-    ended = f"{s.status} after {len(h)} of {n} epochs"
-    st.progress(h[-1].epoch / n if h else 0.0, text=ui.eta_text(h, n) if s.running else ended)
-    m = st.columns(4)
-    if h:
-        m[0].metric("perplexity", f"{h[-1].perplexity:.2f}")
-        m[1].metric("tokens/s", f"{h[-1].tokens_per_sec:,.0f}")
-        m[2].metric("gradient norm (before clipping)", f"{h[-1].grad_norm:.3f}")
-        m[3].metric("minibatches clipped", f"{h[-1].clipped:.0%}")
-    st.plotly_chart(ui.views.history_figure(h), key="ppl", config={"displaylogo": False})
-    if s.summary:
-        st.caption("Summary (as the book prints it)")
-        st.code(s.summary, language=None)
-    samples = [f"epoch {x.epoch:>5}: {x.sample}" for x in h if x.sample]
-    st.caption(f"Greedy continuation of {s.config.prefix!r} every {s.config.predict_every} epochs")
-    st.code("\n".join(samples[-50:]) or "(none yet)", language=None)
+    ui.show_run(s.history, s.config, s.status, "ppl", s.summary)
 
 
 with st.container(key="train_own"):

@@ -264,6 +264,28 @@ def eta_text(history, num_epochs: int) -> str:
     return f"epoch {last.epoch} of {num_epochs}, about {left:,.0f} s left"
 
 
+def show_run(history, config: TrainConfig, status: str, chart_key: str, summary: str = ""):
+    """A run's progress, last epoch's figures, perplexity chart, the book's summary line once it has
+    one, and greedy continuations: the Train page's own run and a watched one (`history`: EpochStats)."""
+    num_epochs = config.num_epochs
+    ended = f"{status} after {len(history)} of {num_epochs} epochs"
+    done = history[-1].epoch / num_epochs if history else 0.0
+    st.progress(done, text=eta_text(history, num_epochs) if status == "running" else ended)
+    m = st.columns(4)
+    if history:
+        m[0].metric("perplexity", f"{history[-1].perplexity:.2f}")
+        m[1].metric("tokens/s", f"{history[-1].tokens_per_sec:,.0f}")
+        m[2].metric("gradient norm (before clipping)", f"{history[-1].grad_norm:.3f}")
+        m[3].metric("minibatches clipped", f"{history[-1].clipped:.0%}")
+    st.plotly_chart(views.history_figure(history), key=chart_key, config={"displaylogo": False})
+    if summary:
+        st.caption("Summary (as the book prints it)")
+        st.code(summary, language=None)
+    samples = [f"epoch {x.epoch:>5}: {x.sample}" for x in history if x.sample]
+    st.caption(f"Greedy continuation of {config.prefix!r} every {config.predict_every} epochs")
+    st.code("\n".join(samples[-50:]) or "(none yet)", language=None)
+
+
 def num_minibatches(corpus: list[int], b: int, t: int, sampling: str, seed: int) -> int:
     """Minibatches in the first epoch; ValueError naming the field when the text is too short."""
     return len(SeqDataLoader(corpus, b, t, sampling, seed=seed))

@@ -19,10 +19,9 @@ from ui import (
     device_choices,
     device_lock,
     error,
-    eta_text,
     load_checkpoint_upload,
     runner,
-    views,
+    show_run,
 )
 
 RESUMABLE = ("stopped", "interrupted")
@@ -111,18 +110,8 @@ def watch(run_id: str, key: str):
             return
         if live and run["status"] != "running":
             st.rerun()  # it ended: one full rerun stops the polling
-        n = run["config"]["num_epochs"]
-        ended = f"{run['status']} after {len(history)} of {n} epochs"
         st.caption(f"Watching {run['name']} (run {run_id}, on {run['device']}); read-only.")
-        st.progress(history[-1].epoch / n if history else 0.0, text=eta_text(history, n) if live else ended)
-        if history:
-            m = st.columns(3)
-            m[0].metric("perplexity", f"{history[-1].perplexity:.2f}")
-            m[1].metric("tokens/s", f"{history[-1].tokens_per_sec:,.0f}")
-            m[2].metric("gradient norm (before clipping)", f"{history[-1].grad_norm:.3f}")
-        st.plotly_chart(views.history_figure(history), key=f"{key}_watch_ppl", config={"displaylogo": False})
-        samples = [f"epoch {x.epoch:>5}: {x.sample}" for x in history if x.sample]
-        st.code("\n".join(samples[-10:]) or "(no greedy continuation yet)", language=None)
+        show_run(history, TrainConfig.from_dict(run["config"]), run["status"], f"{key}_watch_ppl")
 
     view()
 
