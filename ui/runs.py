@@ -77,15 +77,20 @@ def stored_runs() -> list[dict]:
 
 @st.cache_resource(show_spinner=False)
 def _shared_store(home: str) -> RunStore:
-    """One store object per home folder for the live views (it holds paths only; each call connects)."""
     return RunStore(home)
+
+
+def shared_store() -> RunStore:
+    """One store object per home folder for the live views, which read it every second: opening a
+    store creates its schema. It holds paths only; each call connects."""
+    return _shared_store(str(home_dir()))
 
 
 def running_elsewhere() -> list[dict]:
     """Runs training now that this session did not start: another browser session's, or the CLI's."""
     own = runner()
     own_id, own_pid = own.snapshot().run_id, own.pid  # the pid covers the moment before the id is known
-    store = _shared_store(str(home_dir()))
+    store = shared_store()
     store.mark_interrupted()  # a run whose process died is not training
     return [r for r in store.runs(status="running") if r["id"] != own_id and r["pid"] != own_pid]
 
@@ -93,7 +98,7 @@ def running_elsewhere() -> list[dict]:
 def watch(run_id: str, key: str):
     """A read-only live view of a stored run (its progress, curve and samples, from the run store),
     redrawn every second while it trains; nothing in it can change the run."""
-    store = _shared_store(str(home_dir()))
+    store = shared_store()
 
     def read():
         store.mark_interrupted()
@@ -123,7 +128,7 @@ def elsewhere(page: str):
     watched = st.session_state["watch_run"]
     if watched is not None and watched not in labels:  # it ended: keep its final state in view until dropped
         try:
-            r = RunStore().run(watched)
+            r = shared_store().run(watched)
             labels[watched] = f"{r['name']} (run {watched}, on {r['device']}, {r['status']})"
         except ValueError:  # deleted
             pass
