@@ -13,11 +13,12 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\
 MiB = 2**20
 
 
-def upload(pg, name: str, data: bytes, index: int = 0):
-    """Drop one file on the page's `index`-th file uploader and wait for the rerun it causes."""
-    box = pg.locator("[data-testid='stFileUploaderDropzoneInput']").nth(index)
+def upload(pg, name: str, data: bytes, until: str):
+    """Drop one file on the page's file uploader, wait until the element `until` (a CSS selector)
+    mentions the file (a large file takes a while to send), then for the rerun to end."""
+    box = pg.locator("[data-testid='stFileUploaderDropzoneInput']")
     box.set_input_files(files=[{"name": name, "mimeType": "text/plain", "buffer": data}])
-    pg.wait_for_timeout(500)
+    pg.locator(until, has_text=name).first.wait_for()
     settle(pg)
 
 
@@ -45,28 +46,29 @@ def test_uploads_through_the_widget(server, browser):
     settle(pg)
 
     # Bytes that are no text: one error naming the file and the fix, nothing else on the page.
-    upload(pg, "picture.txt", PNG)
+    upload(pg, "picture.txt", PNG, "[data-testid='stAlert']")
     no_exception(pg)
     (msg,) = alerts(pg)
     assert "picture.txt" in msg and "binary" in msg and "UTF-8 .txt" in msg, msg
     shot(pg, "upload-1-binary")
 
     # Over the core's 20 MiB limit but under the widget's 25 MiB: the core refuses it with numbers.
-    upload(pg, "big.txt", b"the time traveller\n" * (21 * MiB // 19 + 1))
+    upload(pg, "big.txt", b"the time traveller\n" * (21 * MiB // 19 + 1), "[data-testid='stAlert']")
     no_exception(pg)
     (msg,) = alerts(pg)
     assert "big.txt" in msg and "the limit is 20 MiB" in msg, msg
 
     # Over the widget's own limit (server.maxUploadSize = 25): the widget refuses it; the page keeps
     # the last file it accepted, so the core's message stays.
-    upload(pg, "huge.txt", b"x" * (26 * MiB))
+    upload(pg, "huge.txt", b"x" * (26 * MiB), "[data-testid='stFileUploader']")
     no_exception(pg)
-    assert pg.locator("[data-testid='stFileChipIconError']").count() == 1  # its chip is marked refused
+    pg.locator("[data-testid='stFileChipIconError']").wait_for()  # its chip is marked refused
+    assert pg.locator("[data-testid='stFileChipIconError']").count() == 1
     assert any("big.txt" in a for a in alerts(pg))
 
     # A good text, shown as text: Markdown and HTML in it are not rendered.
     text = "**bold** <b>tag</b> [link](http://x) the time traveller\n" * 100
-    upload(pg, "good.txt", text.encode())
+    upload(pg, "good.txt", text.encode(), "[data-testid='stText']")
     no_exception(pg)
     assert alerts(pg) == []
     vocab = pg.locator("[data-testid='stMetric']", has_text="Vocab size").inner_text().split()[-1]
@@ -82,7 +84,7 @@ def test_uploads_through_the_widget(server, browser):
 
     # A checkpoint that is random bytes, on the Runs page's uploader: refused, nothing breaks.
     go(pg, "Runs")
-    upload(pg, "junk.pt", bytes(range(256)) * 64)
+    upload(pg, "junk.pt", bytes(range(256)) * 64, "[data-testid='stAlert']")
     no_exception(pg)
     assert any(a.startswith("Checkpoint file:") for a in alerts(pg)), alerts(pg)
     shot(pg, "upload-3-bad-checkpoint")
