@@ -56,6 +56,15 @@ def wait_until_ended(at: AppTest, timeout: float = 60.0) -> AppTest:
     raise AssertionError("the run did not end in time")
 
 
+def generate(at: AppTest, prefix: str, num: int) -> str:
+    """On the Generate page: continue `prefix` by `num` characters; the text shown (no error allowed)."""
+    at.text_input(key="generate_gen_prefix").set_value(prefix)
+    at.number_input(key="generate_gen_num").set_value(num)
+    at.button(key="gen_go").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    return at.code[0].value
+
+
 def figure(at: AppTest, key: str) -> dict:
     """The Plotly figure of the chart with this key (AppTest has no Plotly element: read its spec)."""
     for el in at.get("plotly_chart"):

@@ -4,7 +4,7 @@ import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from support import APP, app, figure, start, wait_until_ended
+from support import APP, app, figure, generate, start, wait_until_ended
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
@@ -67,11 +67,7 @@ def test_train_shows_history_in_the_chart_then_generate(time_machine_path):
     assert at.code[0].value.startswith("perplexity ") and "tokens/sec on cpu" in at.code[0].value
 
     at.switch_page("pages/generate.py").run()
-    at.text_input(key="generate_gen_prefix").set_value("time traveller")
-    at.number_input(key="generate_gen_num").set_value(20)
-    at.button(key="gen_go").click().run()
-    assert not at.exception and not at.error
-    text = at.code[0].value
+    text = generate(at, "time traveller", 20)
     assert text.startswith("time traveller") and len(text) == len("time traveller") + 20
     spec = figure(at, "gen_probs")
     assert 0 < sum(spec["data"][0]["y"]) <= 1.0 + 1e-6

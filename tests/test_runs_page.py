@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
-from support import APP, figure
+from support import APP, figure, generate
 
 from charrnn.data import load_corpus
 from charrnn.recorder import train_recorded
@@ -164,11 +164,7 @@ def test_generate_from_a_saved_run_and_from_an_uploaded_checkpoint(own_store, co
     arrived(at.button(key="runs_generate").click().run(), "pages/generate.py", "Generate")
     assert not at.error
     assert at.session_state["gen_run"] == run_id
-    at.text_input(key="generate_gen_prefix").set_value("time traveller")
-    at.number_input(key="generate_gen_num").set_value(20)
-    at.button(key="gen_go").click().run()
-    assert not at.exception and not at.error
-    text = at.code[0].value
+    text = generate(at, "time traveller", 20)
     assert text.startswith("time traveller") and len(text) == len("time traveller") + 20
 
     at.switch_page("pages/runs.py").run()
