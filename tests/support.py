@@ -1,6 +1,9 @@
 """Helpers shared by the app tests: AppTest (one user, in this process) and Playwright (a real browser)."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +26,14 @@ def chart_points(scope: str = "") -> str:
 # The Train page's own run (this session's) and the run it watches (another session's, read-only).
 OWN_CHART_POINTS = chart_points(".st-key-train_own")
 WATCHED_CHART_POINTS = chart_points(".st-key-train_elsewhere")
+
+
+def cli_train(home, *args: str) -> subprocess.Popen:
+    """`python -m charrnn train ARGS` in a subprocess recording into the run store in `home`
+    (stdout dropped; stderr kept, as text, for failure messages)."""
+    env = {**os.environ, "CHARRNN_HOME": str(home)}
+    cmd = [sys.executable, "-m", "charrnn", "train", *args]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 # ---- AppTest ---------------------------------------------------------------------------------

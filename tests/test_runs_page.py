@@ -3,17 +3,14 @@ resume, train again, and Generate from a saved run or an uploaded checkpoint.
 
 Runs are made by the real core (`train_recorded`, a few tiny epochs) in a store of their own."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
-from support import APP, figure, generate
+from support import APP, cli_train, figure, generate
 
 from charrnn.data import load_corpus
 from charrnn.recorder import train_recorded
@@ -183,9 +180,8 @@ def test_generate_from_a_saved_run_and_from_an_uploaded_checkpoint(own_store, co
 def test_a_run_training_elsewhere_can_be_watched_live_and_read_only(own_store, time_machine_path):
     """A `python -m charrnn train` process trains; the Train page lists it, shows its growing curve
     from the store on request, offers nothing that could stop it, and shows when its process dies."""
-    cmd = [sys.executable, "-m", "charrnn", "train", "--epochs", "100000", "--num-hiddens", "16"]
-    cmd += ["--max-tokens", "2000", "--batch-size", "4", "--num-steps", "8", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, env=os.environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    args = ["--epochs", "100000", "--num-hiddens", "16", "--max-tokens", "2000", "--batch-size", "4"]
+    proc = cli_train(own_store.home, *args, "--num-steps", "8", "--device", "cpu")
     try:
         deadline = time.monotonic() + 60
         while not own_store.runs() or own_store.runs()[0]["epochs"] < 2:

@@ -1,14 +1,12 @@
 """The run store: records that survive restarts, kills and concurrent writers; resume."""
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from support import cli_train
 
 from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.data import load_corpus
@@ -69,23 +67,8 @@ def test_resume_continues_the_epoch_count_and_matches_an_uninterrupted_run(store
 
 def test_a_killed_training_process_leaves_a_clean_store(tmp_path, time_machine_path):
     home = tmp_path / "home"
-    env = {**os.environ, "CHARRNN_HOME": str(home)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "charrnn",
-        "train",
-        "--epochs",
-        "400",
-        "--num-hiddens",
-        "64",
-        "--max-tokens",
-        "3000",
-        "--checkpoint-every",
-        "3",
-        "--json",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = ["--epochs", "400", "--num-hiddens", "64", "--max-tokens", "3000", "--checkpoint-every", "3", "--json"]
+    proc = cli_train(home, *args)
     try:
         deadline = time.time() + 300
         while time.time() < deadline:
@@ -116,23 +99,8 @@ def test_a_killed_training_process_leaves_a_clean_store(tmp_path, time_machine_p
 
 
 def test_concurrent_writers_lose_no_rows(store, short_text, time_machine_path):
-    env = {**os.environ, "CHARRNN_HOME": str(store.home)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "charrnn",
-        "train",
-        "--epochs",
-        "25",
-        "--num-hiddens",
-        "16",
-        "--max-tokens",
-        "2000",
-        "--checkpoint-every",
-        "5",
-        "--json",
-    ]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    args = ["--epochs", "25", "--num-hiddens", "16", "--max-tokens", "2000", "--checkpoint-every", "5", "--json"]
+    procs = [cli_train(store.home, *args) for _ in range(2)]
     # meanwhile, this process writes too, from two threads, as the app's workers would
     fake = [store.create_run({"num_epochs": 200}, {"name": "fake"}, "cpu") for _ in range(2)]
 
