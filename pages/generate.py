@@ -3,18 +3,18 @@
 import streamlit as st
 
 import ui
-import ui.runs
+import ui.models
 from charrnn.generate import generate, next_char_probs
 
 ui.via_entry(__file__)
 
 st.title("Generate")
 snap = ui.runner().snapshot()
-choice = st.radio("Model", ui.runs.GEN_MODELS, **ui.bound("gen_model", "generate"), horizontal=True)
+choice = st.radio("Model", ui.models.GEN_MODELS, **ui.bound("gen_model", "generate"), horizontal=True)
 if choice == "saved run":
-    model, vocab = ui.runs.saved_run_model()  # the run picker; stops the page when there is nothing to pick
+    model, vocab = ui.models.saved_run_model()  # the run picker; stops the page when there is nothing to pick
 elif choice == "checkpoint file":
-    model, vocab = ui.runs.checkpoint_file_model()  # the uploader; stops the page until a checkpoint loads
+    model, vocab = ui.models.checkpoint_file_model()  # the uploader; stops the page until a checkpoint loads
 elif snap.model is None:
     if snap.running:
         st.info("A run is training in this session; its model appears here when it ends.")

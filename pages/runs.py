@@ -3,11 +3,14 @@
 import streamlit as st
 
 import ui
+import ui.models
 import ui.runs
+import ui.state
+import ui.watch
 
 ui.via_entry(__file__)
 
-ui.runs.follow_switch()  # Resume, Train again and Generate from it go on to another page
+ui.state.follow_switch()  # Resume, Train again and Generate from it go on to another page
 st.title("Runs")
 st.caption("Every training run is recorded with its curve and checkpoints; `python -m charrnn runs` lists the same.")
 if st.session_state.get("runs_error"):
@@ -21,7 +24,7 @@ else:
     st.button("Refresh", key="runs_refresh", help="Read the store again (a run training elsewhere moves on)")
     st.dataframe(ui.views.runs_table(runs), hide_index=True, column_config=ui.views.RUNS_COLUMNS, key="runs_table")
 
-    ui.runs.keep_valid("runs_selected", "runs", list(by_id), many=True)
+    ui.state.keep_valid("runs_selected", "runs", list(by_id), many=True)
     st.multiselect("Compare runs", list(by_id), format_func=labels.get, **ui.bound("runs_selected", "runs"))
     chosen = [by_id[i] for i in st.session_state["runs_selected"]]
     if chosen:
@@ -30,12 +33,12 @@ else:
         st.dataframe(ui.views.config_table(chosen, labels), height="content", key="runs_configs")
 
     st.header("One run")
-    ui.runs.keep_valid("runs_one", "runs", list(by_id))
+    ui.state.keep_valid("runs_one", "runs", list(by_id))
     run_id = st.selectbox("Run", list(by_id), format_func=labels.get, key="runs_one")
     run = by_id[run_id]
     st.text(f"{run['status']}{': ' + run['reason'] if run['reason'] else ''}, {run['epochs']} epochs, id {run_id}")
     if run["status"] == "running" and st.toggle("Follow it live (read-only)", key="runs_follow"):
-        ui.runs.watch(run_id, "runs")
+        ui.watch.watch(run_id, "runs")
     busy = ui.runner().snapshot().running
     download = ui.runs.checkpoint_download(run)
     c = st.columns([3, 1], vertical_alignment="bottom")
@@ -69,7 +72,7 @@ st.header("Generate from a checkpoint file")
 file = st.file_uploader("A charrnn checkpoint (.pt), e.g. one downloaded here", type=["pt"], key="runs_upload")
 if file is not None:
     try:
-        model, vocab = ui.load_checkpoint_upload(file)
+        model, vocab = ui.models.load_checkpoint_upload(file)
     except ValueError as e:  # CheckpointError, or a device that is not there
         ui.error(f"Checkpoint file: {e}")
         st.stop()

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-import ui.runs
+import ui.watch
 
 ui.via_entry(__file__)
 
@@ -47,7 +47,7 @@ if st.session_state.get("train_error"):
     ui.error(st.session_state["train_error"])
 if snap.status in ("failed", "busy", "diverged"):
     ui.error(snap.message)
-ui.runs.elsewhere("train")
+ui.watch.elsewhere("train")
 
 live = snap.running and not st.session_state["live_paused"]
 

@@ -1,4 +1,4 @@
-"""Glue of the run store for the Runs and Generate pages: the table, actions, saved models."""
+"""The Runs page's glue: the stored runs and what can be done to one (rename, delete, resume, ...)."""
 
 import re
 import sqlite3
@@ -6,62 +6,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from charrnn.checkpoint import load_checkpoint
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
 from charrnn.store import RunStore, home_dir
-from charrnn.train import EpochStats, TrainConfig
-from ui import (
-    DEFAULTS,
-    HP_FIELDS,
-    _load,
-    bound,
-    device_choices,
-    device_lock,
-    error,
-    load_checkpoint_upload,
-    runner,
-    show_run,
-)
+from charrnn.train import TrainConfig
+from ui.corpus import corpus_for_run
+from ui.display import error
+from ui.state import DEFAULTS, HP_FIELDS, set_setting, switch_to
+from ui.training import device_choices, device_lock, runner
 
 RESUMABLE = ("stopped", "interrupted")
-
-
-PAGES = ("data", "train", "generate", "runs")
-
-
-GEN_MODELS = ["trained in this session", "saved run", "checkpoint file"]  # the prefixes of the per-page widget keys
-
-
-def set_setting(name: str, value):
-    """Change a permanent setting from a callback; the pages' widgets are reseeded from it."""
-    st.session_state[name] = value
-    for page in PAGES:
-        st.session_state.pop(f"{page}_{name}", None)
-
-
-def keep_valid(name: str, page: str, options: list, many: bool = False):
-    """Drop from setting `name` (and its widget on `page`) choices that are gone, e.g. a deleted run."""
-    for key in (name, f"{page}_{name}"):
-        if key not in st.session_state:
-            continue
-        value = st.session_state[key]
-        if many:
-            st.session_state[key] = [v for v in value if v in options]
-        elif value not in options:
-            st.session_state[key] = options[0] if options else None
-
-
-def switch_to(page: str):
-    """Ask for a page switch from a callback (st.switch_page does nothing there); see `follow_switch`."""
-    st.session_state["switch_to"] = page
-
-
-def follow_switch():
-    """Called first by a page whose buttons ask for a switch (AppTest runs a page without the entry file)."""
-    page = st.session_state.pop("switch_to", None)
-    if page:
-        st.switch_page(page)
 
 
 def stored_runs() -> list[dict]:
@@ -73,84 +27,6 @@ def stored_runs() -> list[dict]:
     except (OSError, sqlite3.Error) as e:
         error(f"Run store: cannot open it in {home_dir()} ({e}); set CHARRNN_HOME to a writable folder.")
         st.stop()
-
-
-@st.cache_resource(show_spinner=False)
-def _shared_store(home: str) -> RunStore:
-    return RunStore(home)
-
-
-def shared_store() -> RunStore:
-    """One store object per home folder for the live views, which read it every second: opening a
-    store creates its schema. It holds paths only; each call connects."""
-    return _shared_store(str(home_dir()))
-
-
-def running_elsewhere() -> list[dict]:
-    """Runs training now that this session did not start: another browser session's, or the CLI's."""
-    own = runner()
-    own_id, own_pid = own.snapshot().run_id, own.pid  # the pid covers the moment before the id is known
-    store = shared_store()
-    store.mark_interrupted()  # a run whose process died is not training
-    return [r for r in store.runs(status="running") if r["id"] != own_id and r["pid"] != own_pid]
-
-
-def watch(run_id: str, key: str):
-    """A read-only live view of a stored run (its progress, curve and samples, from the run store),
-    redrawn every second while it trains; nothing in it can change the run."""
-    store = shared_store()
-
-    def read():
-        store.mark_interrupted()
-        return store.run(run_id), [EpochStats(**row) for row in store.history(run_id)]
-
-    live = read()[0]["status"] == "running"
-
-    @st.fragment(run_every=1.0 if live else None)
-    def view():
-        try:
-            run, history = read()
-        except ValueError:  # deleted meanwhile
-            st.info("That run is no longer in the store.")
-            return
-        if live and run["status"] != "running":
-            st.rerun()  # it ended: one full rerun stops the polling
-        st.caption(f"Watching {run['name']} (run {run_id}, on {run['device']}); read-only.")
-        show_run(history, TrainConfig.from_dict(run["config"]), run["status"], f"{key}_watch_ppl")
-
-    view()
-
-
-def elsewhere(page: str):
-    """Runs training elsewhere on this machine (the device lock made visible), and a read-only live
-    view of the one picked; shows nothing when there is none."""
-    labels = {r["id"]: f"{r['name']} (run {r['id']}, on {r['device']}, training)" for r in running_elsewhere()}
-    watched = st.session_state["watch_run"]
-    if watched is not None and watched not in labels:  # it ended: keep its final state in view until dropped
-        try:
-            r = shared_store().run(watched)
-            labels[watched] = f"{r['name']} (run {watched}, on {r['device']}, {r['status']})"
-        except ValueError:  # deleted
-            pass
-    if not labels:
-        set_setting("watch_run", None)
-        return
-    options = [None, *labels]
-    keep_valid("watch_run", page, options)
-    with st.container(key=f"{page}_elsewhere", border=True):
-        st.subheader("Training elsewhere on this machine")
-        st.caption(
-            "Started by another browser session or by `python -m charrnn train`. Only the session that "
-            "started a run can stop it; anyone can watch it here."
-        )
-        st.selectbox(
-            "Watch live (read-only)",
-            options,
-            format_func=lambda i: "(nothing)" if i is None else labels[i],
-            **bound("watch_run", page),
-        )
-        if st.session_state["watch_run"] is not None:
-            watch(st.session_state["watch_run"], page)
 
 
 def run_labels(runs: list[dict]) -> dict:
@@ -194,23 +70,6 @@ def delete_run(run_id: str):
     set_setting("runs_selected", [i for i in st.session_state["runs_selected"] if i != run_id])
 
 
-def corpus_for_run(run: dict):
-    """The text a stored run trained on, reloaded and checked by its SHA-1; raises CorpusError saying what to do."""
-    fp = run["corpus"]
-    if fp["source"] in ("time_machine", "fallback"):
-        corpus = _load(fp["source"], fp["mode"], int(fp["max_tokens"] or 0), None)
-    else:
-        upload = st.session_state.get("upload") or {}
-        if upload.get("data") is None:
-            raise CorpusError(
-                f"the run trained on {fp['name']}; upload that file on the Data page (source: Uploaded .txt) first."
-            )
-        corpus = _load("upload", fp["mode"], int(fp["max_tokens"] or 0), upload["data"], upload.get("name"))
-    if corpus.sha1 != fp["sha1"]:
-        raise CorpusError(f"the text uploaded on the Data page is not {fp['name']}, which the run trained on.")
-    return corpus
-
-
 def resume_run(run_id: str):
     """on_click of Resume: continue the run from its last checkpoint on this session's runner, then show Train."""
     st.session_state.pop("runs_error", None)
@@ -249,62 +108,3 @@ def generate_from(choice: str, run_id: str | None = None):
     if run_id is not None:
         set_setting("gen_run", run_id)
     switch_to("pages/generate.py")
-
-
-def runs_with_checkpoints() -> list[dict]:
-    runs = stored_runs()
-    store = RunStore()
-    return [r for r in runs if store.last_checkpoint(r["id"]) is not None]
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _checkpoint_model(path: str, mtime_ns: int, device: str):
-    """A saved checkpoint's (model, vocab, epoch), shared read-only (generation never changes weights)."""
-    model, vocab, ckpt = load_checkpoint(path, device=device)
-    return model, vocab, ckpt.get("epoch")
-
-
-def run_model(run_id: str):
-    """(model, vocab, epoch) of a stored run's last checkpoint; raises CheckpointError or ValueError."""
-    last = RunStore().last_checkpoint(run_id)
-    if last is None:
-        raise ValueError("this run has no checkpoint; pick another run")
-    path = Path(last["path"])
-    return _checkpoint_model(str(path), path.stat().st_mtime_ns, str(resolve_device(st.session_state["hp_device"])))
-
-
-def saved_run_model():
-    """Generate's run picker: (model, vocab) of the chosen run's last checkpoint; stops the page when none."""
-    saved = runs_with_checkpoints()
-    if not saved:
-        st.info("No saved run has a checkpoint yet: train one on the Train page (see the Runs page).")
-        st.stop()
-    labels = run_labels(saved)
-    keep_valid("gen_run", "generate", list(labels))
-    run_id = st.selectbox(
-        "Run (its last checkpoint)", list(labels), format_func=labels.get, **bound("gen_run", "generate")
-    )
-    try:
-        model, vocab, epoch = run_model(run_id)
-    except ValueError as e:  # CheckpointError, or a device that is not there
-        error(f"Run: {e}")
-        st.stop()
-    st.caption(f"The run's checkpoint after epoch {epoch}.")
-    return model, vocab
-
-
-def checkpoint_file_model():
-    """Generate's uploader: (model, vocab) of the uploaded checkpoint (or the one uploaded earlier, e.g. on Runs)."""
-    file = st.file_uploader("A charrnn checkpoint (.pt)", type=["pt"], key="gen_upload")
-    if file is None:
-        cached = st.session_state.get("gen_checkpoint")
-        if cached is None:
-            st.stop()
-        st.caption("Using the checkpoint uploaded earlier:")
-        st.text(cached[0][1])
-        return cached[1], cached[2]
-    try:
-        return load_checkpoint_upload(file)
-    except ValueError as e:  # CheckpointError, or a device that is not there
-        error(f"Checkpoint file: {e}")
-        st.stop()

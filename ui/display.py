@@ -1,0 +1,66 @@
+"""Drawing what every page shows alike: escaped messages, a run's progress and chart, a continuation."""
+
+import html
+import re
+
+import streamlit as st
+
+from charrnn.train import TrainConfig
+from ui import views
+
+URL = re.compile(r"https?://[^\s<>()\[\]`]+")
+
+
+def literal(text: str) -> str:
+    """Text for a Markdown-rendering element (st.error, st.success, ...) shown exactly as written.
+
+    Web addresses are left as they are: Markdown turns them into links, where a backslash would show."""
+    parts = URL.split(text)
+    escaped = [re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", part) for part in parts]
+    urls = URL.findall(text) + [""]
+    return "".join(e + u for e, u in zip(escaped, urls, strict=True))
+
+
+def error(message: str):
+    """st.error for messages that may quote file names or user text."""
+    st.error(literal(message))
+
+
+def eta_text(history, num_epochs: int) -> str:
+    if not history:
+        return "first epoch running..."
+    last = history[-1]
+    left = (num_epochs - last.epoch) * last.elapsed / last.epoch
+    return f"epoch {last.epoch} of {num_epochs}, about {left:,.0f} s left"
+
+
+def show_run(history, config: TrainConfig, status: str, chart_key: str, summary: str = ""):
+    """A run's progress, last epoch's figures, perplexity chart, the book's summary line once it has
+    one, and greedy continuations: the Train page's own run and a watched one (`history`: EpochStats)."""
+    num_epochs = config.num_epochs
+    ended = f"{status} after {len(history)} of {num_epochs} epochs"
+    done = history[-1].epoch / num_epochs if history else 0.0
+    st.progress(done, text=eta_text(history, num_epochs) if status == "running" else ended)
+    m = st.columns(4)
+    if history:
+        m[0].metric("perplexity", f"{history[-1].perplexity:.2f}")
+        m[1].metric("tokens/s", f"{history[-1].tokens_per_sec:,.0f}")
+        m[2].metric("gradient norm (before clipping)", f"{history[-1].grad_norm:.3f}")
+        m[3].metric("minibatches clipped", f"{history[-1].clipped:.0%}")
+    st.plotly_chart(views.history_figure(history), key=chart_key, config={"displaylogo": False})
+    if summary:
+        st.caption("Summary (as the book prints it)")
+        st.code(summary, language=None)
+    samples = [f"epoch {x.epoch:>5}: {x.sample}" for x in history if x.sample]
+    st.caption(f"Greedy continuation of {config.prefix!r} every {config.predict_every} epochs")
+    st.code("\n".join(samples[-50:]) or "(none yet)", language=None)
+
+
+def show_continuation(prefix: str, generated: str):
+    """Prefix in grey and the generated characters in bold blue, as escaped text (never Markdown);
+    spaces show as "·" so that a run of generated spaces is not mistaken for nothing."""
+    st.html(
+        '<div style="font-family: monospace; font-size: 1.05rem; white-space: pre-wrap; word-break: break-all">'
+        f'<span style="color: #888">{html.escape(views.visible_chars(prefix))}</span>'
+        f'<span style="color: #1f77b4; font-weight: bold">{html.escape(views.visible_chars(generated))}</span></div>'
+    )

@@ -1,0 +1,108 @@
+"""This session's training: its runner (a child process per run), the device lock, the callbacks."""
+
+import io
+import threading
+
+import streamlit as st
+import torch
+
+from charrnn.checkpoint import make_checkpoint
+from charrnn.data import CorpusError
+from charrnn.device import describe, resolve_device
+from charrnn.runner import Runner
+from ui.corpus import load_chosen_corpus
+from ui.display import eta_text
+from ui.state import DEFAULTS, HP_FIELDS, keep_all, train_config
+
+
+@st.cache_resource(scope="session", on_release=lambda r: r.stop(), show_spinner=False)
+def runner() -> Runner:
+    """This browser session's trainer: closing the tab stops its run."""
+    return Runner()
+
+
+@st.cache_resource(show_spinner=False)
+def device_lock(device: str) -> threading.Lock:
+    """One lock per device, shared by every session, so two runs never fight over it."""
+    return threading.Lock()
+
+
+def device_choices() -> list[str]:
+    return ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def device_text(name: str) -> str:
+    try:
+        return describe(resolve_device(name))
+    except ValueError as e:
+        return f"unavailable ({e})"
+
+
+def sidebar(pages):
+    """Shown on every page: the page links, the device in use and the state of this session's run."""
+    with st.sidebar:
+        for page in pages:
+            st.page_link(page)
+        st.caption("Device")
+        st.text(device_text(st.session_state["hp_device"]))
+        snap = runner().snapshot()
+        if snap.config is not None:  # None until this session's first run (a refused start included)
+            st.caption("Training in this session")
+            if snap.running:  # the epoch count would go stale here: the live view is on the Train page
+                st.text(f"running, {snap.config.num_epochs} epochs")
+            else:
+                st.text(f"{snap.status} after {len(snap.history)} of {snap.config.num_epochs} epochs")
+
+
+def start_training(**overrides):
+    """on_click callback: start this session's run with the form's settings (errors go to session state)."""
+    st.session_state.pop("train_error", None)
+    try:
+        config = train_config(**overrides).validate()
+        corpus = load_chosen_corpus(config.max_tokens)
+        device = str(resolve_device(config.device))
+        runner().start(corpus, config, device_lock(device), checkpoint_every=st.session_state["checkpoint_every"])
+    except (ValueError, CorpusError) as e:
+        st.session_state["train_error"] = str(e)
+
+
+def submit_training():
+    """on_click of the Train form's Start: save the form into the settings, then start."""
+    keep_all("train")
+    start_training()
+
+
+def stop_training():
+    runner().stop()
+
+
+def quick_train():
+    """on_click callback: the book's recipe (The Time Machine, book mode, defaults) on the chosen device."""
+    for key in ("corpus_source", "corpus_mode"):
+        st.session_state[key] = DEFAULTS[key]
+    for name in HP_FIELDS:
+        if name != "device":
+            st.session_state[f"hp_{name}"] = DEFAULTS[f"hp_{name}"]
+    start_training()
+
+
+def wait_for_run():
+    """A progress bar that follows this session's run and reruns the page once it ends."""
+
+    @st.fragment(run_every=1.0)
+    def progress():
+        s = runner().snapshot()
+        if not s.running:
+            st.rerun()
+        st.progress(
+            s.history[-1].epoch / s.config.num_epochs if s.history else 0.0,
+            text=eta_text(s.history, s.config.num_epochs),
+        )
+
+    progress()
+
+
+def checkpoint_bytes(snap) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(make_checkpoint(snap.model, snap.vocab, snap.config, snap.corpus, snap.history), buffer)
+    return buffer.getvalue()
