@@ -29,7 +29,7 @@ from pathlib import Path
 from charrnn.batches import SeqDataLoader
 from charrnn.checkpoint import load_checkpoint
 from charrnn.data import Corpus
-from charrnn.device import resolve_device
+from charrnn.device import describe, resolve_device
 from charrnn.store import RunStore
 from charrnn.train import EpochStats, TrainConfig, check_fits
 
@@ -95,6 +95,9 @@ class Runner:
             check_fits(config, len(corpus.vocab), resolve_device(config.device))
         if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be a positive integer, not {checkpoint_every!r}")
+        # Opened here, not in the thread: a store that cannot be opened refuses the start with its
+        # message, instead of a run that fails unseen after the page showed it as running.
+        store = self._store if self._store is not None else RunStore()
         with self._lock:
             if self.running():
                 return False
@@ -102,7 +105,7 @@ class Runner:
                 # The previous run's results stay readable; only the status says why nothing started.
                 self._snap.status = "busy"
                 self._snap.message = (
-                    f"Device busy: another session is training on {config.device}. "
+                    f"Device busy: another session is training on {describe(resolve_device(config.device))}. "
                     "Wait for it to finish, or pick another device."
                 )
                 return False
@@ -112,15 +115,14 @@ class Runner:
             )
             options = dict(resume=resume, checkpoint_every=checkpoint_every, name=name)
             self._thread = threading.Thread(
-                target=self._work, args=(corpus, config, device_lock, options), name="charrnn-train", daemon=True
+                target=self._work, args=(store, corpus, config, device_lock, options), name="charrnn-train", daemon=True
             )
             self._thread.start()
         return True
 
-    def _work(self, corpus, config, device_lock, options):
+    def _work(self, store, corpus, config, device_lock, options):
         """The watcher thread: start the training process, relay its messages, release the device."""
         try:
-            store = self._store if self._store is not None else RunStore()
             read_fd, write_fd = os.pipe()
             with self._lock:
                 self._proc = subprocess.Popen(

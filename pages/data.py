@@ -58,14 +58,14 @@ right.plotly_chart(bars, key="vocab_bars")
 st.header("Minibatches")
 c = st.columns(5)
 c[0].radio("sampling", ["sequential", "random"], **ui.bound("hp_sampling", "data"))
-c[1].number_input("batch_size", min_value=1, max_value=1024, **ui.bound("hp_batch_size", "data"))
-c[2].number_input("num_steps", min_value=1, max_value=1024, **ui.bound("hp_num_steps", "data"))
+c[1].number_input("batch_size", min_value=1, **ui.bound("hp_batch_size", "data"))
+c[2].number_input("num_steps", min_value=1, **ui.bound("hp_num_steps", "data"))
 c[3].number_input("seed", step=1, **ui.bound("hp_seed", "data"))
 b, t, sampling, seed = (st.session_state[k] for k in ("hp_batch_size", "hp_num_steps", "hp_sampling", "hp_seed"))
 try:
     count = ui.num_minibatches(corpus.corpus, b, t, sampling, seed)
 except ValueError as e:
-    st.error(f"Minibatches: {e}")
+    ui.error(f"Minibatches: {e}")
     st.stop()
 st.session_state["data_batch_no"] = min(st.session_state.get("data_batch_no", 1), count)
 k = c[4].number_input(f"minibatch (1 to {count})", min_value=1, max_value=count, key="data_batch_no")
@@ -95,8 +95,12 @@ st.code(
 )
 
 st.header("Sequential partitioning against random sampling")
-n = min(len(corpus), 20_000)
-st.plotly_chart(ui.views.layout_figure(n, b, t, seed), key="layout")
+# 20,000 tokens draw well; large minibatches need more for one minibatch of each sampling.
+n = min(len(corpus), max(20_000, b * (t + 1) + 2 * t + 1))
+try:
+    st.plotly_chart(ui.views.layout_figure(n, b, t, seed), key="layout")
+except ValueError as e:  # the text holds a sequential minibatch but not a random one
+    ui.error(f"The picture of both samplings: {e}")
 st.caption(
     f"The first {n:,} tokens wrapped into {b} rows; colour = the minibatch that reads each token in one epoch "
     "(blank = dropped). Sequential minibatches are vertical bands: minibatch k+1 continues every row of k, "

@@ -16,11 +16,13 @@ if choice == "saved run":
 elif choice == "checkpoint file":
     model, vocab = ui.models.checkpoint_file_model()  # the uploader; stops the page until a checkpoint loads
 elif snap.model is None:
+    newest = None if snap.running else ui.models.newest_finished_run()
     if snap.running:
         st.info("A run is training in this session; its model appears here when it ends.")
         ui.wait_for_run()
-    else:
-        st.info("No model has been trained in this session yet.")
+        st.stop()
+    if newest is None:
+        st.info("No model has been trained in this session yet, and no finished run is in the store.")
         st.button(
             f"Quick training: the book's recipe on {ui.device_text(st.session_state['hp_device'])}",
             on_click=ui.quick_train,
@@ -29,7 +31,14 @@ elif snap.model is None:
         )
         if st.session_state.get("train_error"):
             ui.error(st.session_state["train_error"])
-    st.stop()
+        st.stop()
+    try:
+        model, vocab, epoch = ui.models.run_model(newest["id"])
+    except ValueError as e:  # CheckpointError, or a device that is not there
+        ui.error(f"Run: {e}")
+        st.stop()
+    st.caption("No model has been trained in this session yet; using the newest finished run of the store:")
+    st.text(f"{newest['name']} (run {newest['id']}, checkpoint after epoch {epoch})")
 else:
     model, vocab = snap.model, snap.vocab
     st.caption(f"This session's model, {snap.status} after {len(snap.history)} epochs: {snap.summary}")

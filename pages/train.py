@@ -1,10 +1,13 @@
 """Train: the book's recipe, or your settings, on a background worker with a live perplexity chart."""
 
+import sys
+
 import pandas as pd
 import streamlit as st
 
 import ui
 import ui.watch
+from charrnn.train import MAX_HIDDENS
 
 ui.via_entry(__file__)
 
@@ -19,11 +22,15 @@ st.caption(
 
 with st.form("train_form", border=True):
     c = st.columns(5)
-    c[0].number_input("num_hiddens", min_value=1, max_value=8192, **ui.bound("hp_num_hiddens", "train", form=True))
-    c[1].number_input("num_steps", min_value=1, max_value=1024, **ui.bound("hp_num_steps", "train", form=True))
-    c[2].number_input("batch_size", min_value=1, max_value=1024, **ui.bound("hp_batch_size", "train", form=True))
-    c[3].number_input("lr", min_value=1e-6, format="%g", **ui.bound("hp_lr", "train", form=True))
-    c[4].number_input("num_epochs", min_value=1, max_value=1_000_000, **ui.bound("hp_num_epochs", "train", form=True))
+    # The ranges admit every value the CLI accepts (TrainConfig.validate refuses the rest at Start, naming
+    # the field), so "Train again" never changes a stored run's settings to fit a widget.
+    c[0].number_input(
+        "num_hiddens", min_value=1, max_value=MAX_HIDDENS, **ui.bound("hp_num_hiddens", "train", form=True)
+    )
+    c[1].number_input("num_steps", min_value=1, **ui.bound("hp_num_steps", "train", form=True))
+    c[2].number_input("batch_size", min_value=1, **ui.bound("hp_batch_size", "train", form=True))
+    c[3].number_input("lr", min_value=sys.float_info.min, format="%g", **ui.bound("hp_lr", "train", form=True))
+    c[4].number_input("num_epochs", min_value=1, **ui.bound("hp_num_epochs", "train", form=True))
     c = st.columns(5)
     c[0].number_input("clip theta (0 = off)", min_value=0.0, format="%g", **ui.bound("hp_clip", "train", form=True))
     c[1].selectbox("sampling", ["sequential", "random"], **ui.bound("hp_sampling", "train", form=True))
@@ -43,6 +50,8 @@ with st.form("train_form", border=True):
 c = st.columns([1, 3])
 c[0].button("Stop", on_click=ui.stop_training, disabled=not snap.running, key="train_stop")
 c[1].toggle("Pause the live view (to zoom the chart)", **ui.bound("live_paused", "train"))
+if st.session_state.get("train_notice"):
+    st.warning(ui.literal(st.session_state.pop("train_notice")))  # shown once, after "Train again"
 if st.session_state.get("train_error"):
     ui.error(st.session_state["train_error"])
 if snap.status in ("failed", "busy", "diverged"):

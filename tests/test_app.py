@@ -6,6 +6,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from support import APP, app, figure, generate, start, wait_until_ended
 
+from charrnn.data import load_corpus
+from charrnn.generate import predict
+from charrnn.recorder import train_recorded
+from charrnn.store import RunStore
+from charrnn.train import TrainConfig
+
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 PAGES = ["pages/data.py", "pages/train.py", "pages/generate.py"]
@@ -90,11 +96,26 @@ def test_stop_ends_a_run_early(time_machine_path):
     assert at.button(key="train_stop").disabled
 
 
-def test_generate_without_a_model_offers_quick_training(time_machine_path):
+def test_generate_without_a_model_offers_quick_training(time_machine_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "empty-home"))  # no finished run to fall back on
     at = app()
     at.switch_page("pages/generate.py").run()
     assert not at.exception
     assert at.button(key="gen_quick").label.startswith("Quick training")
+
+
+def test_a_fresh_session_generates_from_the_newest_finished_run(time_machine_path, tmp_path, monkeypatch):
+    """A reload or a shared link: no model in this session, but a finished run in the store."""
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    store = RunStore()
+    corpus = load_corpus("time_machine", max_tokens=2000, download=False)
+    config = TrainConfig(num_epochs=2, num_hiddens=16, batch_size=4, num_steps=8, max_tokens=2000, device="cpu")
+    run_id, result = train_recorded(store, corpus, config, name="the newest one")
+    at = app()
+    at.switch_page("pages/generate.py").run()
+    assert not at.exception and not at.error
+    assert any(run_id in t.value and "the newest one" in t.value for t in at.text), [t.value for t in at.text]
+    assert generate(at, "time traveller", 20) == predict(result.model, corpus.vocab, "time traveller", 20)
 
 
 def test_user_errors_name_the_field(time_machine_path):

@@ -12,12 +12,13 @@ URL = re.compile(r"https?://[^\s<>()\[\]`]+")
 
 
 def literal(text: str) -> str:
-    """Text for a Markdown-rendering element (st.error, st.success, ...) shown exactly as written.
+    """Text for a Markdown-rendering element (st.error, st.caption, ...) shown exactly as written.
 
-    Web addresses are left as they are: Markdown turns them into links, where a backslash would show."""
+    Every Markdown character is escaped; a web address becomes a code span, so that it reads clean
+    (no backslashes) but is never a link or an image, whoever wrote it (a file name can hold one)."""
     parts = URL.split(text)
     escaped = [re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", part) for part in parts]
-    urls = URL.findall(text) + [""]
+    urls = [f"`{u}`" for u in URL.findall(text)] + [""]
     return "".join(e + u for e, u in zip(escaped, urls, strict=True))
 
 
@@ -52,7 +53,7 @@ def show_run(history, config: TrainConfig, status: str, chart_key: str, summary:
         st.caption("Summary (as the book prints it)")
         st.code(summary, language=None)
     samples = [f"epoch {x.epoch:>5}: {x.sample}" for x in history if x.sample]
-    st.caption(f"Greedy continuation of {config.prefix!r} every {config.predict_every} epochs")
+    st.caption(literal(f"Greedy continuation of {config.prefix!r} every {config.predict_every} epochs"))
     st.code("\n".join(samples[-50:]) or "(none yet)", language=None)
 
 

@@ -29,6 +29,13 @@ def runs_with_checkpoints() -> list[dict]:
     return [r for r in stored_runs() if store.last_checkpoint(r["id"]) is not None]
 
 
+def newest_finished_run() -> dict | None:
+    """The newest finished run of the store that has a checkpoint: what a visitor with no model of
+    their own (a fresh session, a reload, a shared link) can generate from at once."""
+    store = RunStore()
+    return next((r for r in store.runs(status="finished") if store.last_checkpoint(r["id"]) is not None), None)
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _checkpoint_model(path: str, mtime_ns: int, device: str):
     """A saved checkpoint's (model, vocab, epoch), shared read-only (generation never changes weights)."""

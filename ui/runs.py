@@ -24,9 +24,17 @@ def stored_runs() -> list[dict]:
     Opening the store marks runs whose process died as interrupted."""
     try:
         return RunStore().runs()
-    except (OSError, sqlite3.Error) as e:
-        error(f"Run store: cannot open it in {home_dir()} ({e}); set CHARRNN_HOME to a writable folder.")
+    except (ValueError, OSError, sqlite3.Error) as e:
+        error(store_problem(e))
         st.stop()
+
+
+def store_problem(e: Exception) -> str:
+    """One line for a store that cannot be opened: the store's own message (it names the file and
+    what to do), or the folder and the fix for anything it did not foresee."""
+    if isinstance(e, ValueError):
+        return f"Run store: {e}"
+    return f"Run store: cannot open it in {home_dir()} ({e}); set CHARRNN_HOME to a writable folder."
 
 
 def run_labels(runs: list[dict]) -> dict:
@@ -87,18 +95,24 @@ def resume_run(run_id: str):
 
 
 def train_again(run_id: str):
-    """on_click of "Train again with these settings": the run's config into the Train form, then show Train."""
+    """on_click of "Train again with these settings": the run's config into the Train form, then show Train.
+
+    Every value is taken as it was; one that this machine cannot take (a device it lacks) is named."""
     run = RunStore().run(run_id)
     config = TrainConfig.from_dict(run["config"])
+    notes = []
     for name in HP_FIELDS:
         value = getattr(config, name)
         if name == "device" and value not in device_choices():
-            continue  # a device this machine lacks: keep the session's
+            notes.append(f"device {value!r} is not on this machine; kept {st.session_state['hp_device']!r}")
+            continue
         set_setting(f"hp_{name}", type(DEFAULTS[f"hp_{name}"])(value))
     if run["corpus"].get("source") in ("time_machine", "fallback"):
         set_setting("corpus_source", run["corpus"]["source"])
     if run["corpus"].get("mode") in ("book", "raw"):
         set_setting("corpus_mode", run["corpus"]["mode"])
+    if notes:
+        st.session_state["train_notice"] = f"Settings of {run['name']}: " + "; ".join(notes) + "."
     switch_to("pages/train.py")
 
 

@@ -1,6 +1,7 @@
 """This session's training: its runner (a child process per run), the device lock, the callbacks."""
 
 import io
+import sqlite3
 import threading
 
 import streamlit as st
@@ -62,7 +63,7 @@ def start_training(**overrides):
         corpus = load_chosen_corpus(config.max_tokens)
         device = str(resolve_device(config.device))
         runner().start(corpus, config, device_lock(device), checkpoint_every=st.session_state["checkpoint_every"])
-    except (ValueError, CorpusError) as e:
+    except (ValueError, CorpusError, OSError, sqlite3.Error) as e:  # a store that cannot open says why
         st.session_state["train_error"] = str(e)
 
 

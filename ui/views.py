@@ -54,8 +54,10 @@ def history_figure(history) -> go.Figure:
 
 
 def bar_figure(labels: list, values: list, x_title: str, y_title: str, height: int, colors=None) -> go.Figure:
-    """A bar per token (category axis, kept in the given order): vocab counts, next-char probabilities."""
-    fig = go.Figure(go.Bar(x=labels, y=values, marker_color=colors))
+    """A bar per token (category axis, kept in the given order): vocab counts, next-char probabilities.
+
+    Labels are escaped: Plotly reads tags in them (a token from a checkpoint could be an `<a href>`)."""
+    fig = go.Figure(go.Bar(x=[html.escape(str(label)) for label in labels], y=values, marker_color=colors))
     fig.update_layout(
         xaxis_title=x_title,
         yaxis_title=y_title,
@@ -118,18 +120,22 @@ KEY_HPARAMS = ("num_hiddens", "num_steps", "batch_size", "lr", "num_epochs", "cl
 
 
 def runs_table(runs: list[dict]) -> pd.DataFrame:
+    """One row per run: the figures that compare runs first (a tuner reads them before anything else),
+    then the hyperparameters, then the bookkeeping."""
     rows = []
     for r in runs:
         rows.append(
             {
                 "name": r["name"],
                 "status": r["status"],
-                "reason": r["reason"],
-                **{k: r["config"].get(k) for k in KEY_HPARAMS},
-                "epochs": r["epochs"],
                 "final perplexity": r["final_perplexity"],
+                "held-out (final)": r.get("final_val_perplexity"),
+                "held-out (best)": r.get("best_val_perplexity"),
                 "best perplexity": r["best_perplexity"],
+                "epochs": r["epochs"],
+                **{k: r["config"].get(k) for k in KEY_HPARAMS},
                 "tokens/s": r["tokens_per_sec"],
+                "reason": r["reason"],
                 "device": r["device"],
                 "duration (s)": r["duration"],
                 "created": pd.Timestamp(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"]))),
@@ -141,7 +147,10 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
 
 
 RUNS_COLUMNS = {
+    "name": st.column_config.TextColumn(width="medium"),
     "final perplexity": st.column_config.NumberColumn(format="%.3f"),
+    "held-out (final)": st.column_config.NumberColumn(format="%.3f", help="perplexity on the held-out text"),
+    "held-out (best)": st.column_config.NumberColumn(format="%.3f", help="the lowest held-out perplexity"),
     "best perplexity": st.column_config.NumberColumn(format="%.3f"),
     "tokens/s": st.column_config.NumberColumn(format="%.0f"),
     "duration (s)": st.column_config.NumberColumn(format="%.1f"),

@@ -1,10 +1,13 @@
 """Runs training elsewhere on this machine (another tab's, the CLI's), watched live and read-only."""
 
+import sqlite3
+
 import streamlit as st
 
 from charrnn.store import RunStore, home_dir
 from charrnn.train import EpochStats, TrainConfig
-from ui.display import show_run
+from ui.display import error, literal, show_run
+from ui.runs import store_problem
 from ui.state import bound, keep_valid, set_setting
 from ui.training import runner
 
@@ -49,7 +52,7 @@ def watch(run_id: str, key: str):
             return
         if live and run["status"] != "running":
             st.rerun()  # it ended: one full rerun stops the polling
-        st.caption(f"Watching {run['name']} (run {run_id}, on {run['device']}); read-only.")
+        st.caption(literal(f"Watching {run['name']} (run {run_id}, on {run['device']}); read-only."))
         show_run(history, TrainConfig.from_dict(run["config"]), run["status"], f"{key}_watch_ppl")
 
     view()
@@ -58,7 +61,12 @@ def watch(run_id: str, key: str):
 def elsewhere(page: str):
     """Runs training elsewhere on this machine (the device lock made visible), and a read-only live
     view of the one picked; shows nothing when there is none."""
-    labels = {r["id"]: f"{r['name']} (run {r['id']}, on {r['device']}, training)" for r in running_elsewhere()}
+    try:
+        running = running_elsewhere()
+    except (ValueError, OSError, sqlite3.Error) as e:  # the Runs page says the same; the page goes on
+        error(store_problem(e))
+        return
+    labels = {r["id"]: f"{r['name']} (run {r['id']}, on {r['device']}, training)" for r in running}
     watched = st.session_state["watch_run"]
     if watched is not None and watched not in labels:  # it ended: keep its final state in view until dropped
         try:
