@@ -57,7 +57,7 @@ def bar_figure(labels: list, values: list, x_title: str, y_title: str, height: i
     """A bar per token (category axis, kept in the given order): vocab counts, next-char probabilities.
 
     Labels are escaped: Plotly reads tags in them (a token from a checkpoint could be an `<a href>`)."""
-    fig = go.Figure(go.Bar(x=[html.escape(str(label)) for label in labels], y=values, marker_color=colors))
+    fig = go.Figure(go.Bar(x=[html.escape(str(label), quote=False) for label in labels], y=values, marker_color=colors))
     fig.update_layout(
         xaxis_title=x_title,
         yaxis_title=y_title,
