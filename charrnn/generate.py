@@ -1,10 +1,12 @@
 """Continuing a prefix (D2L 8.5.4 `predict_ch8`), greedily as the book does, or by sampling."""
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
 MAX_PREDS = 10_000
+MAX_PREFIX = 10_000  # characters; the warm-up is one forward pass over the whole prefix
 
 
 @dataclass
@@ -35,16 +37,14 @@ def generate(
     softmax(logits / temperature), restricted to the `top_k` most likely characters when given;
     `<unk>` is never sampled (it is not a character). `seed` makes sampling reproducible.
     """
-    if not prefix:
-        raise ValueError("prefix is empty; type at least one character to start from")
+    check_prefix(prefix)
     if not isinstance(num_preds, int) or not 0 <= num_preds <= MAX_PREDS:
         raise ValueError(f"num_preds must be between 0 and {MAX_PREDS:,}, not {num_preds!r}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be 0 (greedy) or positive, not {temperature}")
+    check_temperature(temperature)
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be a positive integer or empty, not {top_k}")
     device = device or next(model.parameters()).device
-    generator = torch.Generator(device=device)
+    generator = torch.Generator()  # sampling runs on the CPU (see pick): one seed, one text, on every device
     if seed is not None:
         generator.manual_seed(seed)
     unknown = sorted({ch for ch in prefix if ch not in vocab})
@@ -64,19 +64,53 @@ def generate(
     return GenerateResult(prefix=prefix, generated=vocab.decode(out), unknown=unknown)
 
 
+def check_prefix(prefix: str, limit: int = MAX_PREFIX, field: str = "prefix") -> None:
+    if not prefix:
+        raise ValueError(f"{field} is empty; type at least one character to start from")
+    if len(prefix) > limit:
+        raise ValueError(f"{field} is {len(prefix):,} characters; the limit is {limit:,} (shorten it)")
+
+
+def check_temperature(temperature: float) -> None:
+    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be 0 (greedy) or a positive finite number, not {temperature!r}")
+
+
 def next_char_probs(model, vocab, text: str, temperature: float = 1.0, device=None) -> torch.Tensor:
-    """Probabilities of the next character after warming up on `text` (for the Generate page)."""
+    """Probabilities of the next character after warming up on `text` (for the Generate page);
+    temperature 0 puts all the mass on the greedy choice. `text` is a prefix plus what was generated
+    from it, so it may hold up to MAX_PREFIX + MAX_PREDS characters."""
+    check_prefix(text, MAX_PREFIX + MAX_PREDS, "text")
+    check_temperature(temperature)
     device = device or next(model.parameters()).device
     with torch.no_grad():
         logits, _ = model(torch.tensor([vocab.encode(text)], device=device), model.begin_state(1, device))
-    return torch.softmax(logits[-1] / max(temperature, 1e-6), dim=-1).cpu()
+    logits = logits[-1].to("cpu", torch.float64)
+    if temperature == 0:
+        return torch.nn.functional.one_hot(logits.argmax(), logits.numel()).float()
+    return torch.softmax(tempered(logits, temperature), dim=-1).float()
+
+
+def tempered(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits / temperature shifted so that the largest is 0: exact for any positive finite temperature.
+
+    Subtracting the max FIRST means the division can only shrink numbers towards 0 or push them to -inf
+    (never to +inf or NaN), so softmax stays defined from temperature 1e-300 (the argmax) to 1e300 (uniform).
+    Works in float64 so the temperature itself does not round to 0 or inf.
+    """
+    logits = logits.to(torch.float64)
+    if not torch.isfinite(logits.max()):  # max is NaN when any score is
+        raise ValueError("the model's next-character scores hold NaN or infinite values; load another model")
+    return (logits - logits.max()) / temperature
 
 
 def pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> int:
+    """The next index: the argmax at temperature 0 (the book), else a draw from softmax(logits / temperature)."""
     if temperature == 0:
         return int(logits.argmax())
-    logits = logits / temperature
+    logits = logits.to("cpu", torch.float64, copy=True)  # V numbers: cheap to move, exact in float64
     logits[0] = float("-inf")  # never sample <unk>
+    logits = tempered(logits, temperature)
     if top_k is not None and top_k < logits.numel():
         kth = torch.topk(logits, top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))

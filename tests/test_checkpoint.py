@@ -81,3 +81,15 @@ def test_vocab_and_shape_mismatch_is_refused(tmp_path):
     buf.seek(0)
     with pytest.raises(CheckpointError, match="vocab"):
         load_checkpoint(buf)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_weights_saved_in_another_float_type_load_as_float32(tmp_path, dtype):
+    model = _model()
+    ckpt = torch.load(save_checkpoint(tmp_path / "m.pt", model, VOCAB), weights_only=True)
+    ckpt["state_dict"] = {k: v.to(dtype) for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, tmp_path / "other.pt")
+    loaded, _, _ = load_checkpoint(tmp_path / "other.pt")
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in loaded.parameters())
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, ckpt["state_dict"][key].float()), key

@@ -1,9 +1,11 @@
 """Prediction (D2L 8.5.4) and sampling, on real models and on a model with known logits."""
 
+import math
+
 import pytest
 import torch
 
-from charrnn.generate import MAX_PREDS, generate, pick, predict
+from charrnn.generate import MAX_PREDS, MAX_PREFIX, generate, next_char_probs, pick, predict
 from charrnn.model import ModelConfig, RNNScratch
 from charrnn.vocab import Vocab
 
@@ -90,6 +92,9 @@ def test_generate_with_known_logits_and_unknown_prefix_chars():
         ({"num_preds": MAX_PREDS + 1}, "num_preds"),
         ({"num_preds": -1}, "num_preds"),
         ({"temperature": -0.5}, "temperature"),
+        ({"temperature": math.nan}, "temperature"),
+        ({"temperature": math.inf}, "temperature"),
+        ({"prefix": "a" * (MAX_PREFIX + 1)}, "prefix is 10,001 characters; the limit is 10,000 \\(shorten it\\)"),
         ({"top_k": 0}, "top_k"),
     ],
 )
@@ -98,3 +103,40 @@ def test_bad_generation_arguments_name_the_field(kwargs, field):
     args = {"prefix": "ab", "num_preds": 5, **kwargs}
     with pytest.raises(ValueError, match=field):
         generate(model, VOCAB, **args)
+
+
+def test_next_char_probs_takes_a_full_prefix_and_generation_but_no_more():
+    model = FixedLogits([0.0, 1.0, 0.0, 0.0, 0.0])
+    r = generate(model, VOCAB, "a" * MAX_PREFIX, MAX_PREDS)  # the limits themselves are allowed
+    assert r.generated == "a" * MAX_PREDS
+    assert next_char_probs(model, VOCAB, r.text).argmax() == 1  # what the Generate page asks at the last step
+    with pytest.raises(ValueError, match="text is 20,001 characters; the limit is 20,000"):
+        next_char_probs(model, VOCAB, r.text + "a")
+    with pytest.raises(ValueError, match="temperature"):
+        next_char_probs(model, VOCAB, "ab", temperature=math.nan)
+
+
+# <unk> (index 0) scores highest on purpose: it must stay out even where the scaling is extreme.
+SKEWED = [9.0, 1.0, 3.0, 2.0, 0.0]
+
+
+@pytest.mark.parametrize("temperature", [1e-39, 1e-300, 5e-324])
+def test_a_tiny_temperature_samples_the_best_character_every_time(temperature):
+    r = generate(FixedLogits(SKEWED), VOCAB, "ab", 50, temperature=temperature, seed=0)
+    assert r.generated == "b" * 50  # index 2, the best after <unk>; torch used to fail inside multinomial
+    probs = next_char_probs(FixedLogits(SKEWED), VOCAB, "ab", temperature=temperature)
+    assert probs.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]  # the page's view includes <unk>, as before
+
+
+@pytest.mark.parametrize("temperature", [1e6, 1e300, 1.7e308])
+def test_a_huge_temperature_samples_uniformly_and_never_unk(temperature):
+    freqs = _frequencies(SKEWED, temperature, None, 8000)
+    assert freqs[0] == 0
+    torch.testing.assert_close(freqs[1:], torch.full((4,), 0.25), atol=0.03, rtol=0)
+    assert "<unk>" not in generate(FixedLogits(SKEWED), VOCAB, "ab", 200, temperature=temperature, seed=1).generated
+    probs = next_char_probs(FixedLogits(SKEWED), VOCAB, "ab", temperature=temperature)
+    torch.testing.assert_close(probs, torch.full((5,), 0.2), atol=1e-5, rtol=0)
+
+
+def test_top_k_still_applies_at_extreme_temperatures():
+    assert _frequencies(SKEWED, 1e300, 2, 4000)[[1, 4]].sum() == 0  # only b and c, the top two after <unk>
