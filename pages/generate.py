@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui
 import ui.models
-from charrnn.generate import generate, next_char_probs
+from charrnn.generate import MAX_PREDS, MAX_PREFIX, generate, next_char_probs
 
 ui.via_entry(__file__)
 
@@ -44,8 +44,10 @@ else:
     st.caption(f"This session's model, {snap.status} after {len(snap.history)} epochs: {snap.summary}")
 
 c = st.columns([3, 1, 2])
-c[0].text_input("prefix", **ui.bound("gen_prefix", "generate"))
-c[1].number_input("characters to generate", min_value=0, max_value=10_000, **ui.bound("gen_num", "generate"))
+c[0].text_input("prefix", max_chars=MAX_PREFIX, **ui.bound("gen_prefix", "generate"))
+c[1].number_input("characters to generate", min_value=0, max_value=MAX_PREDS, **ui.bound("gen_num", "generate"))
+if len(st.session_state["gen_prefix"]) >= MAX_PREFIX:  # Streamlit cuts longer input at max_chars
+    c[0].caption(f"The prefix is at its limit of {MAX_PREFIX:,} characters; longer text is cut there.")
 c[2].radio("decoding", ["greedy (the book)", "sampling"], **ui.bound("gen_decoding", "generate"), horizontal=True)
 sampling = st.session_state["gen_decoding"] == "sampling"
 temperature, top_k, seed = 0.0, None, None

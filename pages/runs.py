@@ -28,7 +28,11 @@ else:
     st.multiselect("Compare runs", list(by_id), format_func=labels.get, **ui.bound("runs_selected", "runs"))
     chosen = [by_id[i] for i in st.session_state["runs_selected"]]
     if chosen:
-        st.plotly_chart(ui.views.runs_figure(chosen, labels), key="runs_ppl", config={"displaylogo": False})
+        metric = st.radio(
+            "Overlay", list(ui.views.METRICS), format_func=ui.views.METRICS.get, horizontal=True, key="runs_metric"
+        )
+        fig = ui.views.runs_figure(chosen, labels, metric)
+        st.plotly_chart(fig, key="runs_ppl", config={"displaylogo": False})
         st.caption("Their settings side by side; highlighted rows differ.")
         st.dataframe(ui.views.config_table(chosen, labels), height="content", key="runs_configs")
 

@@ -24,32 +24,46 @@ def thin(history: list, most: int = 2000) -> list:
     return points
 
 
-def perplexity_layout(fig: go.Figure, points: int, revision: str) -> go.Figure:
+def perplexity_layout(fig: go.Figure, points: int, revision: str, title: str = "perplexity") -> go.Figure:
     fig.update_xaxes(dtick=1 if points <= 10 else None)  # no "epoch 1.5" ticks on short runs
     fig.update_layout(
         xaxis_title="epoch",
-        yaxis_title="training perplexity",
+        yaxis_title=title,
         height=340,
         margin=dict(l=10, r=10, t=30, b=10),
         uirevision=revision,
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
     )
     return fig
 
 
 def history_figure(history) -> go.Figure:
-    """Perplexity per epoch; long histories are thinned to ~2,000 points."""
+    """Training perplexity per epoch (a line) and held-out perplexity where it was evaluated (points),
+    on one axis; long histories are thinned to ~2,000 points."""
     points = thin(history)
     fig = go.Figure(
         go.Scatter(
             x=[h.epoch for h in points],
             y=[h.perplexity for h in points],
             mode="lines+markers" if len(points) < 60 else "lines",
-            name="perplexity",
+            name="training",
         )
     )
+    held = [h for h in history if getattr(h, "val_perplexity", None) is not None]
+    if held:
+        fig.add_trace(
+            go.Scatter(
+                x=[h.epoch for h in held],
+                y=[h.val_perplexity for h in held],
+                mode="markers+lines",
+                line=dict(dash="dot"),
+                name="held-out",
+            )
+        )
     bad = next((h.epoch for h in history if not math.isfinite(h.perplexity)), None)
     if bad is not None:  # an infinite perplexity cannot be drawn: mark the epoch instead
         fig.add_vline(x=bad, line_color="crimson", line_dash="dash", annotation_text=f"diverged at epoch {bad}")
+    fig.update_layout(showlegend=True)
     return perplexity_layout(fig, len(points), "ppl")
 
 
@@ -159,23 +173,26 @@ RUNS_COLUMNS = {
 }
 
 
-def runs_figure(runs: list[dict], labels: dict) -> go.Figure:
-    """The perplexity curves of several runs on one chart, one trace per run."""
+METRICS = {"perplexity": "training perplexity", "val_perplexity": "held-out perplexity"}
+
+
+def runs_figure(runs: list[dict], labels: dict, metric: str = "perplexity") -> go.Figure:
+    """One metric (a key of METRICS) of several runs on one chart, one trace per run."""
     fig, longest = go.Figure(), 0
     store = RunStore()  # opened once: opening runs its schema and interrupted-run checks
     for r in runs:
-        points = thin(store.history(r["id"]))
+        points = [p for p in thin(store.history(r["id"])) if p.get(metric) is not None]
         longest = max(longest, len(points))
         fig.add_trace(
             go.Scatter(
                 x=[p["epoch"] for p in points],
-                y=[p["perplexity"] for p in points],
+                y=[p[metric] for p in points],
                 mode="lines+markers" if len(points) < 60 else "lines",
                 name=html.escape(labels[r["id"]]),  # Plotly reads tags in names; a run's name is text
             )
         )
-    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
-    return perplexity_layout(fig, longest, "runs")
+    fig.update_layout(showlegend=True)
+    return perplexity_layout(fig, longest, "runs", METRICS[metric])
 
 
 def config_table(runs: list[dict], labels: dict):
