@@ -252,3 +252,40 @@ def load_corpus(
     name, text = read_text(source, name)
     kind = "upload" if isinstance(source, (bytes, bytearray)) else "file"
     return build_corpus(text, name, kind, mode, max_tokens)
+
+
+@dataclass
+class Split:
+    """Training and held-out indices of a corpus, and where each lies in its preprocessed text."""
+
+    train: list[int]  # what the iterators walk: exactly `corpus.corpus` when the held-out slice follows it
+    val: list[int]  # the held-out chars (empty when held-out evaluation is off)
+    train_range: tuple[int, int]  # (start, end) of the training chars in `corpus.text`
+    val_range: tuple[int, int] | None  # (start, end) of the held-out chars; None when off
+
+
+HELDOUT_SHARE = 10  # the fallback holds out the last 1/10 of the text
+
+
+def split_heldout(corpus: Corpus, val_tokens: int) -> Split:
+    """Hold out the `val_tokens` chars that follow the training slice (the recipe: chars
+    10,000..11,999), so the training data stay the recipe's; when there is no such room (max_tokens 0,
+    or a short text) hold out the last 10% of the text and train on what comes before it."""
+    if not isinstance(val_tokens, int) or isinstance(val_tokens, bool) or val_tokens < 0:
+        raise ValueError(f"val_tokens must be 0 (no held-out text) or a positive integer, not {val_tokens!r}")
+    m, n = len(corpus.corpus), len(corpus.text)
+    if val_tokens == 0:
+        return Split(corpus.corpus, [], (0, m), None)
+    if val_tokens < 2:
+        raise ValueError(f"val_tokens must be at least 2 (one char to read, one to predict), not {val_tokens}")
+    if corpus.max_tokens and n - m >= val_tokens:
+        val_range = (m, m + val_tokens)
+        return Split(corpus.corpus, corpus.vocab.encode(corpus.text[m : m + val_tokens]), (0, m), val_range)
+    start = n - n // HELDOUT_SHARE
+    if n - start < 2:
+        raise ValueError(
+            f"{corpus.name} has {n:,} chars, too few to hold out the last 10% (at least 2 chars) and still "
+            "train; use a longer text or val_tokens 0 to turn held-out evaluation off"
+        )
+    end = min(start, m)  # max_tokens still caps the training text
+    return Split(corpus.corpus[:end], corpus.vocab.encode(corpus.text[start:]), (0, end), (start, n))

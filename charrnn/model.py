@@ -1,4 +1,5 @@
-"""The scratch RNN of D2L 8.5, with explicit parameters and a faster, identical execution.
+"""The scratch RNN of D2L 8.5, with explicit parameters and a faster, identical execution, and the
+concise `torch.nn.RNN` model of 8.6 behind the same contract (`make_model` builds either).
 
 The book computes, per time step t (X_t one-hot, shape (batch_size, vocab_size))::
 
@@ -20,11 +21,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+KINDS = ("scratch", "concise")  # 8.5's explicit parameters; 8.6's nn.RNN with a Linear head
+
 
 @dataclass
 class ModelConfig:
     vocab_size: int  # V: one-hot input width and number of output classes
     num_hiddens: int = 512  # H: width of the hidden state
+    kind: str = "scratch"  # one of KINDS; checkpoints written before it existed are scratch
 
 
 class _Recurrence(torch.autograd.Function):
@@ -90,6 +94,45 @@ class RNNScratch(nn.Module):
         H_flat = Hs.reshape(-1, Hs.shape[-1])  # (num_steps * batch_size, num_hiddens), time-major
         logits = torch.addmm(self.b_q, H_flat, self.W_hq)  # (num_steps * batch_size, vocab_size)
         return logits, (Hs[-1],)
+
+
+class RNNConcise(nn.Module):
+    """D2L 8.6's `RNNModel`: `torch.nn.RNN` (tanh, one layer) on one-hot input, then a Linear head.
+
+    Same contract as `RNNScratch`; its state is `((1, batch_size, num_hiddens),)`, the shape
+    `nn.RNN` takes. Attributes are named `rnn` and `linear` as in the book, so are its checkpoint keys.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.rnn = nn.RNN(config.vocab_size, config.num_hiddens)
+        self.linear = nn.Linear(config.num_hiddens, config.vocab_size)
+
+    def begin_state(self, batch_size: int, device) -> tuple[torch.Tensor]:
+        return (torch.zeros((1, batch_size, self.config.num_hiddens), device=device),)
+
+    def forward(self, X: torch.Tensor, state: tuple[torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
+        inputs = F.one_hot(X.t(), self.config.vocab_size).float()  # (num_steps, batch_size, vocab_size)
+        Y, H = self.rnn(inputs, state[0])  # Y: (num_steps, batch_size, num_hiddens); H: (1, batch_size, H)
+        logits = self.linear(Y.reshape(-1, Y.shape[-1]))  # (num_steps * batch_size, vocab_size), time-major
+        return logits, (H,)
+
+
+def make_model(config: ModelConfig, generator: torch.Generator | None = None) -> nn.Module:
+    """A fresh model of `config.kind`. Scratch draws the book's N(0, 0.01^2) init from `generator`;
+    concise keeps torch's default init (as the book), seeded from one draw of `generator` inside a
+    forked RNG so that the global one is left as it was. No generator: the global RNG, as torch does."""
+    if config.kind == "scratch":
+        return RNNScratch(config, generator=generator)
+    if config.kind != "concise":
+        raise ValueError(f"model must be one of {', '.join(KINDS)}, not {config.kind!r}")
+    if generator is None:
+        return RNNConcise(config)
+    seed = int(torch.randint(2**62, (), generator=generator))
+    with torch.random.fork_rng(devices=[]):  # modules are built on the CPU: no CUDA RNG to save
+        torch.manual_seed(seed)
+        return RNNConcise(config)
 
 
 def detach_state(state: tuple[torch.Tensor]) -> tuple[torch.Tensor]:

@@ -6,24 +6,27 @@ minibatch), clipping and SGD use foreach kernels, and the host syncs once per ep
 """
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field, fields
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from charrnn.batches import SAMPLINGS, SeqDataLoader
 from charrnn.cuda_graph import CudaGraphStep
 from charrnn.device import free_bytes, resolve_device
+from charrnn.evaluate import heldout_perplexity, perplexity
 from charrnn.generate import predict
-from charrnn.model import ModelConfig, RNNScratch, detach_state
+from charrnn.model import KINDS, ModelConfig, detach_state, make_model
 
-# Past this mean loss exp() overflows a float64: the perplexity is infinite (the book's
-# `math.exp` raises OverflowError there) and we call the run diverged. With lr = 100 and no
-# clipping the loss stays finite in float32 (tanh bounds the state) but passes this at once.
-MAX_LOSS = math.log(sys.float_info.max)
-MAX_HIDDENS = 1 << 16  # W_hh alone would be 16 GiB; check_fits refuses what the device cannot hold
+# The widest model whose checkpoint fits charrnn.checkpoint.MAX_CHECKPOINT_BYTES (1 GiB) with a vocab of up to
+# 5,000; check_fits also refuses what the device cannot hold.
+MAX_HIDDENS = 8192
+# lr and clip above this overflow float32 arithmetic (lr 1e39 is inf as a float32 scalar); any
+# useful value is far below it.
+MAX_STEP = 1e6
+STATES = ("carry", "reset")
 
 
 @dataclass
@@ -41,24 +44,39 @@ class TrainConfig:
     seed: int = 0  # seeds the init and the iterator
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
     prefix: str = "time traveller"  # greedy continuation shown every `predict_every` epochs
-    predict_every: int = 10
+    predict_every: int = 10  # epochs between those continuations
+    val_tokens: int = 2000  # held-out chars after the training slice (see data.split_heldout); 0 = none
+    eval_every: int = 10  # held-out perplexity every N epochs and at the last one (the sample cadence)
+    state: str = "carry"  # "carry" the state across minibatches, or "reset" it before each (the book's 2nd run)
+    model: str = "scratch"  # "scratch" (8.5's explicit parameters) or "concise" (8.6's nn.RNN)
+
+    @property
+    def resets_state(self) -> bool:
+        """Whether every minibatch starts from a zero state: asked for, or implied by random sampling."""
+        return self.state == "reset" or self.sampling == "random"
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError naming the first field that is out of range and how to fix it."""
-        for name in ("num_epochs", "batch_size", "num_steps", "num_hiddens", "predict_every"):
+        for name in ("num_epochs", "batch_size", "num_steps", "num_hiddens", "predict_every", "eval_every"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        if not isinstance(self.max_tokens, int) or self.max_tokens < 0:
-            raise ValueError(f"max_tokens must be 0 (the whole text) or a positive integer, not {self.max_tokens!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, not {self.lr!r}")
-        if not (isinstance(self.clip, (int, float)) and math.isfinite(self.clip) and self.clip >= 0):
-            raise ValueError(f"clip (theta) must be positive, or 0 to turn clipping off, not {self.clip!r}")
-        if self.sampling not in SAMPLINGS:
-            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, not {self.sampling!r}")
-        if not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer, not {self.seed!r}")
+        for name, what in (("max_tokens", "the whole text"), ("val_tokens", "no held-out text")):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise ValueError(f"{name} must be 0 ({what}) or a positive integer, not {value!r}")
+        if not (_is_number(self.lr) and 0 < self.lr <= MAX_STEP):
+            raise ValueError(f"lr must be a positive number at most {MAX_STEP:,.0f}, not {self.lr!r}")
+        if not (_is_number(self.clip) and 0 <= self.clip <= MAX_STEP):
+            raise ValueError(
+                f"clip (theta) must be positive and at most {MAX_STEP:,.0f}, or 0 to turn clipping off, "
+                f"not {self.clip!r}"
+            )
+        for name, choices in (("sampling", SAMPLINGS), ("state", STATES), ("model", KINDS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        if not (_is_int(self.seed) and 0 <= self.seed < 2**63):
+            raise ValueError(f"seed must be an integer from 0 to 2**63 - 1, not {self.seed!r}")
         if self.num_hiddens > MAX_HIDDENS:
             raise ValueError(f"num_hiddens must be at most {MAX_HIDDENS:,}, not {self.num_hiddens:,}")
         return self
@@ -67,6 +85,14 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -81,11 +107,12 @@ class EpochStats:
     elapsed: float  # seconds since training began
     loss: float  # mean cross-entropy
     sample: str | None = None  # greedy continuation of the prefix, every predict_every epochs
+    val_perplexity: float | None = None  # held-out perplexity (charrnn.evaluate); None between evaluations
 
 
 @dataclass
 class TrainResult:
-    model: RNNScratch
+    model: nn.Module
     config: TrainConfig
     history: list[EpochStats] = field(default_factory=list)
     device: str = "cpu"
@@ -127,7 +154,7 @@ class Trainer:
     `cuda_graph=False` always runs it eagerly (the graph test compares the two).
     """
 
-    def __init__(self, model: RNNScratch, config: TrainConfig, cuda_graph: bool = True):
+    def __init__(self, model: nn.Module, config: TrainConfig, cuda_graph: bool = True):
         self.model, self.config = model, config
         self.params = list(model.parameters())
         on_cuda = self.params[0].device.type == "cuda"
@@ -174,12 +201,12 @@ def check_fits(config: TrainConfig, vocab_size: int, device: torch.device) -> No
         )
 
 
-def build_model(vocab_size: int, config: TrainConfig) -> RNNScratch:
-    """A fresh model for `config`, initialised from `config.seed` (the book's draws, on the CPU);
+def build_model(vocab_size: int, config: TrainConfig) -> nn.Module:
+    """A fresh `config.model` model, initialised from `config.seed` on the CPU (see `make_model`);
     refused with a ValueError when the device cannot hold its training."""
     check_fits(config, vocab_size, resolve_device(config.device))
     generator = torch.Generator().manual_seed(config.seed)
-    return RNNScratch(ModelConfig(vocab_size, config.num_hiddens), generator=generator)
+    return make_model(ModelConfig(vocab_size, config.num_hiddens, config.model), generator=generator)
 
 
 def train(
@@ -188,16 +215,23 @@ def train(
     config: TrainConfig | None = None,
     on_epoch=None,
     should_stop=None,
-    model: RNNScratch | None = None,
+    model: nn.Module | None = None,
     start_epoch: int = 0,
     loader: SeqDataLoader | None = None,
+    val: list[int] | None = None,
 ) -> TrainResult:
-    """Train the scratch RNN on `corpus` (a list of token indices) as the book's `train_ch8` does.
+    """Train the RNN on `corpus` (a list of token indices) as the book's `train_ch8` does.
 
     `on_epoch(stats)` is called after every epoch; `should_stop()` is checked between minibatches
     and ends the run early (the epoch in progress is not reported). A loss that becomes inf/NaN ends
     the run after that epoch with `result.diverged`. `model`, `start_epoch` and `loader` let a
     caller continue a run from a checkpoint. Never prints or plots.
+
+    `val` (held-out indices, see `data.split_heldout`) is evaluated every `eval_every` epochs and
+    at the last epoch, on the training device, into `stats.val_perplexity`. A diverged epoch is not
+    evaluated (its weights are not finite), and a stopped run's unfinished epoch is never reported,
+    so its last held-out figure is the last one on the cadence. Evaluation draws no random numbers,
+    so the training figures are the same with `val` as without.
     """
     config = (config or TrainConfig()).validate()
     device = resolve_device(config.device)
@@ -219,7 +253,7 @@ def train(
             if should_stop is not None and should_stop():
                 result.stopped = True
                 return result
-            if state is None or config.sampling == "random":
+            if state is None or config.resets_state:
                 state = model.begin_state(X.shape[0], device)
             else:
                 state = detach_state(state)
@@ -232,7 +266,7 @@ def train(
         mean_loss = loss_sum / tokens
         stats = EpochStats(
             epoch=epoch + 1,
-            perplexity=math.exp(mean_loss) if mean_loss < MAX_LOSS else math.inf,
+            perplexity=perplexity(mean_loss),
             tokens_per_sec=tokens / seconds,
             grad_norm=norm_sum / n,
             clipped=clipped_sum / n,
@@ -242,6 +276,9 @@ def train(
         result.diverged = not math.isfinite(stats.perplexity)
         if (epoch + 1) % config.predict_every == 0 and not result.diverged:
             stats.sample = predict(model, vocab, config.prefix, 50, device=device)
+        last = epoch + 1 == config.num_epochs
+        if val and ((epoch + 1) % config.eval_every == 0 or last) and not result.diverged:
+            stats.val_perplexity = heldout_perplexity(model, val, device)
         result.history.append(stats)
         if on_epoch is not None:
             on_epoch(stats)

@@ -1,5 +1,6 @@
 """Hostile input, table-driven: every case gets a clear error naming the field or file, never a crash."""
 
+import importlib
 import math
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from charrnn.data import MAX_TEXT_BYTES, MAX_VOCAB, CorpusError, load_corpus
 from charrnn.recorder import train_recorded
 from charrnn.store import RunStore
-from charrnn.train import TrainConfig, train
+from charrnn.train import MAX_HIDDENS, TrainConfig, train
 
 TEXTS = [
     ("empty", b"", "empty"),
@@ -85,10 +86,12 @@ def test_run_ids_typed_by_users_never_reach_the_file_system(tmp_path, run_id):
     assert {p.name for p in tmp_path.iterdir()} <= {"runs.sqlite", "runs.sqlite-shm", "runs.sqlite-wal"}
 
 
-def test_num_hiddens_too_large_for_memory_is_refused_before_allocation():
+def test_num_hiddens_too_large_for_memory_is_refused_before_allocation(monkeypatch):
+    """The widest model allowed (8,192) on a device with 1 GiB free: its parameters alone need more."""
+    monkeypatch.setattr(importlib.import_module("charrnn.train"), "free_bytes", lambda device: 2**30)
     c = load_corpus(b"the time traveller " * 100, mode="raw", max_tokens=0)
-    config = TrainConfig(num_epochs=1, num_hiddens=60_000, batch_size=4, num_steps=5, device="cpu")
-    with pytest.raises(ValueError, match=r"num_hiddens 60000 .* needs about \d+\.\d GiB.*lower num_hiddens"):
+    config = TrainConfig(num_epochs=1, num_hiddens=MAX_HIDDENS, batch_size=4, num_steps=5, device="cpu")
+    with pytest.raises(ValueError, match=r"num_hiddens 8192 .* needs about \d+\.\d GiB.*lower num_hiddens"):
         train(c.corpus, c.vocab, config)
     with pytest.raises(ValueError, match="num_hiddens must be at most"):
         TrainConfig(num_hiddens=10**6).validate()
