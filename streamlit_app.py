@@ -37,6 +37,7 @@ def home():
         GENERATE, label="Generate: continue a prefix, see the next-char probabilities", icon=":material/edit_note:"
     )
     st.page_link(RUNS, label="Runs: every run kept, compared, resumed or trained again", icon=":material/table_chart:")
+    st.page_link(BOOK, label="Book: the chapter's three runs beside its published figures", icon=":material/menu_book:")
 
 
 st.set_page_config(page_title="charrnn studio", page_icon=":material/text_fields:", layout="wide")
@@ -45,10 +46,12 @@ DATA = st.Page("pages/data.py", title="Data", icon=":material/dataset:")
 TRAIN = st.Page("pages/train.py", title="Train", icon=":material/monitoring:")
 GENERATE = st.Page("pages/generate.py", title="Generate", icon=":material/edit_note:")
 RUNS = st.Page("pages/runs.py", title="Runs", icon=":material/table_chart:")
+BOOK = st.Page("pages/book.py", title="Book", icon=":material/menu_book:")
 # The sidebar menu is ours (ui.sidebar): the built-in one is off in .streamlit/config.toml, because
 # a fresh server first shows the auto-discovered pages/ folder there before this call takes over.
-page = st.navigation([HOME, DATA, TRAIN, GENERATE, RUNS], position="hidden")
+PAGES = [HOME, DATA, TRAIN, GENERATE, RUNS, BOOK]
+page = st.navigation(PAGES, position="hidden")
 ui.init_state()
 ui.entry_done()
-ui.sidebar([HOME, DATA, TRAIN, GENERATE, RUNS])
+ui.sidebar(PAGES)
 page.run()

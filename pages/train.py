@@ -7,7 +7,8 @@ import streamlit as st
 
 import ui
 import ui.watch
-from charrnn.train import MAX_HIDDENS
+from charrnn.model import KINDS
+from charrnn.train import MAX_HIDDENS, STATES
 
 ui.via_entry(__file__)
 
@@ -44,6 +45,27 @@ with st.form("train_form", border=True):
         help="Also at the end. A stopped run resumes from its last checkpoint (Runs page).",
         **ui.bound("checkpoint_every", "train", form=True),
     )
+    c[1].selectbox(
+        "model",
+        KINDS,
+        help="scratch: 8.5's explicit W_xh, W_hh, b_h, W_hq, b_q. concise: 8.6's nn.RNN with a Linear head.",
+        **ui.bound("hp_model", "train", form=True),
+    )
+    c[2].selectbox(
+        "state between minibatches",
+        STATES,
+        help="carry: the recipe. reset: a zero state before every minibatch (the book's second run; "
+        "random sampling always resets).",
+        **ui.bound("hp_state", "train", form=True),
+    )
+    c[3].number_input(
+        "held-out chars (0 = none)",
+        min_value=0,
+        step=500,
+        help="The characters after the training text, never trained on (the last 10% when there is no room).",
+        **ui.bound("hp_val_tokens", "train", form=True),
+    )
+    c[4].number_input("evaluate every N epochs", min_value=1, **ui.bound("hp_eval_every", "train", form=True))
     st.form_submit_button(
         "Start", type="primary", on_click=ui.submit_training, disabled=snap.running, key="train_start"
     )

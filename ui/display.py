@@ -42,12 +42,14 @@ def show_run(history, config: TrainConfig, status: str, chart_key: str, summary:
     ended = f"{status} after {len(history)} of {num_epochs} epochs"
     done = history[-1].epoch / num_epochs if history else 0.0
     st.progress(done, text=eta_text(history, num_epochs) if status == "running" else ended)
-    m = st.columns(4)
+    m = st.columns(5)
     if history:
+        held = [h.val_perplexity for h in history if h.val_perplexity is not None]
         m[0].metric("perplexity", f"{history[-1].perplexity:.2f}")
-        m[1].metric("tokens/s", f"{history[-1].tokens_per_sec:,.0f}")
-        m[2].metric("gradient norm (before clipping)", f"{history[-1].grad_norm:.3f}")
-        m[3].metric("minibatches clipped", f"{history[-1].clipped:.0%}")
+        m[1].metric("held-out perplexity", f"{held[-1]:.2f}" if held else "-")
+        m[2].metric("tokens/s", f"{history[-1].tokens_per_sec:,.0f}")
+        m[3].metric("gradient norm (before clipping)", f"{history[-1].grad_norm:.3f}")
+        m[4].metric("minibatches clipped", f"{history[-1].clipped:.0%}")
     st.plotly_chart(views.history_figure(history), key=chart_key, config={"displaylogo": False})
     if summary:
         st.caption("Summary (as the book prints it)")
