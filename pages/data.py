@@ -4,12 +4,15 @@ import pandas as pd
 import streamlit as st
 
 import ui
+import ui.links
 from charrnn import batches
 from charrnn.data import MAX_TEXT_BYTES
 
 ui.via_entry(__file__)
+ui.links.restore_and_sync("data")  # a shared link's settings, and the address kept in step
 
 st.title("Data")
+ui.links.link_to_this_view("data")
 c1, c2, c3 = st.columns(3)
 c1.selectbox("Corpus source", list(ui.SOURCES), format_func=ui.SOURCES.get, **ui.bound("corpus_source", "data"))
 c2.radio(

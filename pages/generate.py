@@ -3,12 +3,15 @@
 import streamlit as st
 
 import ui
+import ui.links
 import ui.models
 from charrnn.generate import MAX_PREDS, MAX_PREFIX, generate, next_char_probs
 
 ui.via_entry(__file__)
+ui.links.restore_and_sync("generate")  # a shared link's settings, and the address kept in step
 
 st.title("Generate")
+ui.links.link_to_this_view("generate")
 snap = ui.runner().snapshot()
 choice = st.radio("Model", ui.models.GEN_MODELS, **ui.bound("gen_model", "generate"), horizontal=True)
 if choice == "saved run":

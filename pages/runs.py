@@ -3,15 +3,18 @@
 import streamlit as st
 
 import ui
+import ui.links
 import ui.models
 import ui.runs
 import ui.state
 import ui.watch
 
 ui.via_entry(__file__)
+ui.links.restore_and_sync("runs")  # a shared link's settings, and the address kept in step
 
 ui.state.follow_switch()  # Resume, Train again and Generate from it go on to another page
 st.title("Runs")
+ui.links.link_to_this_view("runs")
 st.caption("Every training run is recorded with its curve and checkpoints; `python -m charrnn runs` lists the same.")
 if st.session_state.get("runs_error"):
     ui.error(st.session_state.pop("runs_error"))  # shown once, after the action that failed

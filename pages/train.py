@@ -6,13 +6,16 @@ import pandas as pd
 import streamlit as st
 
 import ui
+import ui.links
 import ui.watch
 from charrnn.model import KINDS
 from charrnn.train import MAX_HIDDENS, STATES
 
 ui.via_entry(__file__)
+ui.links.restore_and_sync("train")  # a shared link's settings, and the address kept in step
 
 st.title("Train")
+ui.links.link_to_this_view("train")
 run = ui.runner()
 snap = run.snapshot()
 source = ui.SOURCES[st.session_state["corpus_source"]]
@@ -28,56 +31,50 @@ label = (
     else "Settings (Start is off while this session trains)"
 )
 with st.expander(label, expanded=not snap.running, icon=":material/tune:"):
-    with st.form("train_form", border=True):
+    with st.container(border=True, key="train_form"):  # not a form: every change reaches the address at once
         c = st.columns(5)
         # The ranges admit every value the CLI accepts (TrainConfig.validate refuses the rest at Start, naming
         # the field), so "Train again" never changes a stored run's settings to fit a widget.
-        c[0].number_input(
-            "num_hiddens", min_value=1, max_value=MAX_HIDDENS, **ui.bound("hp_num_hiddens", "train", form=True)
-        )
-        c[1].number_input("num_steps", min_value=1, **ui.bound("hp_num_steps", "train", form=True))
-        c[2].number_input("batch_size", min_value=1, **ui.bound("hp_batch_size", "train", form=True))
-        c[3].number_input("lr", min_value=sys.float_info.min, format="%g", **ui.bound("hp_lr", "train", form=True))
-        c[4].number_input("num_epochs", min_value=1, **ui.bound("hp_num_epochs", "train", form=True))
+        c[0].number_input("num_hiddens", min_value=1, max_value=MAX_HIDDENS, **ui.bound("hp_num_hiddens", "train"))
+        c[1].number_input("num_steps", min_value=1, **ui.bound("hp_num_steps", "train"))
+        c[2].number_input("batch_size", min_value=1, **ui.bound("hp_batch_size", "train"))
+        c[3].number_input("lr", min_value=sys.float_info.min, format="%g", **ui.bound("hp_lr", "train"))
+        c[4].number_input("num_epochs", min_value=1, **ui.bound("hp_num_epochs", "train"))
         c = st.columns(5)
-        c[0].number_input("clip theta (0 = off)", min_value=0.0, format="%g", **ui.bound("hp_clip", "train", form=True))
-        c[1].selectbox("sampling", ["sequential", "random"], **ui.bound("hp_sampling", "train", form=True))
-        c[2].number_input(
-            "max_tokens (0 = all)", min_value=0, step=1000, **ui.bound("hp_max_tokens", "train", form=True)
-        )
-        c[3].number_input("seed", step=1, **ui.bound("hp_seed", "train", form=True))
-        c[4].selectbox("device", ui.device_choices(), **ui.bound("hp_device", "train", form=True))
+        c[0].number_input("clip theta (0 = off)", min_value=0.0, format="%g", **ui.bound("hp_clip", "train"))
+        c[1].selectbox("sampling", ["sequential", "random"], **ui.bound("hp_sampling", "train"))
+        c[2].number_input("max_tokens (0 = all)", min_value=0, step=1000, **ui.bound("hp_max_tokens", "train"))
+        c[3].number_input("seed", step=1, **ui.bound("hp_seed", "train"))
+        c[4].selectbox("device", ui.device_choices(), **ui.bound("hp_device", "train"))
         c = st.columns(5)
         c[0].number_input(
             "checkpoint every N epochs",
             min_value=1,
             help="Also at the end. A stopped run resumes from its last checkpoint (Runs page).",
-            **ui.bound("checkpoint_every", "train", form=True),
+            **ui.bound("checkpoint_every", "train"),
         )
         c[1].selectbox(
             "model",
             KINDS,
             help="scratch: 8.5's explicit W_xh, W_hh, b_h, W_hq, b_q. concise: 8.6's nn.RNN with a Linear head.",
-            **ui.bound("hp_model", "train", form=True),
+            **ui.bound("hp_model", "train"),
         )
         c[2].selectbox(
             "state between minibatches",
             STATES,
             help="carry: the recipe. reset: a zero state before every minibatch (the book's second run; "
             "random sampling always resets).",
-            **ui.bound("hp_state", "train", form=True),
+            **ui.bound("hp_state", "train"),
         )
         c[3].number_input(
             "held-out chars (0 = none)",
             min_value=0,
             step=500,
             help="The characters after the training text, never trained on (the last 10% when there is no room).",
-            **ui.bound("hp_val_tokens", "train", form=True),
+            **ui.bound("hp_val_tokens", "train"),
         )
-        c[4].number_input("evaluate every N epochs", min_value=1, **ui.bound("hp_eval_every", "train", form=True))
-        st.form_submit_button(
-            "Start", type="primary", on_click=ui.submit_training, disabled=snap.running, key="train_start"
-        )
+        c[4].number_input("evaluate every N epochs", min_value=1, **ui.bound("hp_eval_every", "train"))
+        st.button("Start", type="primary", on_click=ui.submit_training, disabled=snap.running, key="train_start")
 c = st.columns([1, 3])
 c[0].button("Stop", on_click=ui.stop_training, disabled=not snap.running, key="train_stop")
 c[1].toggle("Pause the live view (to zoom the chart)", **ui.bound("live_paused", "train"))

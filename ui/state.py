@@ -42,6 +42,7 @@ def via_entry(page_file: str):
     sidebar: send the session through the entry file, which then switches to the page asked for."""
     if ENTRY_RAN not in st.session_state:
         st.session_state["_wanted_page"] = f"pages/{Path(page_file).name}"
+        st.session_state["_wanted_params"] = st.query_params.to_dict()  # a shared link's settings
         st.switch_page("streamlit_app.py")
 
 
@@ -51,7 +52,7 @@ def entry_done():
     st.session_state["_full_runs"] = st.session_state.get("_full_runs", 0) + 1  # see `bound`
     wanted = st.session_state.pop("_wanted_page", None)
     if wanted:
-        st.switch_page(wanted)
+        st.switch_page(wanted, query_params=st.session_state.pop("_wanted_params", None))
 
 
 def init_state():

@@ -1,0 +1,80 @@
+"""Links that reproduce a view (AppTest): settings from the address, bad values left out with a warning."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from support import APP
+
+from charrnn.data import load_corpus
+from charrnn.recorder import train_recorded
+from charrnn.store import RunStore
+from charrnn.train import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("fresh_caches")
+
+
+def open_page(page: str, **params) -> AppTest:
+    """A fresh session whose first visit to `page` carries these query parameters."""
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    at.query_params.update(params)
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def warnings(at) -> list[str]:
+    return [w.value.replace("\\", "") for w in at.warning]
+
+
+def test_train_settings_come_from_the_address_and_go_back_to_it(time_machine_path):
+    at = open_page("train", num_hiddens="64", lr="0.5", state="reset", model="concise", val_tokens="500")
+    assert not at.warning, warnings(at)
+    assert at.number_input(key="train_hp_num_hiddens").value == 64
+    assert at.number_input(key="train_hp_lr").value == 0.5
+    assert at.selectbox(key="train_hp_state").value == "reset"
+    assert at.selectbox(key="train_hp_model").value == "concise"
+    assert at.session_state["hp_val_tokens"] == 500
+    # Only what differs from the recipe is in the address.
+    assert {k: v[0] if isinstance(v, list) else v for k, v in at.query_params.items()} == {
+        "num_hiddens": "64",
+        "lr": "0.5",
+        "state": "reset",
+        "model": "concise",
+        "val_tokens": "500",
+    }
+
+
+BAD = [
+    ("unknown name", "train", {"colour": "blue"}, "colour"),
+    ("out of range", "train", {"batch_size": "0"}, "batch_size"),
+    ("not a number", "train", {"lr": "fast"}, "lr"),
+    ("not a choice", "data", {"mode": "shouty"}, "mode"),
+    ("an upload is never in a link", "data", {"source": "upload"}, "source"),
+    ("run id not in the store", "generate", {"run": "abcdef1234"}, "run"),
+    ("run id that is a path", "generate", {"run": "../../etc/passwd"}, "run"),
+    ("text too long", "generate", {"prefix": "x" * 10_001}, "prefix"),
+    ("length over the cap", "generate", {"length": "10001"}, "length"),
+    ("runs not in the store", "runs", {"runs": "abc,def"}, "runs"),
+]
+
+
+@pytest.mark.parametrize("case, page, params, name", BAD, ids=[b[0] for b in BAD])
+def test_a_bad_query_value_is_left_out_with_a_warning_naming_it(time_machine_path, case, page, params, name):
+    at = open_page(page, **params)
+    assert not at.exception
+    assert any(name in w and "left out" in w for w in warnings(at)), warnings(at)
+    assert at.title and at.title[0].value.lower() == page  # the page rendered
+    assert name not in at.query_params  # and the address dropped it
+
+
+def test_generate_link_opens_a_stored_run_with_its_settings(time_machine_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    corpus = load_corpus("time_machine", max_tokens=2000, download=False)
+    config = TrainConfig(num_epochs=2, num_hiddens=16, batch_size=4, num_steps=8, max_tokens=2000, device="cpu")
+    run_id, _ = train_recorded(RunStore(), corpus, config)
+    at = open_page("generate", run=run_id, prefix="the ", length="7", decoding="sampling", temperature="0.5")
+    assert not at.warning, warnings(at)
+    assert at.radio(key="generate_gen_model").value == "saved run"
+    assert at.selectbox(key="generate_gen_run").value == run_id
+    assert at.text_input(key="generate_gen_prefix").value == "the "
+    assert at.number_input(key="generate_gen_num").value == 7
+    assert at.slider(key="generate_gen_temperature").value == 0.5

@@ -1,0 +1,175 @@
+"""Links that reproduce a view: a page's settings live in the address's query parameters.
+
+Every page calls `restore_and_sync(page)` first. On the page's first run in a session (a shared link
+opened in a fresh browser, a reload) the parameters in the address are checked and copied into the
+settings; a bad one is left out with a warning naming it, never an exception. On every run the address
+is rewritten from the settings, with only those that differ from the defaults, so links stay short.
+An uploaded text is never part of a link (it lives in the session that uploaded it).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from charrnn.generate import MAX_PREDS, MAX_PREFIX
+from charrnn.store import RunStore, check_id
+from charrnn.train import TrainConfig
+from ui.display import literal
+from ui.state import DEFAULTS, HP_FIELDS
+from ui.training import device_choices
+
+STREAMLIT_PARAMS = {"embed", "embed_options"}  # Streamlit's own; never ours to judge
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str  # in the address
+    setting: str  # the session-state key it restores
+    parse: Callable[[str], object]  # the value, or ValueError saying what is wrong
+
+
+def hp_param(field: str) -> Param:
+    """A TrainConfig field, checked by TrainConfig itself (its message names the field and the range)."""
+    kind = type(DEFAULTS[f"hp_{field}"])
+
+    def parse(text: str):
+        if field == "device":
+            if text not in device_choices():
+                raise ValueError(f"must be one of {', '.join(device_choices())} on this machine")
+            return text
+        value = kind(text)
+        TrainConfig(**{field: value}).validate()
+        return value
+
+    return Param(field, f"hp_{field}", parse)
+
+
+def choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return text
+
+    return parse
+
+
+def whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            raise ValueError(f"must be a whole number from {low:,}" + (f" to {high:,}" if high else " up"))
+        return value
+
+    return parse
+
+
+def number(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def text(limit: int) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if not value or len(value) > limit:
+            raise ValueError(f"must be 1 to {limit:,} characters, not {len(value):,}")
+        return value
+
+    return parse
+
+
+def stored_run(value: str) -> str:
+    run_id = check_id(value)  # ValueError: "no run with id ..."
+    RunStore().run(run_id)
+    return run_id
+
+
+def stored_runs(value: str) -> list[str]:
+    return [stored_run(v) for v in value.split(",") if v]
+
+
+DECODINGS = {"greedy": "greedy (the book)", "sampling": "sampling"}
+PAGE_PARAMS = {
+    "train": [hp_param(f) for f in HP_FIELDS],
+    "data": [
+        Param("source", "corpus_source", choice("time_machine", "fallback")),
+        Param("mode", "corpus_mode", choice("book", "raw")),
+        *(hp_param(f) for f in ("max_tokens", "batch_size", "num_steps", "sampling", "seed")),
+        Param("minibatch", "data_batch_no", whole(1)),
+    ],
+    "generate": [
+        Param("run", "gen_run", stored_run),
+        Param("prefix", "gen_prefix", text(MAX_PREFIX)),
+        Param("length", "gen_num", whole(0, MAX_PREDS)),
+        Param("decoding", "gen_decoding", lambda v: DECODINGS[choice(*DECODINGS)(v)]),
+        Param("temperature", "gen_temperature", number(0.05, 3.0)),
+        Param("top_k", "gen_top_k", whole(0)),
+        Param("seed", "gen_seed", whole(0, 2**63 - 1)),
+    ],
+    "runs": [Param("runs", "runs_selected", stored_runs)],
+}
+TO_ADDRESS = {"gen_decoding": {v: k for k, v in DECODINGS.items()}.get, "runs_selected": ",".join}
+
+
+def restore(page: str) -> list[str]:
+    """Copy the address's parameters into the settings; warnings for what was left out."""
+    params = {p.name: p for p in PAGE_PARAMS.get(page, [])}
+    warnings = []
+    for name, value in st.query_params.to_dict().items():
+        if name in STREAMLIT_PARAMS:
+            continue
+        if name not in params:
+            warnings.append(f"the link's parameter {name!r} is not one of this page's; it was left out.")
+            continue
+        try:
+            st.session_state[params[name].setting] = params[name].parse(value)
+        except (ValueError, TypeError, KeyError) as e:
+            warnings.append(f"the link's {name}={value[:40]!r} was left out: {e}")
+    if page == "generate" and "run" in st.query_params and not any(w.startswith("the link's run") for w in warnings):
+        st.session_state["gen_model"] = "saved run"
+    for p in params.values():  # a restored setting reseeds its widget (see ui.state.bound)
+        st.session_state.pop(f"{page}_{p.setting}", None)
+    return warnings
+
+
+def address_params(page: str) -> dict[str, str]:
+    """The page's settings that differ from their defaults, as the address writes them."""
+    out = {}
+    for p in PAGE_PARAMS.get(page, []):
+        value = st.session_state.get(p.setting, DEFAULTS.get(p.setting))
+        if value == DEFAULTS.get(p.setting, 1 if p.setting == "data_batch_no" else None):
+            continue
+        if p.setting == "gen_run" and st.session_state.get("gen_model") != "saved run":
+            continue
+        if p.setting == "corpus_source" and value == "upload":
+            continue  # an uploaded text is not in a link
+        out[p.name] = TO_ADDRESS.get(p.setting, str)(value)
+    return out
+
+
+def restore_and_sync(page: str):
+    """First call of a page after `via_entry`: restore from the address once, then keep it in step."""
+    done = st.session_state.setdefault("_links_restored", set())
+    if page not in done:
+        done.add(page)
+        for warning in restore(page):
+            st.warning(literal(f"Link: {warning}"))
+    params = address_params(page)
+    if params != st.query_params.to_dict():
+        st.query_params.from_dict(params)
+
+
+def link_to_this_view(page: str):
+    """A popover in the sidebar with the full address of this view, ready to copy."""
+    params = address_params(page)
+    base = (st.context.url or "").split("?")[0]
+    with st.sidebar.popover("Link to this view", icon=":material/link:"):
+        st.code(f"{base}?{urlencode(params)}" if params else base or "(this page's address)", language=None)
+        if st.session_state.get("corpus_source") == "upload" and page in ("data", "train"):
+            st.caption("The uploaded text is not part of a link: it opens with The Time Machine.")
