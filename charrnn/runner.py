@@ -11,9 +11,10 @@ called from a secondary thread (measured here: a (32, 512) `tanh_` took 66 us on
 23 us on a main thread), and a thread shares the GIL with the Streamlit server. A child's main thread
 trains as fast as the CLI. The child stops by itself if this process goes away.
 
-An optional device lock (a `threading.Lock` or `Semaphore` shared by every session) keeps two runs
-from fighting over one device: it is taken without blocking, and a busy device makes `start`
-refuse with status "busy" instead of queueing or crashing.
+An optional `DeviceQueue` (one per device, shared by every session) keeps two runs from fighting
+over one device: a run takes the free device at once; on a busy one `start(..., queue=True)` waits
+in line (status "queued", first come first served) and starts by itself when its turn comes, and
+`start(..., queue=False)` refuses with status "busy".
 """
 
 import dataclasses
@@ -41,7 +42,7 @@ def child_env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PROJECT, os.environ.get("PYTHONPATH")]))}
 
 
-STATUSES = ("idle", "running", "finished", "stopped", "diverged", "failed", "busy")
+STATUSES = ("idle", "queued", "running", "finished", "stopped", "diverged", "failed", "busy", "cancelled")
 
 
 @dataclass
@@ -60,7 +61,8 @@ class RunSnapshot:
 
     @property
     def running(self) -> bool:
-        return self.status == "running"
+        """In flight: training, or waiting in line for the device (it will train by itself)."""
+        return self.status in ("running", "queued")
 
 
 class Runner:
@@ -72,6 +74,7 @@ class Runner:
         self._stop_asked = False
         self._thread: threading.Thread | None = None
         self._snap = RunSnapshot()
+        self._device = None  # the DeviceQueue of the current run
         self._store = store  # None: the default store (CHARRNN_HOME), opened when a run starts
 
     def start(
@@ -82,9 +85,11 @@ class Runner:
         resume: str | None = None,
         checkpoint_every: int = 50,
         name: str | None = None,
+        queue: bool = False,
     ) -> bool:
         """Start a run on `corpus` (or continue the stored run `resume` with its own config; only the
-        device of `config` counts then); False (status "busy") when another run holds `device_lock`.
+        device of `config` counts then). When another run holds `device_lock` (a DeviceQueue): with
+        `queue`, wait in line (status "queued") and start when the device frees; else False ("busy").
 
         Raises ValueError naming the field when the config or the text cannot work, before any
         process starts, so the caller can show it next to the form.
@@ -101,7 +106,8 @@ class Runner:
         with self._lock:
             if self.running():
                 return False
-            if device_lock is not None and not device_lock.acquire(blocking=False):
+            waits = device_lock is not None and not device_lock.try_acquire(self)
+            if waits and not queue:
                 # The previous run's results stay readable; only the status says why nothing started.
                 self._snap.status = "busy"
                 self._snap.message = (
@@ -111,17 +117,42 @@ class Runner:
                 return False
             self._stop_asked = False
             self._snap = RunSnapshot(
-                status="running", config=config, vocab=corpus.vocab, corpus=corpus.fingerprint(), run_id=resume
+                status="queued" if waits else "running",
+                config=config,
+                vocab=corpus.vocab,
+                corpus=corpus.fingerprint(),
+                run_id=resume,
             )
+            self._device = device_lock
             options = dict(resume=resume, checkpoint_every=checkpoint_every, name=name)
-            self._thread = threading.Thread(
-                target=self._work, args=(store, corpus, config, device_lock, options), name="charrnn-train", daemon=True
-            )
+            args = (store, corpus, config, device_lock if waits else None, options)
+            self._thread = threading.Thread(target=self._queue_then_work, args=args, name="charrnn-train", daemon=True)
             self._thread.start()
         return True
 
+    def _queue_then_work(self, store, corpus, config, line, options):
+        """The watcher thread: wait in `line` (a DeviceQueue) when the device was busy, then train."""
+        if line is not None:
+            if not line.acquire(self, cancelled=lambda: self._stop_asked):
+                with self._lock:
+                    self._snap.status = "cancelled"
+                    self._snap.message = "Taken out of the queue; nothing was trained."
+                return
+            with self._lock:
+                self._snap.status = "running"
+        self._work(store, corpus, config, self._device, options)
+
+    @property
+    def device_queue(self):
+        """The DeviceQueue of the current (or last) run, None without one."""
+        return self._device
+
+    def place(self) -> int | None:
+        """This run's place in the device's line (1 = next), None when it is not waiting."""
+        return self._device.place(self) if self._device is not None else None
+
     def _work(self, store, corpus, config, device_lock, options):
-        """The watcher thread: start the training process, relay its messages, release the device."""
+        """Start the training process, relay its messages, release the device."""
         try:
             read_fd, write_fd = os.pipe()
             with self._lock:
@@ -219,7 +250,7 @@ class Runner:
             self._thread.join(timeout)
 
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self._snap.status == "running"
+        return self._thread is not None and self._thread.is_alive() and self._snap.running
 
     def snapshot(self) -> RunSnapshot:
         with self._lock:

@@ -7,6 +7,7 @@ import streamlit as st
 
 import ui
 import ui.links
+import ui.training
 import ui.watch
 from charrnn.model import KINDS
 from charrnn.train import MAX_HIDDENS, STATES
@@ -76,7 +77,12 @@ with st.expander(label, expanded=not snap.running, icon=":material/tune:"):
         c[4].number_input("evaluate every N epochs", min_value=1, **ui.bound("hp_eval_every", "train"))
         st.button("Start", type="primary", on_click=ui.submit_training, disabled=snap.running, key="train_start")
 c = st.columns([1, 3])
-c[0].button("Stop", on_click=ui.stop_training, disabled=not snap.running, key="train_stop")
+c[0].button(
+    "Cancel" if snap.status == "queued" else "Stop",
+    on_click=ui.stop_training,
+    disabled=not snap.running,
+    key="train_stop",
+)
 c[1].toggle("Pause the live view (to zoom the chart)", **ui.bound("live_paused", "train"))
 if st.session_state.get("train_notice"):
     st.warning(ui.literal(st.session_state.pop("train_notice")))  # shown once, after "Train again"
@@ -86,15 +92,19 @@ if snap.status in ("failed", "busy", "diverged"):
     ui.error(snap.message)
 ui.watch.elsewhere("train")
 
-live = snap.running and not st.session_state["live_paused"]
+# A queued run is followed even with the live view paused: its start must redraw the page.
+live = snap.status == "queued" or (snap.running and not st.session_state["live_paused"])
 
 
 @st.fragment(run_every=1.0 if live else None)
 def live_view():
     s = run.snapshot()
-    if live and not s.running:
-        st.rerun()  # the run ended: one full rerun stops the polling and re-enables Start
-    if s.status == "idle" or s.config is None:
+    if live and s.status != snap.status:
+        st.rerun()  # it started (after the queue) or ended: one full rerun redraws the controls
+    if s.status == "queued":
+        st.info(ui.training.queue_text(run))
+        return
+    if s.status in ("idle", "cancelled") or s.config is None:
         st.info("No run yet in this session. Press Start.")
         return
     if s.run_id:

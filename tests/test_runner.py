@@ -3,11 +3,11 @@
 import dataclasses
 import os
 import signal
-import threading
 import time
 
 import pytest
 
+from charrnn.devicequeue import DeviceQueue
 from charrnn.runner import Runner
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig
@@ -37,24 +37,43 @@ def test_a_run_reports_every_epoch_and_the_summary(recipe_corpus):
 
 
 def test_stop_ends_the_run_and_frees_the_device(recipe_corpus):
-    lock = threading.Lock()
+    lock = DeviceQueue()
     runner = Runner()
     assert runner.start(cut(recipe_corpus, 2000), TrainConfig(num_epochs=100_000, **TINY), device_lock=lock)
     time.sleep(0.3)
     runner.stop()
     snap = wait(runner, 10)
     assert snap.status == "stopped" and len(snap.history) < 100_000
-    assert lock.acquire(blocking=False)
+    assert lock.try_acquire("next")
 
 
-def test_a_busy_device_is_refused_not_queued(recipe_corpus):
-    lock = threading.Lock()
-    lock.acquire()  # another session's run
+def test_a_busy_device_is_refused_when_not_queueing(recipe_corpus):
+    lock = DeviceQueue()
+    lock.try_acquire("another session's run")
     runner = Runner()
     assert not runner.start(recipe_corpus, TrainConfig(num_epochs=1, **TINY), device_lock=lock)
     snap = runner.snapshot()
     assert snap.status == "busy" and "Device busy" in snap.message
     assert not runner.running()
+
+
+def test_queued_runs_start_first_come_first_served_and_a_cancelled_one_leaves(recipe_corpus):
+    lock = DeviceQueue()
+    lock.try_acquire("another session's run")
+    first, second, third = Runner(), Runner(), Runner()
+    for r in (first, second, third):
+        assert r.start(cut(recipe_corpus, 2000), TrainConfig(num_epochs=2, **TINY), device_lock=lock, queue=True)
+    time.sleep(0.2)
+    assert [r.snapshot().status for r in (first, second, third)] == ["queued"] * 3
+    assert [r.place() for r in (first, second, third)] == [1, 2, 3]
+    second.stop()  # Cancel (or a closed tab): out of the line, nothing trained
+    assert wait(second).status == "cancelled" and not second.snapshot().history
+    assert third.place() == 2
+    lock.release()  # the other session's run ends: the first in line starts by itself
+    assert wait(first).status == "finished"
+    assert wait(third).status == "finished"
+    assert first.snapshot().run_id != third.snapshot().run_id
+    assert lock.holder() is None and lock.waiting() == []
 
 
 def test_bad_settings_raise_before_any_thread(recipe_corpus):
@@ -67,18 +86,18 @@ def test_bad_settings_raise_before_any_thread(recipe_corpus):
 
 
 def test_a_failure_in_the_training_process_is_reported(recipe_corpus, tmp_path):
-    lock = threading.Lock()
+    lock = DeviceQueue()
     runner = Runner(RunStore(tmp_path / "home"))
     (tmp_path / "home").rename(tmp_path / "moved")
     (tmp_path / "home").write_text("a file where the store's folder should be")
     runner.start(cut(recipe_corpus, 2000), TrainConfig(num_epochs=1, **TINY), device_lock=lock)
     snap = wait(runner)
     assert snap.status == "failed" and "Training failed" in snap.message and "home" in snap.message
-    assert lock.acquire(blocking=False)
+    assert lock.try_acquire("next")
 
 
 def test_a_killed_training_process_is_reported_and_frees_the_device(recipe_corpus, tmp_path):
-    lock = threading.Lock()
+    lock = DeviceQueue()
     runner = Runner(RunStore(tmp_path))
     runner.start(cut(recipe_corpus, 2000), TrainConfig(num_epochs=100_000, **TINY), device_lock=lock)
     deadline = time.monotonic() + 60
@@ -87,13 +106,13 @@ def test_a_killed_training_process_is_reported_and_frees_the_device(recipe_corpu
     os.kill(runner.pid, signal.SIGKILL)
     snap = wait(runner)
     assert snap.status == "failed" and "ended unexpectedly" in snap.message
-    assert lock.acquire(blocking=False)
+    assert lock.try_acquire("next")
     assert RunStore(tmp_path).runs()[0]["status"] == "interrupted"
 
 
 def test_a_diverged_run_says_what_to_change(recipe_corpus):
     runner = Runner()
-    config = TrainConfig(num_epochs=5, lr=1e38, clip=0.0, **TINY)  # weights overflow to inf
+    config = TrainConfig(num_epochs=5, lr=1e6, clip=0.0, **TINY)  # the largest lr: the loss overflows exp()
     runner.start(cut(recipe_corpus, 2000), config)
     snap = wait(runner)
     assert snap.status == "diverged" and len(snap.history) < 5

@@ -52,7 +52,7 @@ class BookQueue:
         for name, config in configs:
             if self.stop_asked:
                 return
-            if not run.start(corpus, config, lock, checkpoint_every=every, name=f"book: {name}"):
+            if not run.start(corpus, config, lock, checkpoint_every=every, name=f"book: {name}", queue=True):
                 self.message = run.snapshot().message or "This session is already training; stop it first."
                 return
             while run.running():

@@ -87,7 +87,7 @@ def resume_run(run_id: str):
         config = TrainConfig.from_dict({**run["config"], "device": st.session_state["hp_device"]}).validate()
         device = str(resolve_device(config.device))
         every = st.session_state["checkpoint_every"]
-        runner().start(corpus, config, device_lock(device), resume=run_id, checkpoint_every=every)
+        runner().start(corpus, config, device_lock(device), resume=run_id, checkpoint_every=every, queue=True)
     except (ValueError, CorpusError) as e:
         st.session_state["runs_error"] = f"Resume: {e}"
         return

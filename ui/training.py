@@ -2,7 +2,6 @@
 
 import io
 import sqlite3
-import threading
 
 import streamlit as st
 import torch
@@ -10,6 +9,7 @@ import torch
 from charrnn.checkpoint import make_checkpoint
 from charrnn.data import CorpusError
 from charrnn.device import describe, resolve_device
+from charrnn.devicequeue import DeviceQueue
 from charrnn.runner import Runner
 from ui.corpus import load_chosen_corpus
 from ui.display import eta_text
@@ -23,9 +23,10 @@ def runner() -> Runner:
 
 
 @st.cache_resource(show_spinner=False)
-def device_lock(device: str) -> threading.Lock:
-    """One lock per device, shared by every session, so two runs never fight over it."""
-    return threading.Lock()
+def device_lock(device: str) -> DeviceQueue:
+    """One first-in, first-out line per device, shared by every session: two runs never fight over
+    it, and a second session's Start waits its turn instead of being refused."""
+    return DeviceQueue()
 
 
 def device_choices() -> list[str]:
@@ -50,7 +51,7 @@ def sidebar(pages):
         if snap.config is not None:  # None until this session's first run (a refused start included)
             st.caption("Training in this session")
             if snap.running:  # the epoch count would go stale here: the live view is on the Train page
-                st.text(f"running, {snap.config.num_epochs} epochs")
+                st.text(f"{snap.status}, {snap.config.num_epochs} epochs")
             else:
                 st.text(f"{snap.status} after {len(snap.history)} of {snap.config.num_epochs} epochs")
 
@@ -62,7 +63,8 @@ def start_training(**overrides):
         config = train_config(**overrides).validate()
         corpus = load_chosen_corpus(config.max_tokens)
         device = str(resolve_device(config.device))
-        runner().start(corpus, config, device_lock(device), checkpoint_every=st.session_state["checkpoint_every"])
+        every = st.session_state["checkpoint_every"]
+        runner().start(corpus, config, device_lock(device), checkpoint_every=every, queue=True)
     except (ValueError, CorpusError, OSError, sqlite3.Error) as e:  # a store that cannot open says why
         st.session_state["train_error"] = str(e)
 
@@ -101,6 +103,25 @@ def wait_for_run():
         )
 
     progress()
+
+
+def queue_text(run: Runner) -> str:
+    """Where this session's queued run stands: its place in line and a rough wait, from the progress
+    of the run on the device (and, for the runs ahead in line, their epochs at that run's pace)."""
+    line = run.device_queue
+    place = run.place() or 1
+    where = f"Queued: place {place} of {len(line.waiting()) if line is not None else 1} in line for the device"
+    holder = line.holder() if line is not None else None
+    if not isinstance(holder, Runner):
+        return f"{where}; it starts by itself when the device is free."
+    now = holder.snapshot()
+    if not now.history:
+        return f"{where}; the run on the device has just begun."
+    pace = now.history[-1].elapsed / now.history[-1].epoch  # seconds per epoch of the run on the device
+    left = (now.config.num_epochs - now.history[-1].epoch) * pace
+    ahead = [t for t in line.waiting()[: place - 1] if isinstance(t, Runner)]
+    left += sum(t.snapshot().config.num_epochs * pace for t in ahead)
+    return f"{where}; about {left:,.0f} s to wait. It starts by itself; Cancel takes it out of the line."
 
 
 def checkpoint_bytes(snap) -> bytes:
