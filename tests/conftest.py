@@ -1,20 +1,26 @@
-"""Shared fixtures. Tests that need The Time Machine FAIL (never skip) when it is missing in CI."""
+"""Shared fixtures. On a developer machine a missing text or browser skips its tests and says why; in
+CI (the `CI` environment variable set) it FAILS them, and the text is never downloaded there."""
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
+import appserver  # tools/appserver.py, on sys.path through pyproject's [tool.pytest.ini_options]
 import pytest
 
-from charrnn.data import CorpusError, find_time_machine, load_corpus
+from charrnn.data import CorpusError, download_time_machine, find_time_machine, load_corpus
+
+DOWNLOAD_TIMEOUT = 10  # seconds: an offline machine must not hold the test session up for long
 
 
 def _in_ci() -> bool:
-    return bool(os.environ.get("CI")) or bool(os.environ.get("CHARRNN_DATA_DIR"))
+    return bool(os.environ.get("CI"))
+
+
+def _missing(reason: str):
+    """Fail in CI, skip elsewhere, with the reason either way."""
+    if _in_ci():
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -32,20 +38,23 @@ def _private_home(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def time_machine_path():
-    """Path of the verified Time Machine text (CHARRNN_DATA_DIR or the cache; never downloads)."""
+    """Path of the verified Time Machine text: CHARRNN_DATA_DIR or the cache, else (outside CI only)
+    downloaded once per session by the core's own download, which checks the SHA-1 and caches it."""
     try:
         path = find_time_machine()
-    except CorpusError as e:
+    except CorpusError as e:  # a wrong file in CHARRNN_DATA_DIR: someone must replace it
         pytest.fail(str(e))
-    if path is None:
-        msg = (
-            "The Time Machine is missing: set CHARRNN_DATA_DIR to a folder holding timemachine.txt "
-            "(CI uses ../shared/data) or run `python -m charrnn info` once online to cache it."
+    if path is not None:
+        return path
+    if _in_ci():
+        pytest.fail(
+            "The Time Machine is missing: CI never downloads it; set CHARRNN_DATA_DIR to a folder holding "
+            "timemachine.txt (.ci/run uses ../shared/data)."
         )
-        if _in_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    try:
+        return download_time_machine(timeout=DOWNLOAD_TIMEOUT)
+    except CorpusError as e:  # offline (or a corrupted download, which caches nothing)
+        pytest.skip(f"The Time Machine is not on this machine and the download failed: {e}")
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +80,7 @@ def fresh_caches():
     st.cache_resource.clear()  # stops a run a failed test left behind (on_release)
 
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's; never `playwright install`
+CHROMIUM = "/usr/bin/chromium"  # Debian's, first choice
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -86,50 +95,42 @@ CHROMIUM_ARGS = [
 def server(time_machine_path):
     """`streamlit run` on a free loopback port (CHARRNN_DATA_DIR and the private CHARRNN_HOME passed
     through); yields its URL; fails the test if the server printed a traceback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
-    cmd += ["--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    env = {**os.environ, "CHARRNN_DATA_DIR": str(time_machine_path.parent)}
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{proc.stdout.read() if proc.poll() is not None else ''}")
-            time.sleep(0.5)
+        proc, url = appserver.start(env={"CHARRNN_DATA_DIR": str(time_machine_path.parent)})
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
         yield url
     finally:
-        proc.terminate()
-        try:
-            out, _ = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
+        out = appserver.stop(proc)
         assert "Traceback" not in out, out
+
+
+def chromium_path(playwright) -> str:
+    """The Chromium to drive: CHARRNN_CHROMIUM if set (no fallback: it was asked for), else Debian's,
+    else the one `playwright install` put in Playwright's cache. Missing: skip, or fail in CI."""
+    if os.environ.get("CHARRNN_CHROMIUM"):
+        path = os.environ["CHARRNN_CHROMIUM"]
+        if not Path(path).is_file():
+            _missing(f"CHARRNN_CHROMIUM={path} is missing: point it at a Chromium binary or unset it")
+        return path
+    for path in (CHROMIUM, playwright.chromium.executable_path):
+        if Path(path).is_file():
+            return path
+    _missing(
+        f"no Chromium for the browser tests: apt-get install -y chromium (gives {CHROMIUM}), "
+        "or `python -m playwright install chromium`, or set CHARRNN_CHROMIUM"
+    )
 
 
 @pytest.fixture
 def browser():
-    """Debian's Chromium, headless, through Playwright; missing pieces fail the test in CI."""
+    """Chromium, headless, through Playwright; missing pieces skip the test, or fail it in CI."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        if _in_ci():
-            pytest.fail("playwright is missing: pip install -r requirements-dev.txt")
-        pytest.skip("playwright is not installed")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+        _missing("playwright is not installed: pip install -r requirements-dev.txt")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=chromium_path(p), headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()

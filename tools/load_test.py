@@ -21,16 +21,15 @@ window, from the run store) in both phases. Every page is checked for errors and
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import appserver  # tools/appserver.py: this script's folder is on sys.path
+
+ROOT = appserver.ROOT
 sys.path.insert(0, str(ROOT))
 
 from charrnn.store import RunStore  # noqa: E402
@@ -61,29 +60,12 @@ new MutationObserver(() => {
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(home: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
-    cmd += ["--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    env = {**os.environ, "CHARRNN_HOME": home}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("streamlit did not start within 60 s")
+def start_server(home: str):
+    """The app on a free port with its run store in `home`; (process, URL)."""
+    try:
+        return appserver.start(env={"CHARRNN_HOME": home})
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -268,8 +250,9 @@ def main():
             loaded = phase(browser, url, home, args.viewers, args.seconds, settings, proc.pid)
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        output = appserver.stop(proc)
+    if "Traceback" in output:
+        print(f"the server printed a traceback:\n{output}", file=sys.stderr)
     summary = {
         "config": {**settings, "viewers": args.viewers, "seconds": args.seconds, "cpus": os.cpu_count()},
         "what_the_viewers_do": (

@@ -21,12 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_test import ARGS, CHROMIUM, ROOT, fill, open_train, settle, start_server, tokens_per_sec  # noqa: E402
+import appserver  # tools/appserver.py: this script's folder is on sys.path
+from load_test import ARGS, CHROMIUM, ROOT, fill, open_train, settle, start_server, tokens_per_sec
 
-from charrnn.store import RunStore  # noqa: E402
+from charrnn.store import RunStore  # importable: load_test put the repo on sys.path
 
 
 def cli_run(home: str, epochs: int) -> float:
@@ -87,7 +86,7 @@ def main():
                 print(json.dumps(pairs[-1]), flush=True)
         finally:
             browser.close()
-            server.terminate()
+            appserver.stop(server)
     summary = {
         "epochs": args.epochs,
         "pairs": pairs,

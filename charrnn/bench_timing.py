@@ -1,0 +1,91 @@
+"""How `python -m charrnn bench` times its contenders: the same minibatches, the same warm-up, and
+interleaved rounds of which each contender's best counts."""
+
+import itertools
+import resource
+import time
+
+import torch
+
+from charrnn.batches import SeqDataLoader
+from charrnn.bench_contenders import CONTENDERS, MAKERS
+
+RECIPE_TOKENS = 10000  # the chapter trains on the first 10,000 chars
+ROUNDS = 5  # timed minibatches are split into this many interleaved rounds
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def warm_up(name: str, V: int, H: int, batches, warmup: int, device) -> dict:
+    """Build a contender and run its untimed warm-up; records the peak memory that took."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    c = {"step": MAKERS[name](V, H, device), "state": None, "batches": batches, "rounds": []}
+    for _ in range(warmup):
+        X, Y = next(batches)
+        c["state"] = c["step"](X, Y, c["state"])
+    _sync(device)
+    c["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb()
+    return c
+
+
+def time_round(c: dict, n: int, device) -> None:
+    """Run `n` minibatches of one contender and record (tokens, seconds) as one round."""
+    _sync(device)
+    tokens, t0 = 0, time.perf_counter()
+    for _ in range(n):
+        X, Y = next(c["batches"])
+        c["state"] = c["step"](X, Y, c["state"])
+        tokens += Y.numel()
+    _sync(device)
+    c["rounds"].append((tokens, time.perf_counter() - t0))
+
+
+def minibatches(corpus: list[int], batch_size: int, num_steps: int, device):
+    """Endless sequential minibatches over the recipe's 10,000 chars (more when one batch needs more)."""
+    need = 2 * batch_size * num_steps + num_steps + 1
+    tokens = corpus[: max(RECIPE_TOKENS, need)]
+    if len(tokens) < need:
+        raise ValueError(
+            f"--batch-size {batch_size} x --num-steps {num_steps} needs {need:,} chars of text; "
+            f"the text has {len(tokens):,}"
+        )
+    loader = SeqDataLoader(tokens, batch_size, num_steps, "sequential", seed=0, device=device)
+    return itertools.chain.from_iterable(loader for _ in itertools.count())
+
+
+def bench_shape(corpus, V, batch_size, num_steps, num_hiddens, warmup, timed, device) -> dict:
+    """Time the three contenders at one shape. The timed minibatches run in interleaved rounds, and
+    each contender's figure is its best round (as `timeit` takes the minimum): other processes on the
+    machine only ever add time, and interleaving exposes every contender to the same quiet spells."""
+    contenders = {}
+    for name in ("charrnn", "book", "nn_rnn"):  # charrnn first: its peak RSS is then its own
+        batches = minibatches(corpus, batch_size, num_steps, device)
+        contenders[name] = warm_up(name, V, num_hiddens, batches, warmup, device)
+    rounds = min(ROUNDS, timed)
+    for r in range(rounds):
+        for c in contenders.values():
+            time_round(c, timed // rounds + (r < timed % rounds), device)
+    speed = {name: max(t / s for t, s in contenders[name]["rounds"]) for name in CONTENDERS}
+    overall = {
+        name: sum(t for t, _ in contenders[name]["rounds"]) / sum(s for _, s in contenders[name]["rounds"])
+        for name in CONTENDERS
+    }
+    return {
+        "batch_size": batch_size,
+        "num_steps": num_steps,
+        "num_hiddens": num_hiddens,
+        "tokens_per_sec": speed,
+        "tokens_per_sec_overall": overall,
+        "peak_memory_mb": {name: contenders[name]["peak_memory_mb"] for name in CONTENDERS},
+        "ratio_charrnn_book": speed["charrnn"] / speed["book"],
+        "ratio_charrnn_nn_rnn": speed["charrnn"] / speed["nn_rnn"],
+    }

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# The checks to run on the first GPU at hand, in one call; every figure goes to ONE JSON file.
+#
+#   tools/gpu_check.sh [cuda|cpu]        (default: cuda)
+#
+# Steps (each under `timeout`, each one's exit code and wall seconds recorded; a failed step does not
+# stop the next):
+#   1. python -m charrnn bench --device D --json            the three contenders at the recipe's shape
+#   2. python -m charrnn bench --device D --sweep --json    ... and at batch 32/128/512 x hidden 256/512/1024
+#   3. python -m charrnn train --device D --json            the book's full recipe (500 epochs): wall time,
+#                                                           final perplexity, tokens/s
+#   4. python -m pytest tests/test_cuda_graph.py -q         the CUDA-graph step against the eager one
+#                                                           (recorded as missing where pytest is not installed)
+# A GPU machine may have its own PyTorch and no package registry: only torch is needed (the CLI core
+# never imports streamlit or plotly). Python: $PYTHON if set, else .venv/bin/python if it imports
+# torch, else python3.
+#
+# Variables (defaults: the full work, in both modes; on 2 CPU cores the cpu mode takes 4-6 minutes,
+# nearly all of it the recipe, so lower EPOCHS there if the machine is busy):
+#   OUT              folder for the JSON file (default: ./artifacts/gpu_check); the file is
+#                    gpu_check_<mode>.json
+#   CHARRNN_DATA_DIR folder holding timemachine.txt (default: shared/data in the repo if present,
+#                    else ../shared/data next to the repo)
+#   EPOCHS           epochs of the recipe in step 3 (default: 500)
+#   MINIBATCHES      bench's timed minibatches in steps 1-2 (default: 50)
+#   T_BENCH T_SWEEP T_TRAIN T_TEST   per-step timeouts in seconds (defaults: cuda 90/150/240/90, which
+#                    add up to under 10 minutes; cpu 120/180/420/120)
+# CHARRNN_HOME is a temporary folder, removed at the end: the runs this records are thrown away.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+
+mode="${1:-cuda}"
+case "$mode" in
+  cuda) defaults=(90 150 240 90) ;;
+  cpu) defaults=(120 180 420 120) ;;
+  *) echo "tools/gpu_check.sh: error: the device must be cuda or cpu, not '$mode'" >&2; exit 2 ;;
+esac
+T_BENCH="${T_BENCH:-${defaults[0]}}" T_SWEEP="${T_SWEEP:-${defaults[1]}}"
+T_TRAIN="${T_TRAIN:-${defaults[2]}}" T_TEST="${T_TEST:-${defaults[3]}}"
+EPOCHS="${EPOCHS:-500}" MINIBATCHES="${MINIBATCHES:-50}"
+
+if [ -n "${PYTHON:-}" ]; then
+  py="$PYTHON"
+elif [ -x .venv/bin/python ] && .venv/bin/python -c "import torch" 2>/dev/null; then
+  py=.venv/bin/python
+else
+  py=python3
+fi
+if [ -z "${CHARRNN_DATA_DIR:-}" ]; then
+  if [ -d shared/data ]; then CHARRNN_DATA_DIR="$repo/shared/data"; else CHARRNN_DATA_DIR="$(dirname "$repo")/shared/data"; fi
+fi
+out_dir="${OUT:-$repo/artifacts/gpu_check}"
+mkdir -p "$out_dir"
+out_file="$out_dir/gpu_check_$mode.json"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+export CHARRNN_DATA_DIR CHARRNN_HOME="$work/home" PYTHONUNBUFFERED=1
+mkdir -p "$CHARRNN_HOME"
+
+# step NAME TIMEOUT CMD...: stdout and stderr to $work/NAME.{out,err}; "NAME rc seconds" to $work/steps.
+step() {
+  local name="$1" limit="$2"
+  shift 2
+  echo "== $name (timeout ${limit}s)" >&2
+  local t0 t1 rc
+  t0="$(date +%s%N)"
+  timeout --kill-after=10 "$limit" "$@" >"$work/$name.out" 2>"$work/$name.err"
+  rc=$?
+  t1="$(date +%s%N)"
+  echo "$name $rc $(((t1 - t0) / 1000000))" >>"$work/steps" # milliseconds
+  echo "   exit $rc" >&2
+}
+
+: >"$work/steps"
+step environment 60 "$py" -c '
+import json, platform, torch
+cuda = torch.cuda.is_available()
+cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), None)
+print(json.dumps({
+    "python": platform.python_version(),
+    "torch": torch.__version__,
+    "torch_cuda": torch.version.cuda,
+    "cuda_available": cuda,
+    "device_count": torch.cuda.device_count() if cuda else 0,
+    "device_name": torch.cuda.get_device_name(0) if cuda else cpu or platform.machine(),
+    "cpu": cpu,
+    "capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
+    "cpu_threads": torch.get_num_threads(),
+}))'
+step bench "$T_BENCH" "$py" -m charrnn bench --device "$mode" --minibatches "$MINIBATCHES" --json
+step sweep "$T_SWEEP" "$py" -m charrnn bench --device "$mode" --minibatches "$MINIBATCHES" --sweep --json
+step train "$T_TRAIN" "$py" -m charrnn train --device "$mode" --epochs "$EPOCHS" --json
+if "$py" -c "import pytest" 2>/dev/null; then
+  # CI=true: a missing text fails the test instead of skipping it (the conftest's rule for CI).
+  step cuda_graph_test "$T_TEST" env CI=true "$py" -m pytest tests/test_cuda_graph.py -q -rs -p no:cacheprovider
+else
+  echo "cuda_graph_test missing 0" >>"$work/steps"
+fi
+# The batched bench, once it exists:
+# step batched_bench "$T_BENCH" "$py" -m charrnn bench --device "$mode" --batched --json
+
+# Assemble the one JSON file (stdlib only, so it runs even where torch is broken).
+"$py" - "$work" "$out_file" "$mode" "$CHARRNN_DATA_DIR" "$py" "$EPOCHS" "$MINIBATCHES" <<'EOF'
+import json, os, statistics, subprocess, sys, time
+
+work, out_file, mode, data_dir, py, epochs, minibatches = sys.argv[1:]
+MARKS = (1, 10, 50, 100, 200, 300, 400, 500)  # epochs whose perplexity the report keeps
+
+
+def read(name, ext):
+    try:
+        with open(os.path.join(work, f"{name}.{ext}")) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def json_lines(text):
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            pass  # a stray non-JSON line, e.g. a warning
+    return rows
+
+
+def train_figures(rows):
+    epochs_seen = [r for r in rows if "epoch" in r]
+    final = next((r for r in rows if "run_id" in r), None)
+    rates = [r["tokens_per_sec"] for r in epochs_seen[1:]]  # the first epoch warms up
+    return {
+        "epochs_run": len(epochs_seen),
+        "final_perplexity": final["perplexity"] if final else None,
+        "meets_book_bar_ppl_le_1.2": (final["perplexity"] <= 1.2) if final else None,
+        "final_tokens_per_sec": final["tokens_per_sec"] if final else None,
+        "median_epoch_tokens_per_sec": statistics.median(rates) if rates else None,
+        "device": final["device"] if final else None,
+        "samples": final["samples"] if final else None,
+        "perplexity_by_epoch": {
+            r["epoch"]: r["perplexity"] for r in epochs_seen if r["epoch"] in MARKS or r is epochs_seen[-1]
+        },
+    }
+
+
+def git_commit():
+    try:
+        git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return git.stdout.strip() or None
+    except OSError:
+        return None
+
+
+report = {
+    "mode": mode,
+    "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    "python_used": py,
+    "git_commit": git_commit(),
+    "data_dir": data_dir,
+    "text_present": os.path.isfile(os.path.join(data_dir, "timemachine.txt")),
+    "epochs": int(epochs),
+    "minibatches": int(minibatches),
+    "steps": {},
+}
+for line in open(os.path.join(work, "steps")):
+    name, rc, ms = line.split()
+    entry = {"exit_code": int(rc) if rc != "missing" else None, "wall_s": round(int(ms) / 1000, 2)}
+    if rc == "missing":
+        entry = {"exit_code": None, "wall_s": 0.0, "result": "pytest is not installed: not run"}
+    elif int(rc) in (124, 137):
+        entry["timed_out"] = True
+    out, err = read(name, "out"), read(name, "err")
+    if name in ("environment", "bench", "sweep"):
+        rows = json_lines(out)
+        entry["result"] = rows[-1] if rows else None
+    elif name == "train":
+        entry["result"] = train_figures(json_lines(out))
+    elif name == "cuda_graph_test" and rc != "missing":
+        entry["result"] = out.strip().splitlines()[-12:]
+    if err.strip():  # a failure's message, or bench's note that it timed the fallback text
+        entry["stderr_tail"] = err[-2000:]
+    report["steps"][name] = entry
+env = report["steps"].get("environment", {}).get("result") or {}
+report["torch"], report["device_name"] = env.get("torch"), env.get("device_name")
+report["all_passed"] = all(s["exit_code"] in (0, None) for s in report["steps"].values())
+report["total_wall_s"] = round(sum(s["wall_s"] for s in report["steps"].values()), 1)
+with open(out_file, "w") as f:
+    json.dump(report, f, indent=1)
+    f.write("\n")
+print(f"wrote {out_file}: all steps passed: {report['all_passed']}, {report['total_wall_s']} s in all", file=sys.stderr)
+EOF
