@@ -4,8 +4,12 @@ The CLI and the app write to the same store (WAL mode, so readers never block th
 writers wait for each other instead of failing). It lives in the project's home folder:
 ``CHARRNN_HOME``, else ``$XDG_DATA_HOME/charrnn``, else ``~/.local/share/charrnn``.
 
+Checkpoints are kept as paths relative to that folder, so a copied or moved store keeps its own and
+never reads or deletes another's; no file outside the folder is ever read or deleted through the store.
+
 A run that was "running" in a process that no longer exists (killed, crashed, machine restarted) is
-marked "interrupted" the next time the store is opened.
+marked "interrupted" the next time the store is opened; a process is known by its pid and its start
+time, so a pid reused by another process does not keep a dead run "running".
 """
 
 import json
@@ -13,38 +17,25 @@ import os
 import re
 import socket
 import sqlite3
+import tempfile
 import time
 import uuid
 from contextlib import closing, contextmanager
 from dataclasses import asdict
-from pathlib import Path
+from pathlib import Path, PurePath
 
-STATUSES = ("running", "finished", "stopped", "interrupted", "diverged", "failed")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
-    config TEXT NOT NULL, corpus TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
-    device TEXT NOT NULL DEFAULT '', host TEXT NOT NULL DEFAULT '', pid INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, epoch INTEGER NOT NULL,
-    perplexity REAL, tokens_per_sec REAL, grad_norm REAL, clipped REAL, elapsed REAL, loss REAL,
-    sample TEXT, PRIMARY KEY (run_id, epoch)
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, epoch INTEGER NOT NULL,
-    path TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (run_id, epoch)
-);
-"""
-EPOCH_FIELDS = ("epoch", "perplexity", "tokens_per_sec", "grad_norm", "clipped", "elapsed", "loss", "sample")
-INSERT_EPOCH = (
-    f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_FIELDS)}) VALUES (?{', ?' * len(EPOCH_FIELDS)})"
-)
+from charrnn import store_schema as schema
+from charrnn.store_schema import EPOCH_FIELDS, StoreError
+
+__all__ = ["STATUSES", "EPOCH_FIELDS", "RunStore", "StoreError", "check_id", "home_dir", "process_start"]
+
+STATUSES = ("running", "finished", "stopped", "interrupted", "diverged", "failed", "pruned")
+RUN_ID = r"[0-9a-f]{1,32}"
 
 
 def check_id(run_id: str) -> str:
     """Run ids are short hex strings; anything else (a path, SQL) is refused before any use."""
-    if not isinstance(run_id, str) or not re.fullmatch(r"[0-9a-f]{1,32}", run_id):
+    if not isinstance(run_id, str) or not re.fullmatch(RUN_ID, run_id):
         raise ValueError(f"no run with id {run_id!r}; `python -m charrnn runs` lists them")
     return run_id
 
@@ -56,104 +47,163 @@ def home_dir() -> Path:
     return Path(base) / "charrnn"
 
 
-def _alive(pid: int) -> bool:
+def process_start(pid: int) -> int | None:
+    """When process `pid` started: field 22 (starttime, clock ticks since boot) of /proc/<pid>/stat.
+    None where there is no /proc (not Linux) or no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # after "pid (comm)", which may hold spaces: field 3 on
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int, start: int | None) -> bool:
+    """Process `pid` exists and, when its start time was recorded, is the same process."""
+    if pid <= 0:  # kill(0) would signal our own process group: never a run's process
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    now = process_start(pid) if start is not None else None
+    return now is None or now == start
 
 
 class RunStore:
     """Runs, epochs and checkpoints in ``<home>/runs.sqlite``; one short connection per call, so any
-    thread (a training worker, the UI) may use the same store object."""
+    thread (a training worker, the UI) may use the same store object. Opening a folder or file that
+    cannot be a store raises StoreError (a ValueError) with one line that names it and the fix."""
 
     def __init__(self, home: str | Path | None = None):
-        self.home = Path(home) if home is not None else home_dir()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home = (Path(home).expanduser() if home is not None else home_dir()).absolute()
         self.path = self.home / "runs.sqlite"
         self.checkpoint_dir = self.home / "checkpoints"
-        with self._connect() as db:
-            db.executescript(SCHEMA)
+        schema.open_store(self.home, self.path)
+        self._real = self.home.resolve()  # the folder itself, symlinks followed: every file used is inside it
         self.mark_interrupted()
 
     @contextmanager
     def _connect(self):
-        with closing(sqlite3.connect(self.path, timeout=30)) as db:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=30000")
-            with db:  # one transaction: committed on success, rolled back on error
-                yield db
+        try:  # the file damaged, or its folder removed or made read-only, since the store was opened
+            with closing(sqlite3.connect(self.path, timeout=30)) as db:
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA foreign_keys=ON")
+                db.execute("PRAGMA busy_timeout=30000")
+                with db:  # one transaction: committed on success, rolled back on error
+                    yield db
+        except sqlite3.DatabaseError as e:
+            error = schema.as_store_error(e, self.home, self.path)
+            if error is None:
+                raise
+            raise error from e
 
     def mark_interrupted(self) -> int:
         """Runs left "running" by a process of this host that is gone become "interrupted"."""
         host = socket.gethostname()
         with self._connect() as db:
-            rows = db.execute("SELECT id, pid FROM runs WHERE status='running' AND host=?", (host,)).fetchall()
-            dead = [r["id"] for r in rows if not _alive(r["pid"])]
+            rows = db.execute(
+                "SELECT id, pid, pid_start FROM runs WHERE status='running' AND host=?", (host,)
+            ).fetchall()
+            dead = [r["id"] for r in rows if not _alive(r["pid"], r["pid_start"])]
             for run_id in dead:
                 db.execute(
-                    "UPDATE runs SET status='interrupted', reason=? WHERE id=?",
+                    "UPDATE runs SET status='interrupted', reason=? WHERE id=? AND status='running'",
                     ("the process running it ended before the run did", run_id),
                 )
         for run_id in dead:  # a checkpoint its process was writing when it died: never completed
-            for tmp in (self.checkpoint_dir / run_id).glob(".*.tmp"):
+            for tmp in self._own_files(run_id, ".*.tmp"):
                 tmp.unlink(missing_ok=True)
         return len(dead)
 
+    def mark_stuck(self, run_id: str) -> None:
+        """Mark a "running" run interrupted whatever its pid says: its process is on another host, or stuck."""
+        status = self.run(run_id)["status"]
+        with self._connect() as db:
+            done = db.execute(
+                "UPDATE runs SET status='interrupted', reason='marked interrupted by hand', updated=? "
+                "WHERE id=? AND status='running'",
+                (time.time(), run_id),
+            ).rowcount
+        if not done:
+            raise ValueError(f"run {run_id} is not running (it is {status}); only a running run can be interrupted")
+
     def create_run(self, config, corpus: dict, device: str, name: str | None = None) -> str:
+        self.check_writable()
         run_id = uuid.uuid4().hex[:10]
         now = time.time()
         cfg = config if isinstance(config, dict) else asdict(config)
         name = name or time.strftime("run %Y-%m-%d %H:%M:%S", time.localtime(now))
+        row = (run_id, name, now, now, json.dumps(cfg), json.dumps(corpus), device, *self._process())
         with self._connect() as db:
             db.execute(
-                "INSERT INTO runs (id, name, created, updated, config, corpus, status, device, host, pid) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-                (
-                    run_id,
-                    name,
-                    now,
-                    now,
-                    json.dumps(cfg),
-                    json.dumps(corpus),
-                    device,
-                    socket.gethostname(),
-                    os.getpid(),
-                ),
+                "INSERT INTO runs (id, name, created, updated, config, corpus, status, device, host, pid, pid_start) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                row,
             )
         return run_id
+
+    @staticmethod
+    def _process() -> tuple[str, int, int | None]:
+        """This process, as a run records it: host, pid and start time."""
+        return socket.gethostname(), os.getpid(), process_start(os.getpid())
 
     def add_epoch(self, run_id: str, stats) -> None:
         row = stats if isinstance(stats, dict) else asdict(stats)
         with self._connect() as db:
-            db.execute(
-                INSERT_EPOCH,
-                (run_id, *(row.get(f) for f in EPOCH_FIELDS)),
-            )
+            db.execute(schema.INSERT_EPOCH, (run_id, *(row.get(f) for f in EPOCH_FIELDS)))
             db.execute("UPDATE runs SET updated=? WHERE id=?", (time.time(), run_id))
 
-    def resume_run(self, run_id: str, from_epoch: int) -> None:
-        """Mark a run as running again in this process, forgetting epochs after its checkpoint."""
+    def resume_run(self, run_id: str, from_epoch: int, num_epochs: int | None = None) -> None:
+        """Mark a run as running again in this process, forgetting epochs after its checkpoint; with
+        `num_epochs`, its stored config says it now trains that far (so the tables show its real goal)."""
+        self.check_writable(run_id)
+        config = self.run(run_id)["config"]
+        if num_epochs is not None:
+            config["num_epochs"] = num_epochs
         with self._connect() as db:
             db.execute("DELETE FROM epochs WHERE run_id=? AND epoch>?", (run_id, from_epoch))
             db.execute(
-                "UPDATE runs SET status='running', reason='', updated=?, host=?, pid=? WHERE id=?",
-                (time.time(), socket.gethostname(), os.getpid(), run_id),
+                "UPDATE runs SET status='running', reason='', config=?, updated=?, host=?, pid=?, pid_start=? "
+                "WHERE id=?",
+                (json.dumps(config), time.time(), *self._process(), run_id),
             )
 
-    def checkpoint_path(self, run_id: str, epoch: int) -> Path:
-        return self.checkpoint_dir / run_id / f"epoch-{epoch:05d}.pt"
+    def tag_run(self, run_id: str, study: str, trial: int) -> None:
+        """Mark a run as trial `trial` of the tune study `study`."""
+        with self._connect() as db:
+            db.execute("UPDATE runs SET study=?, trial=? WHERE id=?", (str(study)[:200], int(trial), check_id(run_id)))
 
-    def add_checkpoint(self, run_id: str, epoch: int, path: Path) -> None:
+    def check_writable(self, run_id: str | None = None) -> None:
+        """StoreError now, before any training, when checkpoints (of `run_id`) could not be written."""
+        folder = self.checkpoint_dir if run_id is None else self.checkpoint_dir / check_id(run_id)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-", suffix=".tmp"):
+                pass
+        except OSError as e:
+            raise schema.unusable_folder(folder, e) from e
+
+    def checkpoint_path(self, run_id: str, epoch: int) -> Path:
+        """Where epoch `epoch` of the run is checkpointed; its folder is made here, StoreError if it cannot be."""
+        folder = self.checkpoint_dir / check_id(run_id)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise schema.unusable_folder(folder, e) from e
+        return folder / f"epoch-{epoch:05d}.pt"
+
+    def add_checkpoint(self, run_id: str, epoch: int, path: str | Path) -> None:
+        """Record a checkpoint file, which must be inside the store's folder; it is kept relative to it."""
+        real = Path(path).resolve()
+        if not real.is_relative_to(self._real):
+            raise ValueError(f"checkpoint {path} is outside the run store {self.home}; save it at checkpoint_path()")
         with self._connect() as db:
             db.execute(
                 "INSERT OR REPLACE INTO checkpoints (run_id, epoch, path, created) VALUES (?, ?, ?, ?)",
-                (run_id, epoch, str(path), time.time()),
+                (check_id(run_id), epoch, real.relative_to(self._real).as_posix(), time.time()),
             )
 
     def finish(self, run_id: str, status: str, reason: str = "") -> None:
@@ -172,25 +222,47 @@ class RunStore:
             db.execute("UPDATE runs SET name=? WHERE id=?", (name[:200], run_id))
 
     def delete(self, run_id: str) -> None:
-        """Delete a run, its curve and its checkpoint files."""
-        check_id(run_id)
-        for ckpt in self.checkpoints(run_id):
-            Path(ckpt["path"]).unlink(missing_ok=True)
-        folder = self.checkpoint_dir / run_id
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+        """Delete a run that is not running, its curve and its checkpoint files (only those inside
+        ``<home>/checkpoints/<run id>/``)."""
+        if self.run(run_id)["status"] == "running":
+            raise ValueError(
+                f"run {run_id} is still running; stop it, or `python -m charrnn runs mark-interrupted {run_id}` "
+                "if its process is gone"
+            )
+        files = [self._inside(c["path"], self.checkpoint_dir / run_id) for c in self._checkpoint_rows(run_id)]
+        files += self._own_files(run_id, "epoch-*.pt") + self._own_files(run_id, ".*.tmp")
         with self._connect() as db:
             db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+        for path in filter(None, files):
+            path.unlink(missing_ok=True)
+        folder = self.checkpoint_dir / run_id
+        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()
+
+    def _inside(self, stored: str, folder: Path) -> Path | None:
+        """The file a stored checkpoint path names, as a path under this store's home; None unless it is
+        inside `folder` once symlinks and ``..`` are resolved (an absolute path never is used)."""
+        if PurePath(stored).is_absolute():
+            return None
+        try:
+            real = (self.home / stored).resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            return None
+        base = self._real / folder.relative_to(self.home)  # not resolved: a symlinked folder leads elsewhere
+        return self.home / real.relative_to(self._real) if real.is_relative_to(base) else None
+
+    def _own_files(self, run_id: str, pattern: str) -> list[Path]:
+        """Files matching `pattern` in the run's checkpoint folder, only if they really are inside it."""
+        folder = self.checkpoint_dir / run_id
+        if not re.fullmatch(RUN_ID, run_id) or not folder.is_dir():  # an id from an old or foreign row
+            return []
+        names = [p.relative_to(self.home).as_posix() for p in folder.glob(pattern)]
+        return [p for p in (self._inside(n, folder) for n in names) if p is not None]
 
     def runs(self, status: str | None = None) -> list[dict]:
-        """Every run (or those with `status`), newest first, with final and best perplexity and last tokens/s."""
-        where = "" if status is None else "WHERE r.status = ?"
-        query = f"""
-            SELECT r.*, COUNT(e.epoch) AS epochs, MIN(e.perplexity) AS best_perplexity,
-                   (SELECT perplexity FROM epochs WHERE run_id=r.id ORDER BY epoch DESC LIMIT 1) AS final_perplexity,
-                   (SELECT tokens_per_sec FROM epochs WHERE run_id=r.id ORDER BY epoch DESC LIMIT 1) AS tokens_per_sec,
-                   MAX(e.elapsed) AS duration
-            FROM runs r LEFT JOIN epochs e ON e.run_id = r.id {where} GROUP BY r.id ORDER BY r.created DESC"""
+        """Every run (or those with `status`), newest first, with final and best perplexity (training and
+        held-out, with the held-out best's epoch) and last tokens/s."""
+        query = schema.RUNS_QUERY.format(where="" if status is None else "WHERE r.status = ?")
         with self._connect() as db:
             return [self._run_dict(row) for row in db.execute(query, () if status is None else (status,))]
 
@@ -210,11 +282,16 @@ class RunStore:
             ).fetchall()
         return [dict(r) for r in rows]
 
-    def checkpoints(self, run_id: str) -> list[dict]:
-        check_id(run_id)
+    def _checkpoint_rows(self, run_id: str) -> list[dict]:
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM checkpoints WHERE run_id=? ORDER BY epoch", (run_id,)).fetchall()
-        return [dict(r) for r in rows]
+            rows = db.execute("SELECT * FROM checkpoints WHERE run_id=? ORDER BY epoch", (check_id(run_id),))
+            return [dict(r) for r in rows.fetchall()]
+
+    def checkpoints(self, run_id: str) -> list[dict]:
+        """The run's checkpoints, oldest first, `path` absolute under this store's home. A row whose path
+        leads outside the home (an old absolute path, a symlink) is kept in the file but not listed."""
+        found = [(c, self._inside(c["path"], self.home)) for c in self._checkpoint_rows(run_id)]
+        return [{**c, "path": str(path)} for c, path in found if path is not None]
 
     def last_checkpoint(self, run_id: str) -> dict | None:
         existing = [c for c in self.checkpoints(run_id) if Path(c["path"]).is_file()]

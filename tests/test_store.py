@@ -3,6 +3,7 @@
 import signal
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from charrnn.data import load_corpus
 from charrnn.generate import predict
 from charrnn.recorder import train_recorded
 from charrnn.store import RunStore
-from charrnn.train import TrainConfig, build_model
+from charrnn.train import EpochStats, TrainConfig, build_model
 
 SMALL = {"num_hiddens": 32, "device": "cpu", "predict_every": 5}
 
@@ -121,9 +122,11 @@ def test_concurrent_writers_lose_no_rows(store, short_text, time_machine_path):
 
 
 def test_a_checkpoint_for_another_vocab_or_shape_is_refused(store, short_text, tmp_path):
-    config = TrainConfig(num_epochs=4, **SMALL)
-    run_id, _ = train_recorded(store, short_text, config, checkpoint_every=2)
-    store.finish(run_id, "stopped")
+    config = TrainConfig(num_epochs=6, **SMALL)
+    box = []  # stopped after epoch 4, so it has epochs left to resume
+    stop = lambda: bool(box) and len(store.history(box[0])) >= 4  # noqa: E731
+    run_id, _ = train_recorded(store, short_text, config, checkpoint_every=2, should_stop=stop, on_start=box.append)
+    assert store.run(run_id)["status"] == "stopped"
     path = Path(store.last_checkpoint(run_id)["path"])
     other = load_corpus(b"completely different text! " * 200, mode="raw", max_tokens=0)
     save_checkpoint(
@@ -149,3 +152,18 @@ def test_rename_delete_and_bad_ids(store, short_text):
     assert store.runs() == [] and not any(p.exists() for p in paths)
     with pytest.raises(ValueError, match="no run with id"):
         store.run("nope")
+
+
+def test_held_out_perplexity_is_recorded_with_its_final_and_best(store):
+    run_id = store.create_run({"num_epochs": 5}, {"name": "fake"}, "cpu")
+    vals = {1: None, 2: 9.0, 3: 7.5, 4: 8.0, 5: None}  # evaluated every few epochs only
+    for epoch, val in vals.items():
+        stats = EpochStats(epoch, 10.0 - epoch, 1.0, 1.0, 0.0, float(epoch), 1.0, val_perplexity=val)
+        store.add_epoch(run_id, stats if epoch % 2 else {**asdict(stats)})
+    other = store.create_run({"num_epochs": 1}, {"name": "fake"}, "cpu")
+    store.add_epoch(other, {"epoch": 1, "perplexity": 3.0})  # a dict without the field: NULL
+    assert [e["val_perplexity"] for e in store.history(run_id)] == list(vals.values())
+    runs = {r["id"]: r for r in store.runs()}
+    assert runs[run_id]["final_val_perplexity"] == 8.0  # the newest evaluated epoch, not the last epoch
+    assert (runs[run_id]["best_val_perplexity"], runs[run_id]["best_val_epoch"]) == (7.5, 3)
+    assert runs[other]["final_val_perplexity"] is None and runs[other]["best_val_epoch"] is None
