@@ -1,121 +1,61 @@
-"""`python -m charrnn`: info, train, generate, bench. Defaults are the book's recipe."""
+"""`python -m charrnn`: info, train, generate, runs, bench, reproduce, tune. Defaults are the book's recipe.
 
-import argparse
+Every argument is checked before any text or checkpoint is read, and every error a user can cause is
+one line naming the flag (exit status 2). Ctrl-C or SIGTERM stops `train` as the app's Stop button does.
+"""
+
 import json
+import math
+import os
+import signal
+import sqlite3
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict
 
 from charrnn import bench
-from charrnn.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
-from charrnn.batches import SAMPLINGS, SeqDataLoader
-from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from charrnn.data import MODES, CorpusError, load_corpus
+from charrnn.argtypes import build_parser, flagged
+from charrnn.batches import SeqDataLoader
+from charrnn.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.data import load_corpus, split_heldout
+from charrnn.device import resolve_device
 from charrnn.generate import generate, predict
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.recorder import check_resumable, load_run_checkpoint, train_recorded
+from charrnn.reproduce import run_experiments
+from charrnn.store import RunStore, home_dir
 from charrnn.train import TrainConfig
 
-
-class ArgumentParser(argparse.ArgumentParser):
-    """Bad arguments end with ONE line that names the flag and the problem (exit 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+SAMPLE_PREFIXES = ("time traveller", "traveller")  # the book's closing continuations
 
 
-def add_corpus_args(p, default_max_tokens=10000):
-    d = TrainConfig()
-    p.add_argument(
-        "--corpus",
-        default="time_machine",
-        help="'time_machine' (downloaded and cached), 'fallback' (a text already on this "
-        "machine, for offline use) or the path of a UTF-8 .txt file (default: %(default)s)",
-    )
-    p.add_argument(
-        "--mode",
-        choices=MODES,
-        default="book",
-        help="'book': letters only, lowercase, lines joined (the book); 'raw': every char kept",
-    )
-    p.add_argument(
-        "--max-tokens",
-        type=non_negative_int,
-        default=default_max_tokens,
-        help="use the first N chars, 0 for all (default: %(default)s, the book's recipe)",
-    )
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="subsequences per minibatch")
-    p.add_argument("--num-steps", type=positive_int, default=d.num_steps, help="time steps per subsequence")
-    p.add_argument(
-        "--sampling",
-        choices=SAMPLINGS,
-        default=d.sampling,
-        help="sequential partitioning (state carried) or random sampling (state reset)",
-    )
+def finite(value):
+    """`value` with every non-finite float made None: JSON (RFC 8259) has no Infinity or NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
-    parser = ArgumentParser(prog="python -m charrnn", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+def print_json(value) -> None:
+    """One line of strict JSON: a diverged figure is null, and the status beside it says why."""
+    print(json.dumps(finite(value), allow_nan=False), flush=True)
 
-    p = sub.add_parser("info", help="corpus length, vocab and minibatch shapes")
-    add_corpus_args(p)
-    p.add_argument("--num-hiddens", type=positive_int, default=d.num_hiddens, help="hidden width for the state shape")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("train", help="train the scratch RNN (the book's recipe by default)")
-    add_corpus_args(p)
-    p.add_argument("--epochs", type=positive_int, default=d.num_epochs, help="number of epochs (default: %(default)s)")
-    p.add_argument("--lr", type=positive_float, default=d.lr, help="SGD learning rate (default: %(default)s)")
-    p.add_argument(
-        "--num-hiddens", type=positive_int, default=d.num_hiddens, help="hidden width (default: %(default)s)"
-    )
-    p.add_argument(
-        "--clip",
-        type=non_negative_float,
-        default=d.clip,
-        help="gradient clipping theta, 0 to turn it off (default: %(default)s)",
-    )
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds the init and the iterator (default: %(default)s)")
-    p.add_argument("--device", default=d.device, help="auto (CUDA if present), cpu, cuda or cuda:N")
-    p.add_argument("--save", metavar="PATH", help="also write the final checkpoint here")
-    p.add_argument("--name", help="a name for the run in the run store (default: the date and time)")
-    p.add_argument(
-        "--checkpoint-every",
-        type=positive_int,
-        default=50,
-        help="write a checkpoint to the run store every N epochs, and at the end (default: %(default)s)",
-    )
-    p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped or interrupted run from its last checkpoint")
-    p.add_argument("--json", action="store_true", help="one JSON object per epoch, then a final one")
-
-    p = sub.add_parser("generate", help="continue a prefix with a trained checkpoint")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", metavar="PATH", help="a checkpoint file (`train --save` writes one)")
-    source.add_argument("--run", metavar="RUN_ID", help="the last checkpoint of a run in the run store")
-    p.add_argument("--prefix", default=d.prefix, help="text to warm up on (default: %(default)r)")
-    p.add_argument("--num-preds", type=non_negative_int, default=50, help="chars to generate (default: %(default)s)")
-    p.add_argument(
-        "--temperature",
-        type=non_negative_float,
-        default=0.0,
-        help="0 = the book's greedy decoding; > 0 samples from softmax(logits / T)",
-    )
-    p.add_argument("--top-k", type=positive_int, default=None, help="sample only among the K likeliest chars")
-    p.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
-    p.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-
-    p = sub.add_parser("runs", help="list the runs in the run store")
-    p.add_argument("--json", action="store_true", help="print one JSON list")
-
-    bench.add_arguments(sub.add_parser("bench", help="time the book's loop, charrnn and nn.RNN"))
-    return parser
+def printable(text: str) -> str:
+    """A stored name as one line with no terminal control characters."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def cmd_info(args) -> int:
+    settings = ("batch_size", "num_steps", "num_hiddens", "max_tokens", "sampling")
+    TrainConfig(**{k: getattr(args, k) for k in settings}).validate()
     c = load_corpus(args.corpus, args.mode, args.max_tokens)
-    loader = SeqDataLoader(c.corpus, args.batch_size, args.num_steps, args.sampling, seed=0)
+    split = split_heldout(c, args.val_tokens)
+    loader = SeqDataLoader(split.train, args.batch_size, args.num_steps, args.sampling, seed=0)
     b, t, v, h = args.batch_size, args.num_steps, len(c.vocab), args.num_hiddens
     info = {
         "corpus": c.name,
@@ -123,6 +63,10 @@ def cmd_info(args) -> int:
         "corpus_length": len(c),
         "text_length": len(c.text),
         "num_lines": c.num_lines,
+        "train_length": len(split.train),
+        "train_range": list(split.train_range),
+        "val_range": list(split.val_range) if split.val_range else None,
+        "val_length": len(split.val),
         "vocab_size": v,
         "idx_to_token": c.vocab.idx_to_token,
         "num_batches": len(loader),
@@ -132,18 +76,22 @@ def cmd_info(args) -> int:
         "state_shape": [b, h],
     }
     if args.json:
-        print(json.dumps(info))
+        print_json(info)
         return 0
     print(f"corpus: {c.name} ({c.mode} mode), {c.num_lines:,} lines, {len(c.text):,} chars; training on {len(c):,}")
+    if split.val_range:
+        (start, end), (_, stop) = split.val_range, split.train_range
+        print(
+            f"held-out: chars {start:,}..{end - 1:,} of the text ({end - start:,}); training on chars 0..{stop - 1:,}"
+        )
     print(f"vocab: {v} tokens: {' '.join(repr(tok) for tok in c.vocab.idx_to_token[:30])}")
     print(f"minibatches per epoch ({args.sampling}): {len(loader)}")
-    shapes = [
+    for label, key in (
         ("X (batch, steps)", "x_shape"),
         ("one-hot (steps, batch, vocab)", "one_hot_shape"),
         ("outputs (steps x batch, vocab)", "output_shape"),
         ("state (batch, hidden)", "state_shape"),
-    ]
-    for label, key in shapes:
+    ):
         print(f"{label}: {tuple(info[key])}")
     return 0
 
@@ -160,111 +108,234 @@ def resume_corpus(args, store: RunStore):
     return c
 
 
-def cmd_train(args) -> int:
-    store = RunStore()
-    c = resume_corpus(args, store) if args.resume else load_corpus(args.corpus, args.mode, args.max_tokens)
-    config = TrainConfig(
-        num_epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        num_steps=args.num_steps,
-        num_hiddens=args.num_hiddens,
-        max_tokens=args.max_tokens,
-        sampling=args.sampling,
-        clip=args.clip,
-        seed=args.seed,
-        device=args.device,
-    ).validate()
+@contextmanager
+def stop_on_signals():
+    """SIGINT (Ctrl-C) and SIGTERM ask the run to stop between minibatches, as the app's Stop button does;
+    a second one stops at once. Yields a dict that gets the signal's number."""
+    caught = {}
 
-    def on_epoch(s):
-        if args.json:
-            print(json.dumps(asdict(s)), flush=True)
-        else:
-            line = (
-                f"epoch {s.epoch:4d}  perplexity {s.perplexity:8.3f}  {s.tokens_per_sec:10.1f} tokens/sec  "
-                f"grad norm {s.grad_norm:.3f}  clipped {s.clipped:4.0%}"
-            )
-            print(line + (f"\n  {s.sample}" if s.sample else ""), flush=True)
+    def handler(signum, frame):
+        if caught:
+            raise KeyboardInterrupt
+        caught["signal"] = signum
 
-    run_id, result = train_recorded(
-        store,
-        c,
-        config,
-        on_epoch=on_epoch,
-        checkpoint_every=args.checkpoint_every,
-        name=args.name,
-        resume=args.resume,
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield caught
+        return
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
+
+
+def print_epoch(as_json: bool, s) -> None:
+    if as_json:
+        print_json(asdict(s))
+        return
+    # a diverging run's perplexity can have hundreds of digits before it becomes inf
+    ppl = f"{s.perplexity:8.3f}" if s.perplexity < 1e5 else f"{s.perplexity:8.2e}"
+    line = (
+        f"epoch {s.epoch:4d}  perplexity {ppl}  {s.tokens_per_sec:10.1f} tokens/sec  "
+        f"grad norm {s.grad_norm:.3f}  clipped {s.clipped:4.0%}"
     )
-    samples = {p: predict(result.model, c.vocab, p, 50) for p in ("time traveller", "traveller")}
-    path = None
-    if args.save:
-        path = str(save_checkpoint(args.save, result.model, c.vocab, result.config, c.fingerprint(), result.history))
-    if args.json:
-        final = {
-            "run_id": run_id,
-            "perplexity": result.perplexity,
-            "tokens_per_sec": result.tokens_per_sec,
-            "device": result.device,
-            "samples": samples,
-            "checkpoint": path,
-        }
-        print(json.dumps(final))
+    held = f"  held-out {s.val_perplexity:.3f}" if getattr(s, "val_perplexity", None) is not None else ""
+    print(line + held + (f"\n  {s.sample}" if s.sample else ""), flush=True)
+
+
+def cmd_train(args) -> int:
+    settings = ("lr", "batch_size", "num_steps", "num_hiddens", "max_tokens", "sampling", "clip", "seed", "device")
+    settings += ("val_tokens", "eval_every", "state", "model")
+    config = TrainConfig(num_epochs=args.epochs or TrainConfig.num_epochs, **{k: getattr(args, k) for k in settings})
+    config.validate()
+    resolve_device(args.device)  # refused here, before any text is read or downloaded
+    store = RunStore()
+    if args.resume:
+        try:
+            check_resumable(store, args.resume, args.epochs)
+        except ValueError as e:
+            raise ValueError(f"--resume {args.resume}: {e}") from None
+        c = resume_corpus(args, store)
     else:
-        print(result.summary())
-        for text in samples.values():
-            print(text)
-        print(f"run {run_id} recorded in {store.path}")
-        if path:
-            print(f"checkpoint written to {path}")
-    return 0
+        c = load_corpus(args.corpus, args.mode, args.max_tokens)
+    with stop_on_signals() as caught:
+        run_id, result = train_recorded(
+            store,
+            c,
+            config,
+            on_epoch=lambda s: print_epoch(args.json, s),
+            should_stop=lambda: bool(caught),
+            checkpoint_every=args.checkpoint_every,
+            name=args.name,
+            resume=args.resume,
+            num_epochs=args.epochs,
+            on_note=lambda note: print(f"warning: {note}", file=sys.stderr),
+        )
+    report_train(args, store, c, run_id, result)
+    if not result.stopped:
+        return 0
+    last = store.last_checkpoint(run_id)
+    resume = f"stopped at epoch {last['epoch']}; resume with `python -m charrnn train --resume {run_id}`"
+    print(resume if last else "stopped before the first epoch finished; nothing to resume", file=sys.stderr)
+    return 128 + caught["signal"]  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+def report_train(args, store: RunStore, c, run_id: str, result) -> None:
+    """The book's closing lines (or one JSON object); a stopped or diverged model is not sampled or saved."""
+    run = next(r for r in store.runs() if r["id"] == run_id)  # with its held-out figures
+    finished = run["status"] == "finished"
+    samples = {p: predict(result.model, c.vocab, p, 50) for p in SAMPLE_PREFIXES} if finished else {}
+    path = None
+    if args.save and finished:
+        history = store.history(run_id)
+        path = str(save_checkpoint(args.save, result.model, c.vocab, result.config, c.fingerprint(), history))
+    elif args.save:
+        kept = f"`python -m charrnn generate --run {run_id}` uses its last good checkpoint"
+        print(f"--save: nothing written, the run {run['status']}; {kept}", file=sys.stderr)
+    if args.json:
+        final = {"run_id": run_id, "status": run["status"], "reason": run["reason"], "perplexity": result.perplexity}
+        final.update(tokens_per_sec=result.tokens_per_sec, device=result.device, samples=samples, checkpoint=path)
+        final.update(
+            val_perplexity=run["final_val_perplexity"],
+            best_val_perplexity=run["best_val_perplexity"],
+            best_val_epoch=run["best_val_epoch"],
+        )
+        print_json(final)
+        return
+    print(result.summary())
+    for text in samples.values():
+        print(text)
+    if run["best_val_perplexity"] is not None:
+        print(
+            f"held-out perplexity {run['final_val_perplexity']:.3f} (best {run['best_val_perplexity']:.3f} "
+            f"at epoch {run['best_val_epoch']})"
+        )
+    print(f"run {run_id} recorded in {store.path}" + (f" ({run['status']}: {run['reason']})" if run["reason"] else ""))
+    if path:
+        print(f"checkpoint written to {path}")
 
 
 def cmd_generate(args) -> int:
-    from charrnn.device import resolve_device
-
-    device = resolve_device(args.device)
-    path = args.checkpoint
+    device = resolve_device(args.device)  # refused before the checkpoint is read
     if args.run:
-        store = RunStore()
-        last = store.last_checkpoint(store.run(args.run)["id"])
-        if last is None:
-            raise ValueError(f"run {args.run} has no checkpoint yet")
-        path = last["path"]
-    model, vocab, _ = load_checkpoint(path, device)
+        try:
+            model, vocab, _, note = load_run_checkpoint(RunStore(), args.run, device)
+        except ValueError as e:
+            raise ValueError(f"--run {args.run}: {e}") from None
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
+    else:
+        model, vocab, _ = load_checkpoint(args.checkpoint, device)
     r = generate(model, vocab, args.prefix, args.num_preds, args.temperature, args.top_k, args.seed, device)
     if r.unknown:
         print(f"warning: prefix chars not in the vocab, fed as <unk>: {''.join(r.unknown)!r}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"prefix": r.prefix, "generated": r.generated, "text": r.text, "unknown": r.unknown}))
+        print_json({"prefix": r.prefix, "generated": r.generated, "text": r.text, "unknown": r.unknown})
     else:
         print(r.text)
     return 0
 
 
 def cmd_runs(args) -> int:
-    runs = RunStore().runs()
+    store = RunStore()
+    if args.action == "delete":
+        run = store.run(args.run_id)
+        store.delete(args.run_id)  # refuses a running run, naming `runs mark-interrupted`
+        print(f"deleted run {args.run_id} ({printable(run['name'])})")
+        return 0
+    if args.action == "mark-interrupted":
+        store.mark_stuck(args.run_id)
+        print(f"run {args.run_id} marked interrupted; `python -m charrnn train --resume {args.run_id}` continues it")
+        return 0
+    runs = store.runs()
     if args.json:
-        print(json.dumps(runs))
+        print_json(runs)
         return 0
     print(f"{'id':10}  {'status':11}  {'epochs':>6}  {'perplexity':>10}  {'tokens/s':>10}  {'device':8}  name")
     for r in runs:
         ppl = f"{r['final_perplexity']:.3f}" if r["final_perplexity"] is not None else "-"
         tps = f"{r['tokens_per_sec']:.0f}" if r["tokens_per_sec"] is not None else "-"
-        print(f"{r['id']:10}  {r['status']:11}  {r['epochs']:>6}  {ppl:>10}  {tps:>10}  {r['device']:8}  {r['name']}")
+        name = printable(r["name"])
+        print(f"{r['id']:10}  {r['status']:11}  {r['epochs']:>6}  {ppl:>10}  {tps:>10}  {r['device']:8}  {name}")
+    for r in runs:
+        if r["status"] == "running":
+            print(
+                f"run {r['id']} shows as running: stop it where it runs (Ctrl-C, or Stop in the app), or if its "
+                f"process is gone, `python -m charrnn runs mark-interrupted {r['id']}` (then resume or delete it)"
+            )
     return 0
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    commands = {"info": cmd_info, "train": cmd_train, "generate": cmd_generate, "runs": cmd_runs}
+def cmd_reproduce(args) -> int:
+    """The chapter's three runs, recorded in the run store, then the table beside the book's figures."""
+    from charrnn.reproduce import format_table
+
+    resolve_device(args.device)
+    overrides = {"device": args.device} | ({"num_epochs": args.epochs} if args.epochs else {})
+    c = load_corpus(args.corpus, "book", TrainConfig.max_tokens)
+    store = RunStore()
+
+    def progress(name, stats):
+        if stats.epoch % 50 == 0 and not args.json:
+            print(f"{name}: epoch {stats.epoch}  perplexity {stats.perplexity:.3f}", file=sys.stderr, flush=True)
+
+    with stop_on_signals() as caught:
+
+        def record(corpus, config, **kwargs):
+            if caught:  # Ctrl-C stopped the run before: the next ones are not started
+                raise KeyboardInterrupt
+            return train_recorded(store, corpus, config, should_stop=lambda: bool(caught), **kwargs)
+
+        rows = run_experiments(c, record, overrides, on_epoch=progress)
+    if args.json:
+        print_json([asdict(r) for r in rows])
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def add_tune_arguments():
+    """`tune`'s flags, or None where optuna is missing (the rest of the CLI needs only torch)."""
     try:
-        if args.command == "bench":
-            return bench.run(args)
+        from charrnn import tune
+    except ImportError:
+        return None
+    return tune.add_arguments
+
+
+def cmd_tune(args) -> int:
+    try:
+        from charrnn import tune
+    except ImportError as e:
+        raise ValueError(f"tune needs optuna ({e.name} is missing): pip install -r requirements.txt") from None
+    return tune.run(args)
+
+
+def os_error(e: OSError) -> str:
+    where = e.filename or "a file"
+    in_home = str(where).startswith(str(home_dir()))
+    fix = "set CHARRNN_HOME to a folder you can write" if in_home else "check the path and its permissions"
+    return f"{where}: {e.strerror or e}; {fix}"
+
+
+def main(argv=None) -> int:
+    args = build_parser(bench.add_arguments, add_tune_arguments()).parse_args(argv)
+    commands = {"info": cmd_info, "train": cmd_train, "generate": cmd_generate, "runs": cmd_runs, "bench": bench.run}
+    commands |= {"reproduce": cmd_reproduce, "tune": cmd_tune}
+    try:
         return commands[args.command](args)
-    except (CorpusError, CheckpointError, ValueError) as e:
-        print(f"python -m charrnn {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:  # CorpusError, CheckpointError, StoreError and every check of the core
+        message = flagged(str(e))
+    except sqlite3.Error as e:
+        message = f"the run store in {home_dir()} cannot be used ({e}); set CHARRNN_HOME to a folder you can write"
+    except BrokenPipeError:  # `... | head` stopped reading: nothing left to say to anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as e:
+        message = os_error(e)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    print(f"python -m charrnn {args.command}: error: {message}", file=sys.stderr)
+    return 2

@@ -3,12 +3,15 @@
 Every epoch goes to the store as it finishes; a checkpoint (atomic: temp file, fsync, rename) is
 written every `checkpoint_every` epochs and at the end. A checkpoint carries the iterator's state,
 so a resumed run continues exactly where the checkpoint left it: same offsets, same shuffles.
+Run-store checkpoints hold no history (the store has it): a long run's files stay the size of the model.
 """
 
 import math
+from pathlib import Path
 
 from charrnn.batches import SeqDataLoader
 from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from charrnn.data import split_heldout
 from charrnn.device import resolve_device
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig, TrainResult, build_model, train
@@ -18,9 +21,69 @@ def check_compatible(ckpt: dict, vocab, config: TrainConfig, name: str) -> None:
     """Refuse a checkpoint whose vocab or shapes differ from the run it should continue."""
     if list(ckpt["vocab"]) != list(vocab.idx_to_token):
         raise CheckpointError(f"{name} was trained on another vocab ({len(ckpt['vocab'])} tokens, not {len(vocab)}).")
+    kind = ckpt["model_config"].get("kind", "scratch")
+    if kind != config.model:
+        raise CheckpointError(f"{name} holds a {kind} model, but the run asks for {config.model}.")
     hidden = ckpt["model_config"]["num_hiddens"]
     if hidden != config.num_hiddens:
         raise CheckpointError(f"{name} has num_hiddens {hidden}, but the run asks for {config.num_hiddens}.")
+
+
+def load_run_checkpoint(store: RunStore, run_id: str, device="cpu"):
+    """(model, vocab, ckpt, note) from the run's newest checkpoint that loads, trying newer ones first.
+
+    A checkpoint file that is missing or refused (CheckpointError: truncated, damaged) is skipped, and
+    `note` says so ("the newest checkpoint (epoch 40) is missing; using epoch 30"); None when the newest
+    was used; `ckpt["path"]` is the file that loaded. ValueError when none loads.
+    """
+    store.run(run_id)  # "no run with id ..." rather than "no checkpoint"
+    skipped = []  # (epoch, why) of the newer checkpoints that could not be used
+    for row in reversed(store.checkpoints(run_id)):
+        path = Path(row["path"])  # absolute, inside the store's home
+        if not path.is_file():
+            skipped.append((row["epoch"], "missing"))
+            continue
+        try:
+            model, vocab, ckpt = load_checkpoint(path, device)
+        except CheckpointError as e:
+            skipped.append((row["epoch"], f"unreadable ({e})"))
+            continue
+        ckpt.setdefault("epoch", row["epoch"])
+        ckpt["path"] = str(path)
+        note = None
+        if skipped:
+            epoch, why = skipped[0]
+            note = f"the newest checkpoint (epoch {epoch}) is {why}; using epoch {row['epoch']}"
+        return model, vocab, ckpt, note
+    if not skipped:
+        raise ValueError(f"run {run_id} has no checkpoint yet")
+    epoch, why = skipped[0]
+    raise ValueError(f"run {run_id} has no checkpoint that loads (the newest, epoch {epoch}, is {why}); train again")
+
+
+def check_resumable(store: RunStore, run_id: str, num_epochs: int | None = None) -> tuple[dict, int]:
+    """(run, the total epochs to train to) for resuming `run_id`, or ValueError saying why it cannot be.
+
+    Reads only the store (no checkpoint is loaded): a caller checks this before loading any text.
+    `num_epochs` is the new total; None keeps the run's own.
+    """
+    run = store.run(run_id)
+    if run["status"] == "running":
+        raise ValueError(
+            f"run {run_id} is still running; stop it first, or if its process is gone, "
+            f"`python -m charrnn runs mark-interrupted {run_id}`"
+        )
+    last = store.last_checkpoint(run_id)
+    if last is None:
+        raise ValueError(f"run {run_id} has no checkpoint to resume from; train it again instead")
+    total = num_epochs if num_epochs is not None else run["config"]["num_epochs"]
+    if total <= last["epoch"]:
+        asked = "was asked for" if num_epochs is not None else f"is run {run_id}'s own"
+        raise ValueError(
+            f"num_epochs {total} ({asked}) is not above epoch {last['epoch']}, where run {run_id}'s checkpoint "
+            f"is; give num_epochs above {last['epoch']} to train it further"
+        )
+    return run, total
 
 
 def train_recorded(
@@ -33,10 +96,15 @@ def train_recorded(
     name: str | None = None,
     resume: str | None = None,
     on_start=None,
+    num_epochs: int | None = None,
+    on_note=None,
 ) -> tuple[str, TrainResult]:
     """Train on a `Corpus` as `train` does, recording the run; `resume` continues a run by id.
 
-    `on_start(run_id)` is called once the run is in the store. Returns (run id, result).
+    A resumed run keeps its own config but `config.device`, and trains to `num_epochs` in all (None:
+    its own). `on_start(run_id)` is called once the run is in the store; `on_note(text)` when a resumed
+    run falls back to an older checkpoint. Returns (run id, result). Ctrl-C (KeyboardInterrupt) during
+    training checkpoints the last finished epoch and marks the run "interrupted", so it can be resumed.
     """
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive integer, not {checkpoint_every!r}")
@@ -44,27 +112,14 @@ def train_recorded(
     device = resolve_device(config.device)
     elapsed_before = 0.0  # a resumed run's clock continues from its checkpoint
     if resume is not None:
-        run = store.run(resume)
-        if run["status"] == "running":
-            raise ValueError(f"run {resume} is still running; stop it before resuming")
-        if run["status"] == "finished":
-            raise ValueError(f"run {resume} already finished its epochs; train again to go further")
-        last = store.last_checkpoint(resume)
-        if last is None:
-            raise ValueError(f"run {resume} has no checkpoint to resume from; train it again instead")
-        config = TrainConfig.from_dict({**run["config"], "device": config.device}).validate()
-        model, _, ckpt = load_checkpoint(last["path"], device)
-        check_compatible(ckpt, corpus.vocab, config, last["path"])
-        model.train()
-        start_epoch = int(ckpt["epoch"])
-        loader = SeqDataLoader(corpus.corpus, config.batch_size, config.num_steps, config.sampling, config.seed, device)
-        loader.load_state_dict(ckpt["loader_state"])
+        config, model, split, loader, start_epoch = _resume(store, resume, corpus, config, num_epochs, device, on_note)
         elapsed_before = next((e["elapsed"] for e in store.history(resume) if e["epoch"] == start_epoch), 0.0) or 0.0
-        store.resume_run(resume, start_epoch)
+        store.resume_run(resume, start_epoch, config.num_epochs)
         run_id = resume
     else:
         model, start_epoch = build_model(len(corpus.vocab), config), 0
-        loader = SeqDataLoader(corpus.corpus, config.batch_size, config.num_steps, config.sampling, config.seed, device)
+        split = split_heldout(corpus, config.val_tokens)
+        loader = SeqDataLoader(split.train, config.batch_size, config.num_steps, config.sampling, config.seed, device)
         run_id = store.create_run(config, corpus.fingerprint(), str(device), name)
     if on_start is not None:
         on_start(run_id)
@@ -79,7 +134,6 @@ def train_recorded(
             corpus.vocab,
             config,
             corpus.fingerprint(),
-            store.history(run_id),
             state_dict=state_dict,
             epoch=epoch,
             loader_state=loader_state,
@@ -87,6 +141,10 @@ def train_recorded(
         )
         store.add_checkpoint(run_id, epoch, path)
         saved["epoch"] = epoch
+
+    def save_good() -> None:  # stopped or diverged between checkpoints
+        if good and good["epoch"] > saved["epoch"]:
+            save(good["epoch"], good["state"], good["loader_state"])
 
     def record(stats):
         stats.elapsed += elapsed_before
@@ -102,7 +160,7 @@ def train_recorded(
 
     try:
         result = train(
-            corpus.corpus,
+            split.train,
             corpus.vocab,
             config,
             on_epoch=record,
@@ -110,12 +168,16 @@ def train_recorded(
             model=model,
             start_epoch=start_epoch,
             loader=loader,
+            val=split.val,
         )
+    except KeyboardInterrupt:  # the finished epochs are worth keeping: this run can be resumed
+        save_good()
+        store.finish(run_id, "interrupted", "interrupted (Ctrl-C) during an epoch")
+        raise
     except BaseException as e:
         store.finish(run_id, "failed", f"{type(e).__name__}: {e}")
         raise
-    if good and good["epoch"] > saved["epoch"]:  # stopped or diverged between checkpoints
-        save(good["epoch"], good["state"], good["loader_state"])
+    save_good()
     if result.diverged:
         store.finish(run_id, "diverged", f"the perplexity became infinite in epoch {result.history[-1].epoch}")
     elif result.stopped:
@@ -123,3 +185,32 @@ def train_recorded(
     else:
         store.finish(run_id, "finished")
     return run_id, result
+
+
+def _resume(store: RunStore, run_id: str, corpus, config: TrainConfig, num_epochs, device, on_note):
+    """(config, model, split, loader, start epoch) of a run continued from its newest checkpoint that loads.
+    A run recorded before held-out evaluation existed (no val_tokens in its config) keeps none, so it
+    trains on the same chars as it began."""
+    run, total = check_resumable(store, run_id, num_epochs)
+    own = {"val_tokens": 0, **run["config"], "device": config.device, "num_epochs": total}
+    config = TrainConfig.from_dict(own).validate()
+    model, _, ckpt, note = load_run_checkpoint(store, run_id, device)
+    if note is not None and on_note is not None:
+        on_note(note)
+    check_compatible(ckpt, corpus.vocab, config, ckpt["path"])
+    start_epoch = int(ckpt["epoch"])
+    if start_epoch >= total:  # an older checkpoint than the store's newest never gets here; a crafted one may
+        raise ValueError(f"num_epochs {total} is not above epoch {start_epoch} of {ckpt['path']}")
+    if "loader_state" not in ckpt:
+        raise CheckpointError(
+            f"{ckpt['path']} has no iterator state; it cannot be resumed exactly; train again instead"
+        )
+    split = split_heldout(corpus, config.val_tokens)
+    loader = SeqDataLoader(split.train, config.batch_size, config.num_steps, config.sampling, config.seed, device)
+    try:
+        loader.load_state_dict(ckpt["loader_state"])
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise CheckpointError(
+            f"{ckpt['path']} holds a damaged iterator state ({type(e).__name__}); train again instead"
+        ) from e
+    return config, model.train(), split, loader, start_epoch

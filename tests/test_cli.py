@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -28,9 +29,22 @@ def test_info_json_reports_the_books_facts(time_machine_path):
 
 
 def test_info_whole_corpus_random_sampling(time_machine_path):
-    info = json.loads(charrnn("info", "--json", "--max-tokens", "0", "--sampling", "random").stdout)
-    assert info["corpus_length"] == 170580
+    info = json.loads(
+        charrnn("info", "--json", "--max-tokens", "0", "--sampling", "random", "--val-tokens", "0").stdout
+    )
+    assert info["corpus_length"] == 170580 and info["val_range"] is None and info["val_length"] == 0
     assert info["num_batches"] in {(170580 - offset - 1) // 35 // 32 for offset in range(35)}
+    # by default the last 10% of the whole text is held out, and the minibatches come from the rest
+    info = json.loads(charrnn("info", "--json", "--max-tokens", "0", "--sampling", "random").stdout)
+    assert info["val_range"] == [170580 - 17058, 170580] and info["val_length"] == 17058
+    assert info["train_length"] == 170580 - 17058
+    assert info["num_batches"] in {(170580 - 17058 - offset - 1) // 35 // 32 for offset in range(35)}
+
+
+def test_info_names_the_recipes_held_out_slice(time_machine_path):
+    info = json.loads(charrnn("info", "--json").stdout)
+    assert info["train_range"] == [0, 10000] and info["val_range"] == [10000, 12000] and info["val_length"] == 2000
+    assert "held-out: chars 10,000..11,999 of the text (2,000)" in charrnn("info").stdout
 
 
 def test_train_save_generate(time_machine_path, tmp_path):
@@ -40,7 +54,12 @@ def test_train_save_generate(time_machine_path, tmp_path):
     assert [e["epoch"] for e in lines[:-1]] == list(range(1, 11))
     assert lines[9]["sample"].startswith("time traveller") and len(lines[9]["sample"]) == 14 + 50
     final = lines[-1]
-    assert set(final) == {"run_id", "perplexity", "tokens_per_sec", "device", "samples", "checkpoint"}
+    keys = {"run_id", "status", "reason", "perplexity", "tokens_per_sec", "device", "samples", "checkpoint"}
+    assert set(final) == keys | {"val_perplexity", "best_val_perplexity", "best_val_epoch"}
+    held_out = [e["val_perplexity"] for e in lines[:-1] if e["val_perplexity"] is not None]
+    assert len(held_out) == 1 and final["val_perplexity"] == held_out[-1] == final["best_val_perplexity"]
+    assert final["best_val_epoch"] == 10
+    assert final["status"] == "finished"
     assert final["perplexity"] == lines[-2]["perplexity"] and final["device"] == "cpu"
     assert final["checkpoint"] == str(ckpt) and ckpt.exists()
     gen = json.loads(charrnn("generate", "--checkpoint", str(ckpt), "--prefix", "time traveller", "--json").stdout)
@@ -58,8 +77,9 @@ def test_train_save_generate(time_machine_path, tmp_path):
 
 def test_train_human_output_has_the_books_summary_line(time_machine_path):
     out = charrnn("train", "--epochs", "2", "--num-hiddens", "32").stdout.splitlines()
-    assert out[-4].startswith("perplexity ") and out[-4].endswith("tokens/sec on cpu")
-    assert out[-3].startswith("time traveller") and out[-2].startswith("traveller")
+    assert out[-5].startswith("perplexity ") and out[-5].endswith("tokens/sec on cpu")
+    assert out[-4].startswith("time traveller") and out[-3].startswith("traveller")
+    assert re.fullmatch(r"held-out perplexity [\d.]+ \(best [\d.]+ at epoch 2\)", out[-2]), out[-2]
     assert out[-1].startswith("run ") and "recorded in" in out[-1]
 
 
@@ -70,8 +90,9 @@ def test_train_human_output_has_the_books_summary_line(time_machine_path):
         (["train", "--batch-size", "0"], "--batch-size"),
         (["train", "--epochs", "many"], "--epochs"),
         (["train", "--sampling", "shuffle"], "--sampling"),
-        (["train", "--device", "tpu"], "device"),
-        (["train", "--num-hiddens", "60000", "--epochs", "1"], "lower num_hiddens"),
+        (["train", "--device", "tpu"], "--device"),
+        (["train", "--num-hiddens", "60000", "--epochs", "1"], "--num-hiddens"),
+        (["train", "--num-hiddens", "8000", "--batch-size", "100000", "--epochs", "1"], "lower --num-hiddens"),
         (["info", "--mode", "fancy"], "--mode"),
         (["info", "--corpus", "/no/such/file.txt"], "No text file"),
         (["generate"], "--checkpoint"),

@@ -1,5 +1,6 @@
 """Held-out perplexity: the split of the text, the definition, and that evaluating changes no training figure."""
 
+import json
 import math
 
 import pytest
@@ -11,7 +12,9 @@ from charrnn.batches import SeqDataLoader
 from charrnn.data import load_corpus, split_heldout
 from charrnn.evaluate import heldout_perplexity
 from charrnn.model import ModelConfig, RNNScratch
+from charrnn.recorder import train_recorded
 from charrnn.reproduce import EXPERIMENTS, format_table, run_experiments, train_heldout
+from charrnn.store import RunStore
 from charrnn.train import TrainConfig, Trainer, build_model, train
 
 # ---- (b) the split -------------------------------------------------------------------------------
@@ -229,3 +232,39 @@ def test_the_experiments_are_the_books_settings():
         assert (config.num_epochs, config.lr, config.batch_size, config.num_steps) == (500, 1.0, 32, 35)
         assert (config.max_tokens, config.clip, config.sampling, config.val_tokens) == (10_000, 1.0, "sequential", 2000)
     assert TrainConfig(**EXPERIMENTS[2].overrides).num_hiddens == 256
+
+
+# ---- recorded runs: the store keeps the held-out figures, and a resumed run keeps its split ---------
+
+SMALL = dict(num_hiddens=16, batch_size=4, num_steps=8, eval_every=2, predict_every=100, device="cpu")
+
+
+def test_a_recorded_run_stores_its_heldout_perplexity_at_the_eval_cadence(recipe_corpus, tmp_path):
+    store = RunStore(tmp_path)
+    run_id, result = train_recorded(store, recipe_corpus, TrainConfig(num_epochs=5, **SMALL))
+    stored = [e["val_perplexity"] for e in store.history(run_id)]
+    assert [v is not None for v in stored] == [False, True, False, True, True]  # epochs 2, 4 and the last
+    assert stored == [s.val_perplexity for s in result.history]
+    run = next(r for r in store.runs() if r["id"] == run_id)
+    assert run["final_val_perplexity"] == stored[-1] and run["best_val_perplexity"] == min(v for v in stored if v)
+
+
+def test_a_resumed_run_evaluates_the_same_slice_and_records_its_new_goal(recipe_corpus, tmp_path):
+    store = RunStore(tmp_path)
+    config = TrainConfig(num_epochs=4, **SMALL)
+    whole, _ = train_recorded(store, recipe_corpus, config)
+    first, _ = train_recorded(store, recipe_corpus, TrainConfig(num_epochs=2, **SMALL), checkpoint_every=2)
+    resumed, _ = train_recorded(store, recipe_corpus, config, resume=first, num_epochs=4)
+    assert resumed == first and store.run(first)["config"]["num_epochs"] == 4
+    held = [[e["val_perplexity"] or 0.0 for e in store.history(r)] for r in (whole, first)]
+    assert held[0][1] and held[0][3] and held[0] == pytest.approx(held[1], rel=1e-5)  # the same weights, the same held-out chars
+
+
+def test_a_run_recorded_before_heldout_existed_resumes_without_one(recipe_corpus, tmp_path):
+    store = RunStore(tmp_path)
+    run_id, _ = train_recorded(store, recipe_corpus, TrainConfig(num_epochs=2, val_tokens=0, **SMALL))
+    with store._connect() as db:  # as an older version wrote it: no val_tokens in the config
+        config = {k: v for k, v in store.run(run_id)["config"].items() if k not in ("val_tokens", "eval_every")}
+        db.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps(config), run_id))
+    train_recorded(store, recipe_corpus, TrainConfig(**SMALL), resume=run_id, num_epochs=3)
+    assert [e["val_perplexity"] for e in store.history(run_id)] == [None, None, None]

@@ -1,0 +1,297 @@
+"""The CLI against hostile arguments, table-driven: each is refused BEFORE any text or checkpoint is read,
+with exit status 2 and ONE stderr line naming the flag; Ctrl-C and SIGTERM stop a run so it can be resumed;
+every --json line is strict JSON.
+
+Most cases run `main([...])` in this process; a signal needs a real process (tests/support.py's cli_train)."""
+
+import json
+import math
+import os
+import signal
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from support import cli_train
+
+from charrnn.checkpoint import save_checkpoint
+from charrnn.cli import main
+from charrnn.data import load_corpus
+from charrnn.recorder import load_run_checkpoint, train_recorded
+from charrnn.store import RunStore
+from charrnn.train import TrainConfig, build_model
+
+TINY = ["--num-hiddens", "16", "--max-tokens", "2000", "--batch-size", "4", "--num-steps", "8", "--device", "cpu"]
+SMALL = {"num_hiddens": 16, "max_tokens": 2000, "batch_size": 4, "num_steps": 8, "device": "cpu"}
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of `python -m charrnn ARGS`, run in this process."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's own exit for a bad flag
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_refused(code: int, err: str, needle: str, status: int = 2) -> None:
+    lines = err.strip().splitlines()
+    assert code == status and len(lines) == 1, err
+    assert needle in lines[0] and "Traceback" not in err, err
+
+
+def reject(constant):
+    raise AssertionError(f"not JSON: {constant}")
+
+
+def strict(line: str):
+    return json.loads(line, parse_constant=reject)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A run store of this test's own."""
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No text anywhere (an empty data folder and cache): loading one would try to download it."""
+    for var in ("CHARRNN_DATA_DIR", "CHARRNN_CACHE_DIR"):
+        folder = tmp_path / var.lower()
+        folder.mkdir()
+        monkeypatch.setenv(var, str(folder))
+    return tmp_path / "charrnn_cache_dir"
+
+
+@pytest.fixture(scope="module")
+def text(time_machine_path):
+    return load_corpus("time_machine", max_tokens=2000, download=False)
+
+
+def make_run(text, epochs=4, every=2, status="stopped") -> str:
+    """A tiny run in the current store, checkpointed every `every` epochs, then given `status`."""
+    store = RunStore()
+    run_id, _ = train_recorded(store, text, TrainConfig(num_epochs=epochs, **SMALL), checkpoint_every=every)
+    store.finish(run_id, status)
+    return run_id
+
+
+# ---- 1, 2, 6: every flag checked before any text is loaded ------------------------------------------
+
+
+def special_paths(tmp_path: Path) -> dict:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    return {"FIFO": fifo, "DIR": tmp_path, "MISSING": tmp_path / "no" / "such" / "run.pt"}
+
+
+ARGUMENTS = [
+    (["train", "--device", "tpu"], "--device"),
+    (["train", "--device", "cuda:7", "--epochs", "1"], "--device"),
+    (["info", "--num-hiddens", "9000"], "--num-hiddens"),
+    (["train", "--num-hiddens", "9000"], "--num-hiddens"),
+    (["generate", "--checkpoint", "MISSING", "--device", "tpu"], "--device"),
+    (["train", "--save", "FIFO"], "--save"),
+    (["train", "--save", "DIR"], "--save"),
+    (["train", "--save", ""], "--save"),
+    (["train", "--save", "MISSING"], "--save"),
+    (["train", "--save", "/dev/null"], "--save"),
+    (["train", "--lr", "1e39"], "--lr"),
+    (["train", "--lr", "nan"], "--lr"),
+    (["train", "--clip", "1e7"], "--clip"),
+    (["train", "--clip", "-inf"], "--clip"),
+    (["train", "--seed", "1e23"], "--seed"),
+    (["train", "--seed", str(10**30)], "--seed"),
+    (["train", "--seed", "-1"], "--seed"),
+    (["train", "--seed", "9" * 5000], "--seed"),
+    (["train", "--epochs", "9" * 5000], "--epochs"),
+    (["train", "--resume", "../../etc"], "--resume"),
+    (["train", "--resume", "0123456789"], "--resume"),
+    (["train", "--corpus", "FIFO"], "--corpus"),
+    (["generate", "--checkpoint", "FIFO"], "--checkpoint"),
+    (["generate", "--run", "0123456789"], "--run"),
+    (["generate", "--run", "x; DROP TABLE runs"], "--run"),
+    (["generate", "--checkpoint", "MISSING", "--temperature", "inf"], "--temperature"),
+    (["generate", "--checkpoint", "MISSING", "--temperature", "nan"], "--temperature"),
+    (["generate", "--checkpoint", "MISSING", "--num-preds", "10001"], "--num-preds"),
+    (["generate", "--checkpoint", "MISSING", "--prefix", "x" * 10_001], "--prefix"),
+    (["generate", "--checkpoint", "MISSING", "--prefix", ""], "--prefix"),
+    (["generate", "--checkpoint", "MISSING", "--seed", str(2**63)], "--seed"),
+    (["runs", "delete", "../x"], "no run with id"),
+    (["runs", "delete", "0123456789"], "no run with id"),
+    (["runs", "mark-interrupted", "nope"], "no run with id"),
+]
+
+
+@pytest.mark.parametrize("args, needle", ARGUMENTS, ids=[" ".join(a)[:50] for a, _ in ARGUMENTS])
+def test_a_bad_argument_is_one_line_before_any_text_is_read(args, needle, capsys, tmp_path, home, offline):
+    paths = special_paths(tmp_path)
+    code, out, err = cli(capsys, *(str(paths.get(a, a)) for a in args))
+    assert_refused(code, err, needle)
+    assert not list(offline.iterdir())  # nothing downloaded or cached: the text was never asked for
+    assert paths["FIFO"].exists() and Path("/dev/null").is_char_device()  # nothing replaced
+
+
+def test_the_save_folder_must_be_writable_for_real(capsys, home, offline):
+    code, _, err = cli(capsys, "train", "--save", "/proc/run.pt")  # root passes os.access there
+    assert_refused(code, err, "--save")
+
+
+@pytest.mark.parametrize("make", ["file", "proc"])
+def test_a_home_that_cannot_be_a_store_is_one_line(make, capsys, tmp_path, monkeypatch):
+    where = tmp_path / "a-file" if make == "file" else Path("/proc/charrnn-home")
+    if make == "file":
+        where.write_text("not a folder")
+    monkeypatch.setenv("CHARRNN_HOME", str(where))
+    code, _, err = cli(capsys, "runs")
+    assert_refused(code, err, str(where))
+
+
+# ---- 3: Ctrl-C and SIGTERM stop like the app's Stop button ------------------------------------------
+
+
+def epochs_recorded(home: Path) -> int:
+    runs = RunStore(home).runs() if (home / "runs.sqlite").exists() else []
+    return runs[0]["epochs"] if runs else 0
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_run_resumably(sig, status, tmp_path, time_machine_path, capsys, monkeypatch):
+    home = tmp_path / "home"
+    proc = cli_train(home, *TINY, "--epochs", "100000", "--checkpoint-every", "1000")
+    try:
+        deadline = time.monotonic() + 120
+        while epochs_recorded(home) < 3:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the run never reached epoch 3"
+            time.sleep(0.2)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == status
+    finally:
+        proc.kill()
+    err = proc.stderr.read().strip().splitlines()
+    store = RunStore(home)
+    (run,) = store.runs()
+    last = store.history(run["id"])[-1]["epoch"]
+    assert run["status"] == "stopped" and store.last_checkpoint(run["id"])["epoch"] == last
+    assert err[-1] == f"stopped at epoch {last}; resume with `python -m charrnn train --resume {run['id']}`"
+    monkeypatch.setenv("CHARRNN_HOME", str(home))
+    code, _, err = cli(capsys, "train", "--resume", run["id"], "--epochs", last + 2, "--json")
+    assert code == 0, err
+    assert [e["epoch"] for e in store.history(run["id"])] == list(range(1, last + 3))
+    assert store.run(run["id"])["status"] == "finished"
+
+
+def test_ctrl_c_twice_keeps_the_finished_epochs_and_the_run_resumable(text, home):
+    store = RunStore()
+
+    def impatient(stats):  # a KeyboardInterrupt in the middle of training, after epoch 3
+        if stats.epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_recorded(store, text, TrainConfig(num_epochs=8, **SMALL), on_epoch=impatient, checkpoint_every=50)
+    (run,) = store.runs()
+    assert run["status"] == "interrupted" and store.last_checkpoint(run["id"])["epoch"] == 3
+    _, result = train_recorded(store, text, TrainConfig(device="cpu"), resume=run["id"])
+    assert result.history[0].epoch == 4 and store.run(run["id"])["status"] == "finished"
+
+
+# ---- 4: runs delete / runs mark-interrupted ---------------------------------------------------------
+
+
+def stuck_run(store: RunStore) -> str:
+    """A run left "running" by a process on another machine (so opening the store cannot tell it is gone)."""
+    run_id = store.create_run(TrainConfig(**SMALL), {"name": "x"}, "cpu")
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE runs SET host=? WHERE id=?", (socket.gethostname() + "-elsewhere", run_id))
+    return run_id
+
+
+def test_a_stuck_run_is_explained_marked_interrupted_and_deleted(capsys, home):
+    store = RunStore()
+    run_id = stuck_run(store)
+    code, out, _ = cli(capsys, "runs")
+    assert code == 0 and f"runs mark-interrupted {run_id}" in out.splitlines()[-1]
+    assert_refused(*cli(capsys, "runs", "delete", run_id)[::2], "mark-interrupted")
+    assert store.run(run_id)["status"] == "running"
+    code, out, _ = cli(capsys, "runs", "mark-interrupted", run_id)
+    assert code == 0 and store.run(run_id)["status"] == "interrupted"
+    assert_refused(*cli(capsys, "runs", "mark-interrupted", run_id)[::2], "not running")
+    code, out, _ = cli(capsys, "runs", "delete", run_id)
+    assert code == 0 and store.runs() == []
+
+
+# ---- 5: smaller losses --------------------------------------------------------------------------------
+
+
+def test_generate_says_when_the_newest_checkpoint_cannot_be_used(capsys, home, text):
+    run_id = make_run(text, epochs=6)
+    paths = {c["epoch"]: Path(c["path"]) for c in RunStore().checkpoints(run_id)}
+    paths[6].unlink()
+    paths[4].write_bytes(paths[4].read_bytes()[:500])  # truncated
+    code, out, err = cli(capsys, "generate", "--run", run_id, "--json")
+    assert code == 0 and strict(out)["text"].startswith("time traveller")
+    assert err.strip() == "warning: the newest checkpoint (epoch 6) is missing; using epoch 2"
+    paths[6].write_bytes(b"PK\x03\x04 cut short")
+    *_, ckpt, note = load_run_checkpoint(RunStore(), run_id)
+    assert ckpt["epoch"] == 2 and note.startswith("the newest checkpoint (epoch 6) is unreadable (")
+    paths[2].unlink()
+    assert_refused(*cli(capsys, "generate", "--run", run_id)[::2], "--run")
+
+
+def test_run_store_checkpoints_hold_no_history_but_a_save_file_does(capsys, home, tmp_path, time_machine_path):
+    save = tmp_path / "s.pt"
+    code, out, err = cli(capsys, "train", *TINY, "--epochs", "3", "--checkpoint-every", "1", "--save", save, "--json")
+    assert code == 0, err
+    run_id = strict(out.strip().splitlines()[-1])["run_id"]
+    for c in RunStore().checkpoints(run_id):
+        assert torch.load(c["path"], weights_only=True)["history"] == []
+    assert [h["epoch"] for h in torch.load(save, weights_only=True)["history"]] == [1, 2, 3]
+
+
+def test_resume_honours_epochs_and_refuses_too_few(capsys, home, offline, text):
+    run_id = make_run(text, epochs=4, status="finished")
+    assert_refused(*cli(capsys, "train", "--resume", run_id)[::2], "--epochs")  # already at its own 4
+    assert_refused(*cli(capsys, "train", "--resume", run_id, "--epochs", "3")[::2], "--epochs")
+    assert not list(offline.iterdir())  # refused before the text was looked for
+
+
+def test_resume_trains_to_the_new_total(capsys, home, text, time_machine_path):
+    run_id = make_run(text, epochs=4, status="finished")
+    code, _, err = cli(capsys, "train", "--resume", run_id, "--epochs", "6")
+    assert code == 0, err
+    assert [e["epoch"] for e in RunStore().history(run_id)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_checkpoint_without_iterator_state_cannot_be_resumed(capsys, home, text, time_machine_path):
+    run_id = make_run(text, epochs=4)
+    store = RunStore()
+    path = store.last_checkpoint(run_id)["path"]
+    config = TrainConfig(**SMALL)
+    save_checkpoint(path, build_model(len(text.vocab), config), text.vocab, config, epoch=4)
+    assert_refused(*cli(capsys, "train", "--resume", run_id, "--epochs", "6")[::2], "no iterator state")
+
+
+# ---- 7: strict JSON ---------------------------------------------------------------------------------
+
+
+def test_a_diverged_run_writes_strict_json(capsys, home, time_machine_path, tmp_path):
+    args = ["--lr", "100", "--clip", "0", "--num-hiddens", "64", "--max-tokens", "2000", "--batch-size", "8"]
+    args += ["--epochs", "50", "--device", "cpu", "--save", tmp_path / "x.pt", "--json"]
+    code, out, err = cli(capsys, "train", *args)
+    assert code == 0, err
+    *epochs, final = [strict(line) for line in out.strip().splitlines()]
+    assert final["status"] == "diverged" and final["perplexity"] is None and "infinite" in final["reason"]
+    assert epochs[-1]["perplexity"] is None and len(epochs) < 50
+    assert final["checkpoint"] is None and not (tmp_path / "x.pt").exists() and "--save" in err
+    code, out, _ = cli(capsys, "runs", "--json")
+    (run,) = strict(out)
+    assert run["status"] == "diverged" and run["final_perplexity"] is None
+    assert all(math.isfinite(e["perplexity"]) for e in epochs[:-1])
