@@ -11,6 +11,7 @@ import plotly.graph_objects  # noqa: F401
 import streamlit as st
 
 import ui
+from charrnn.store import StoreError
 
 
 def home():
@@ -38,6 +39,10 @@ def home():
     )
     st.page_link(RUNS, label="Runs: every run kept, compared, resumed or trained again", icon=":material/table_chart:")
     st.page_link(BOOK, label="Book: the chapter's three runs beside its published figures", icon=":material/menu_book:")
+    st.page_link(
+        INSIDE, label="Inside: the hidden units over a text, gradients through time", icon=":material/neurology:"
+    )
+    st.page_link(TUNE, label="Tune: a hyperparameter search, trial by trial, on Optuna", icon=":material/science:")
 
 
 st.set_page_config(page_title="charrnn studio", page_icon=":material/text_fields:", layout="wide")
@@ -47,11 +52,16 @@ TRAIN = st.Page("pages/train.py", title="Train", icon=":material/monitoring:")
 GENERATE = st.Page("pages/generate.py", title="Generate", icon=":material/edit_note:")
 RUNS = st.Page("pages/runs.py", title="Runs", icon=":material/table_chart:")
 BOOK = st.Page("pages/book.py", title="Book", icon=":material/menu_book:")
+INSIDE = st.Page("pages/inside.py", title="Inside", icon=":material/neurology:")
+TUNE = st.Page("pages/tune.py", title="Tune", icon=":material/science:")
 # The sidebar menu is ours (ui.sidebar): the built-in one is off in .streamlit/config.toml, because
 # a fresh server first shows the auto-discovered pages/ folder there before this call takes over.
-PAGES = [HOME, DATA, TRAIN, GENERATE, RUNS, BOOK]
+PAGES = [HOME, DATA, TRAIN, GENERATE, RUNS, BOOK, INSIDE, TUNE]
 page = st.navigation(PAGES, position="hidden")
 ui.init_state()
 ui.entry_done()
-ui.sidebar(PAGES)
-page.run()
+try:
+    ui.sidebar(PAGES)
+    page.run()
+except StoreError as e:  # the run store's file or folder cannot be used: every page says so, nothing is changed
+    st.error(f"The run store cannot be used. {e}", icon=":material/error:")

@@ -6,7 +6,7 @@ Screenshots of every page go to artifacts/screenshots/ (gitignored) for people t
 import pytest
 from support import OWN_CHART_POINTS, fill, go, settle, shot
 
-PAGES = {"Home", "Data", "Train", "Generate", "Runs", "Book"}
+PAGES = {"Home", "Data", "Train", "Generate", "Runs", "Book", "Inside", "Tune"}
 # Every navigation entry the browser ever shows, recorded from the first paint on: Streamlit's own
 # menu (a flash of the auto-discovered pages/ list: "streamlit app", "data", ...) and our links.
 RECORD_NAV = r"""

@@ -1,0 +1,210 @@
+"""`python -m charrnn tune`: a hyperparameter search on Optuna, one worker per process.
+
+    python -m charrnn tune --study NAME [--storage URL] [--trials N] [--epochs E]
+        [--space "lr=0.1:10:log,num_hiddens=128|256|512,clip=0.25:4:log,num_steps=16|35|64"]
+        [--sampler tpe|random|grid] [--pruner median|hyperband|none] [--seed S] [--json]
+        [the train flags, for every hyperparameter not in the space]
+
+Run it in several terminals (or machines, with a shared `--storage`) with the same `--study` and
+settings, and the workers share one study: `--trials` is per worker. Each trial is a run in this
+machine's run store, named "<study> trial <n>". A worker trains one trial at a time under a lock of
+its own process; like `charrnn train`, it does not see the app's device lock, so it trains beside
+the app. Ctrl-C ends the current trial after its epoch (FAIL, user attr "stopped"), prints the table
+and exits with status 130; a second Ctrl-C quits at once.
+
+A worker sends a heartbeat every `--heartbeat` seconds (10); a trial whose worker died (SIGKILL, a lost
+machine) is failed after 3 missed heartbeats by the next worker that starts a trial, and run again
+once with the same parameters. The median pruner judges a trial from its second evaluation on, once
+2 trials have finished (see `charrnn.tune_study.make_pruner`).
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+from contextlib import contextmanager
+
+import optuna
+from sqlalchemy.exc import SQLAlchemyError
+
+from charrnn.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+from charrnn.batches import SAMPLINGS
+from charrnn.data import MODES, load_corpus
+from charrnn.device import resolve_device
+from charrnn.devicequeue import DeviceQueue
+from charrnn.model import KINDS
+from charrnn.train import STATES, TrainConfig
+from charrnn.tune_space import FieldError, parse_space
+from charrnn.tune_storage import first_line, masked, storage_url
+from charrnn.tune_study import PRUNERS, SAMPLERS, Search, Tuner, trial_row, trial_rows
+
+DEFAULT_SPACE = "lr=0.25:4:log,clip=0.25:4:log,num_hiddens=256|512|1024"  # the recipe (1, 1, 512) at the centre
+PROG = "python -m charrnn tune"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    p.add_argument("--study", required=True, help="the study's name; workers with the same name share it")
+    p.add_argument("--storage", help="a SQLAlchemy URL (default: $CHARRNN_TUNE_STORAGE, else tune.sqlite by the runs)")
+    p.add_argument("--trials", type=positive_int, default=8, help="trials this worker runs (default: %(default)s)")
+    p.add_argument("--epochs", type=positive_int, default=30, help="each trial's budget (default: %(default)s)")
+    p.add_argument("--space", default=DEFAULT_SPACE, help="name=low:high[:log] or name=a|b|c, comma-separated")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="tpe, random or grid (default: %(default)s)")
+    p.add_argument("--pruner", choices=PRUNERS, default="median", help="ends poor trials early (default: %(default)s)")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="seeds the sampler (default: none)")
+    p.add_argument("--heartbeat", type=positive_int, default=10, help="seconds between a worker's heartbeats")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.add_argument("--corpus", default="time_machine", help="time_machine, fallback or a .txt path")
+    p.add_argument("--mode", choices=MODES, default="book", help="book or raw preprocessing")
+    p.add_argument("--max-tokens", type=non_negative_int, default=d.max_tokens, help="train on the first N chars")
+    p.add_argument("--val-tokens", type=positive_int, default=d.val_tokens, help="held-out chars trials are judged on")
+    p.add_argument("--eval-every", type=positive_int, default=d.eval_every, help="epochs between evaluations")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--num-steps", type=positive_int, default=d.num_steps)
+    p.add_argument("--num-hiddens", type=positive_int, default=d.num_hiddens)
+    p.add_argument("--lr", type=positive_float, default=d.lr)
+    p.add_argument("--clip", type=non_negative_float, default=d.clip, help="0 turns clipping off")
+    p.add_argument("--sampling", choices=SAMPLINGS, default=d.sampling)
+    p.add_argument("--state", choices=STATES, default=d.state)
+    p.add_argument("--model", choices=KINDS, default=d.model)
+    p.add_argument("--device", default=d.device, help="auto (CUDA if present), cpu, cuda or cuda:N")
+
+
+def base_config(args) -> TrainConfig:
+    """The fixed hyperparameters; the trials' training seed is the recipe's, so that they differ only
+    in what the space varies. A sample is taken at the last epoch of every trial (Tune's best-trial card)."""
+    return TrainConfig(
+        num_epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        num_steps=args.num_steps,
+        num_hiddens=args.num_hiddens,
+        max_tokens=args.max_tokens,
+        sampling=args.sampling,
+        clip=args.clip,
+        device=args.device,
+        val_tokens=args.val_tokens,
+        eval_every=args.eval_every,
+        state=args.state,
+        model=args.model,
+        predict_every=10 if args.epochs % 10 == 0 else args.epochs,
+    ).validate()
+
+
+def prepare(args) -> Tuner:
+    """Check everything a user gave, load the text, open (or join) the study; FieldError or ValueError."""
+    space = parse_space(args.space)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        raise FieldError("device", str(e)) from None
+    base = base_config(args)
+    corpus = load_corpus(args.corpus, args.mode, args.max_tokens)
+    search = Search(
+        args.study, space, base, args.trials, args.sampler, args.pruner, args.seed, args.storage, args.heartbeat
+    )
+    tuner = Tuner(search, corpus, device_lock=DeviceQueue(), spawning=children_keep_sigint_away)
+    tuner.prepare(device)
+    return tuner
+
+
+@contextmanager
+def children_keep_sigint_away():
+    """A training process started in here ignores Ctrl-C (an ignored signal stays ignored across exec):
+    this worker stops it cleanly instead. A Ctrl-C in these few milliseconds is lost."""
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def run(args) -> int:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial says it (no tracebacks)
+    try:
+        tuner = prepare(args)
+    except ValueError as e:  # FieldError and CorpusError included
+        flag = f"--{e.field.replace('_', '-')}: " if isinstance(e, FieldError) else ""
+        print(f"{PROG}: error: {flag}{e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if not args.json:
+        tuner.on_trial = lambda study, trial: print(trial_line(trial_row(trial)), flush=True)
+
+    def on_sigint(*_):
+        tuner.request_stop()
+        os.write(2, b"stopping after this trial's epoch (Ctrl-C again to quit at once)\n")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        study = tuner.run()
+    except KeyboardInterrupt:
+        tuner.stop()
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (SQLAlchemyError, OSError, RuntimeError) as e:  # e.g. the database went away mid-study
+        tuner.stop()
+        print(f"{PROG}: error: the search stopped: {first_line(e)}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, old)
+    print(report(study) if args.json else table(trial_rows(study), study.study_name, masked(storage_url(args.storage))))
+    return 130 if tuner.stop_asked else 0
+
+
+def report(study) -> str:
+    """The --json object: strict JSON (no NaN or Infinity; null where there is no value)."""
+    rows = trial_rows(study)
+    best = next((r for r in rows if r["best"]), None)
+    keys = ("number", "state", "params", "value", "epochs", "run_id")
+    return json.dumps(
+        {
+            "study": study.study_name,
+            "best_params": best["params"] if best else None,
+            "best_value": best["value"] if best else None,
+            "trials": [{k: r[k] for k in keys} for r in rows],
+        },
+        allow_nan=False,
+    )
+
+
+def fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def trial_line(r: dict) -> str:
+    """One finished trial: state, held-out perplexity, epochs run, parameters, run and reason."""
+    value = f"{r['value']:.3f}" if r["value"] is not None else "-"
+    params = " ".join(f"{k}={fmt(v)}" for k, v in r["params"].items())
+    line = f"trial {r['number']:3d}  {r['state']:8}  held-out {value:>8}  {r['epochs']:4d} epochs  {params}"
+    line += f"  run {r['run_id']}" if r["run_id"] else ""
+    return line + (f"  ({r['reason']})" if r["reason"] else "")
+
+
+def table(rows: list[dict], study: str, where: str) -> str:
+    """Every trial of the study (all workers'), the best marked with '*'."""
+    names = list(dict.fromkeys(k for r in rows for k in r["params"]))
+    counts = {s: sum(r["state"] == s for r in rows) for s in dict.fromkeys(r["state"] for r in rows)}
+    head = f"study {study!r} in {where}: {len(rows)} trials (" + ", ".join(
+        f"{n} {s.lower()}" for s, n in counts.items()
+    )
+    lines = [
+        head + ")",
+        f"  {'#':>4}  {'state':8}  {'held-out':>8}  {'epochs':>6}  " + "  ".join(f"{n:>11}" for n in names) + "  run",
+    ]
+    for r in rows:
+        value = f"{r['value']:.3f}" if r["value"] is not None else "-"
+        params = "  ".join(f"{fmt(r['params'].get(n, '')):>11}" for n in names)
+        mark = "*" if r["best"] else " "
+        lines.append(
+            f"{mark} {r['number']:>4}  {r['state']:8}  {value:>8}  {r['epochs']:>6}  {params}  {r['run_id'] or '-'}"
+        )
+    best = next((r for r in rows if r["best"]), None)
+    lines.append(
+        f"best (*): trial {best['number']}, held-out perplexity {best['value']:.3f}" if best else "no trial completed"
+    )
+    return "\n".join(lines)

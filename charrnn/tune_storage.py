@@ -1,0 +1,140 @@
+"""Where tune studies live: a relational database (SQLite by default, any SQLAlchemy URL), opened for
+many workers at once, and named without ever showing a password (no streamlit here).
+
+The default is `tune.sqlite` next to the run store (`charrnn.store.home_dir()`); `CHARRNN_TUNE_STORAGE`
+or `--storage URL` (e.g. `postgresql+psycopg://user@host/db`) picks another. SQLite serves workers on
+one machine; workers on several machines need a server such as PostgreSQL.
+"""
+
+import os
+import re
+import sqlite3
+import time
+import warnings
+from contextlib import closing
+from datetime import datetime
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from charrnn.store import home_dir
+from charrnn.tune_space import FieldError
+
+ENV = "CHARRNN_TUNE_STORAGE"
+STUDY_NAME = re.compile(r"[A-Za-z0-9_.\-]([A-Za-z0-9 _.\-]{0,98}[A-Za-z0-9_.\-])?")  # no space at either end
+GRACE = 3  # heartbeats a trial may miss before another worker fails it
+RETRIES = 1  # a trial failed by its heartbeat is run again once, with the same parameters
+CONNECT_TIMEOUT = 10  # seconds to wait for a database server
+OPEN_TRIES = 5  # workers starting together on a new database may race to create its tables
+USERINFO = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def storage_url(url: str | None = None) -> str:
+    """The URL asked for, else the environment's, else the SQLite file next to the run store."""
+    url = url or os.environ.get(ENV)
+    if url:
+        return url
+    home = home_dir()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'tune.sqlite'}"
+
+
+def masked(url: str) -> str:
+    """The URL with its password hidden (also when it does not parse)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return USERINFO.sub(r"\1***@", url)
+
+
+def check_study_name(name: str) -> str:
+    """A study name the storage accepts everywhere: letters, digits, space, - _ . (1 to 100 chars)."""
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
+        shown = name if isinstance(name, str) and len(name) <= 120 else f"{str(name)[:120]}..."
+        raise FieldError(
+            "study",
+            f"{shown!r} is not a study name; use 1 to 100 letters, digits, '-', '_', '.', spaces (not at the ends)",
+        )
+    return name
+
+
+def _engine_kwargs(url) -> dict:
+    if url.get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": 60}}  # workers take turns writing: wait, do not fail
+    if url.get_backend_name() in ("postgresql", "mysql", "mariadb"):
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}, "pool_pre_ping": True}
+    return {}
+
+
+def _sqlite_wal(url) -> None:
+    """WAL mode (it stays with the file): workers reading the study never block the one writing."""
+    path = url.database
+    if path and path != ":memory:" and os.path.isdir(os.path.dirname(os.path.abspath(path)) or "."):
+        with closing(sqlite3.connect(path, timeout=60)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+
+
+def open_storage(url: str | None = None, heartbeat: int = 10) -> RDBStorage:
+    """The study database, with heartbeats every `heartbeat` seconds; ValueError naming the storage
+    (password masked) and what to do when it is malformed, has no driver here or cannot be reached."""
+    url = storage_url(url)
+    shown = masked(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise FieldError(
+            "storage",
+            f"{shown!r} is not a database URL; e.g. sqlite:///tune.sqlite or postgresql+psycopg://user@host/dbname",
+        ) from None
+    password = parsed.password
+    for attempt in range(OPEN_TRIES):
+        try:
+            if parsed.get_backend_name() == "sqlite":
+                _sqlite_wal(parsed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=_engine_kwargs(parsed),
+                    heartbeat_interval=heartbeat,
+                    grace_period=GRACE * heartbeat,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=RETRIES),
+                )
+        except (NoSuchModuleError, ImportError):
+            raise FieldError(
+                "storage",
+                f"no database driver for {parsed.drivername!r} here; install it (PostgreSQL: "
+                "pip install -r requirements-postgres.txt) or use a sqlite:/// URL",
+            ) from None
+        except (SQLAlchemyError, sqlite3.Error, OSError) as e:
+            if attempt + 1 < OPEN_TRIES and _is_race(e):
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            reason = first_line(e)
+            if password:
+                reason = reason.replace(str(password), "***")
+            raise FieldError(
+                "storage", f"cannot open {shown} ({reason}); check the URL and that the server runs"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+def _is_race(e: Exception) -> bool:
+    """Another worker creating the same tables at the same moment."""
+    text = str(e).lower()
+    return any(s in text for s in ("already exists", "duplicate key", "database is locked", "unique constraint"))
+
+
+def first_line(e: Exception) -> str:
+    orig = getattr(e, "orig", None)
+    text = str(orig if orig is not None else e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def study_names(storage: RDBStorage) -> list[str]:
+    """The studies in the storage, newest first (a study with no trial yet first of all)."""
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    summaries.sort(key=lambda s: (s.datetime_start is None, s.datetime_start or datetime.min), reverse=True)
+    return [s.study_name for s in summaries]

@@ -1,0 +1,296 @@
+"""A hyperparameter search on Optuna (no streamlit here): where studies live, and one worker's trials.
+
+A study lives in a relational database that any number of workers share (SQLite by default, next to
+the run store; PostgreSQL or any URL SQLAlchemy accepts for workers on several machines). Each trial
+trains through a `Runner` (the app's training child process) holding a device lock, and is recorded
+in this machine's run store as "<study> trial <n>", tagged with its study and number; only the study
+is shared. The objective is the held-out perplexity, the best seen during the trial; it is reported
+at every evaluation so that the pruner can end a poor trial early.
+
+How a trial ends, in the study and in the run store:
+- complete: the best held-out perplexity is its value; the run is "finished".
+- pruned: stopped by the pruner after its epoch (run "pruned", with the reason), or diverged (run
+  "diverged"): a diverged trial is PRUNED with the reason as user attr "reason", never a value, so
+  that the sampler learns to avoid its region.
+- failed: the run failed (user attr "reason"), or the user stopped it (Stop, Ctrl-C): FAIL with user
+  attr "stopped", because a stopped trial says nothing about its hyperparameters (a PRUNED one would
+  count against them), and the study ends after it.
+- a worker that dies (SIGKILL, a lost machine) stops sending heartbeats; the next worker to start a
+  trial marks its trial FAIL and queues a retry with the same parameters (once).
+"""
+
+import math
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, replace
+
+import optuna
+
+from charrnn.runner import Runner
+from charrnn.store import RunStore
+from charrnn.train import TrainConfig
+from charrnn.tune_space import Dimension, FieldError, check_space, grid, space_text
+from charrnn.tune_storage import check_study_name, open_storage
+
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "hyperband", "none")
+TPE_STARTUP = 4  # random trials before TPE models the results
+MEDIAN_STARTUP = 2  # trials that must finish before the median pruner judges another
+POLL = 0.05  # seconds between looks at the training run: the pruner must answer before the next epoch ends
+
+
+@dataclass
+class Search:
+    """What one worker runs: `trials` trials of `study` in `storage` over `space`; every other
+    hyperparameter is `base`'s, and `base.num_epochs` is each trial's budget."""
+
+    study: str
+    space: dict[str, Dimension]
+    base: TrainConfig
+    trials: int = 8
+    sampler: str = "tpe"
+    pruner: str = "median"
+    seed: int | None = None  # the sampler's; None: each worker draws its own
+    storage: str | None = None  # a SQLAlchemy URL; None: CHARRNN_TUNE_STORAGE, else the SQLite file
+    heartbeat: int = 10  # seconds between heartbeats; a trial silent for 3x that is failed and retried
+
+    def settings(self, corpus) -> dict:
+        """What every worker of one study must share (stored with the study, checked on joining)."""
+        fixed = {k: v for k, v in asdict(self.base).items() if k not in self.space and k != "device"}
+        return {"space": space_text(self.space), "fixed": fixed, "text": corpus.fingerprint()}
+
+
+class Stopped(Exception):
+    """The user stopped the search during this trial."""
+
+
+class TrialFailed(Exception):
+    """The trial's training failed; the study goes on with the next trial."""
+
+
+def make_sampler(search: Search):
+    if search.sampler == "grid":
+        return optuna.samplers.GridSampler(grid(search.space), seed=search.seed)
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=search.seed)
+    return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=TPE_STARTUP)
+
+
+def make_pruner(search: Search):
+    """Median: after MEDIAN_STARTUP finished trials, a trial whose best held-out perplexity so far is
+    worse than the median of earlier trials at the same epoch ends, from its second evaluation on
+    (one evaluation is too noisy to judge). Hyperband: brackets from one evaluation to the budget."""
+    every, epochs = search.base.eval_every, search.base.num_epochs
+    if search.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP, n_warmup_steps=min(every + 1, epochs))
+    if search.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=min(every, epochs), max_resource=epochs)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(search: Search, corpus) -> optuna.Study:
+    """Create the study, or join it when it exists with the same settings; ValueError otherwise."""
+    storage = open_storage(search.storage, search.heartbeat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=search.study,
+            direction="minimize",
+            sampler=make_sampler(search),
+            pruner=make_pruner(search),
+            load_if_exists=True,
+        )
+    ours, theirs = search.settings(corpus), study.user_attrs.get("charrnn")
+    if theirs is None and study.trials:
+        raise FieldError("study", f"study {search.study!r} was not made by charrnn tune; use another study name")
+    if theirs is None:
+        study.set_user_attr("charrnn", ours)
+    elif theirs != ours:
+        raise FieldError(
+            "study",
+            f"study {search.study!r} already exists with other settings ({differences(ours, theirs)}); "
+            "use its settings to join it, or another study name",
+        )
+    return study
+
+
+def differences(ours: dict, theirs: dict) -> str:
+    """How a worker's settings differ from the study's, e.g. "num_epochs 5, not 30"."""
+    out = []
+    if ours["space"] != theirs.get("space"):
+        out.append(f"space {ours['space']}, not {theirs.get('space')}")
+    fixed = theirs.get("fixed", {})
+    out += [f"{k} {v!r}, not {fixed.get(k)!r}" for k, v in ours["fixed"].items() if fixed.get(k) != v]
+    if ours["text"] != theirs.get("text"):
+        out.append(f"text {ours['text'].get('name')}, not {theirs.get('text', {}).get('name')}")
+    return "; ".join(out) or "another version of charrnn"
+
+
+class Tuner:
+    """Runs one worker's trials of a `Search` on `runner`, holding `device_lock` while a trial trains.
+
+    `run()` blocks (the CLI calls it on its main thread, the app on a thread of its own); `stop()`
+    from any thread ends the current trial and the search. `on_trial(study, frozen_trial)` is called
+    after each of this worker's trials. `spawning` is a context manager wrapped around the start of
+    each training process (the CLI's keeps Ctrl-C away from the child: the parent stops it).
+    """
+
+    def __init__(self, search, corpus, runner=None, device_lock=None, store=None, on_trial=None, spawning=None):
+        self.search, self.corpus = search, corpus
+        self.store = store or RunStore()
+        self.runner = runner or Runner(self.store)
+        self.device_lock, self.on_trial = device_lock, on_trial
+        self.spawning = spawning or nullcontext
+        self.stop_asked = False
+        self.study: optuna.Study | None = None
+
+    def prepare(self, device) -> optuna.Study:
+        """Check every point of the space, then open (or join) the study; a FieldError saying what is wrong."""
+        search = self.search
+        for field, value in (("trials", search.trials), ("epochs", search.base.num_epochs)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise FieldError(field, f"{field} must be a positive integer, not {value!r}")
+        if not isinstance(search.base.val_tokens, int) or search.base.val_tokens < 2:
+            raise FieldError("val_tokens", "val_tokens must be at least 2: trials are judged on the held-out text")
+        check_study_name(search.study)
+        check_space(search.space, search.base, self.corpus, device)
+        self.study = open_study(self.search, self.corpus)
+        return self.study
+
+    def run(self) -> optuna.Study:
+        """This worker's trials, one after another, then the retries of trials whose worker died that
+        nobody has run yet; returns the study (with every worker's trials)."""
+        trials = self.search.trials
+        while trials and not self.stop_asked:
+            self.study.optimize(self.objective, n_trials=trials, catch=(Stopped, TrialFailed), callbacks=[self._after])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)  # optimize checks only before each trial
+            trials = len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+        return self.study
+
+    def request_stop(self):
+        """Ask to stop (safe in a signal handler: it takes no lock); the trial loop stops the run."""
+        self.stop_asked = True
+
+    def stop(self):
+        self.stop_asked = True
+        self.runner.stop()
+
+    def _after(self, study, trial):
+        if self.stop_asked:
+            study.stop()
+        if self.on_trial is not None:
+            self.on_trial(study, trial)
+
+    def objective(self, trial: optuna.Trial) -> float:
+        for key, value in (("run_id", None), ("epochs", 0), ("reason", "")):  # a retried trial inherits these
+            trial.set_user_attr(key, value)
+        if self.stop_asked:
+            self._stopped(trial)
+        params = {d.name: d.suggest(trial) for d in self.search.space.values()}
+        try:
+            self._start(replace(self.search.base, **params), f"{self.search.study} trial {trial.number}")
+            values, pruned = self._follow(trial, self.runner)
+        except BaseException:  # whatever went wrong here, the training process must not outlive the trial
+            self.runner.stop()
+            raise
+        snap = self.runner.snapshot()
+        trial.set_user_attr("epochs", len(snap.history))
+        if snap.status in ("stopped", "cancelled") and self.stop_asked and not pruned:
+            self._stopped(trial)
+        if pruned or snap.status == "diverged":
+            reason = pruned or snap.message
+            if pruned and snap.run_id:
+                self.store.finish(snap.run_id, "pruned", reason)
+            trial.set_user_attr("reason", reason)
+            raise optuna.TrialPruned(reason)
+        if snap.status != "finished" or not values:
+            reason = snap.message or f"the run ended {snap.status}"
+            if snap.status == "finished":
+                reason = "no held-out perplexity was reported; is val_tokens above 0?"
+            trial.set_user_attr("reason", reason)
+            raise TrialFailed(reason)
+        return min(values)
+
+    def _start(self, config: TrainConfig, name: str):
+        """Start the trial's run: it waits in line when the device is busy (the app's lock)."""
+        run, last_pid = self.runner, self.runner.pid
+        with self.spawning():
+            if not run.start(
+                self.corpus, config, self.device_lock, checkpoint_every=config.num_epochs, name=name, queue=True
+            ):
+                raise RuntimeError(run.snapshot().message or "this session is already training; stop it first")
+            while run.pid == last_pid and run.snapshot().status == "running" and run.running():
+                time.sleep(0.01)  # until the training process exists (`spawning` covers its start)
+
+    def _follow(self, trial, run) -> tuple[list[float], str]:
+        """Report each held-out perplexity as the run trains; stop it when the pruner says so, or
+        after the epoch in progress when the user asks. Returns (the values reported, why it was
+        pruned or "")."""
+        values, seen, pruned, tagged, stop_after = [], 0, "", False, None
+        while True:
+            alive = run.running()
+            snap = run.snapshot()
+            if snap.run_id and not tagged:
+                trial.set_user_attr("run_id", snap.run_id)
+                self.store.tag_run(snap.run_id, self.search.study, trial.number)
+                tagged = True
+            for stats in snap.history[seen:]:
+                if stats.val_perplexity is None or pruned:
+                    continue
+                if not math.isfinite(stats.val_perplexity):  # the model broke down: as good as diverged
+                    pruned = f"the held-out perplexity became infinite at epoch {stats.epoch}"
+                    run.stop()
+                    continue
+                values.append(stats.val_perplexity)
+                trial.report(stats.val_perplexity, stats.epoch)
+                if stats.epoch < snap.config.num_epochs and trial.should_prune():  # at the last, it is done
+                    pruned = (
+                        f"pruned by the {self.search.pruner} pruner at epoch {stats.epoch} of "
+                        f"{snap.config.num_epochs} (held-out perplexity {stats.val_perplexity:.3f})"
+                    )
+                    run.stop()
+            seen = len(snap.history)
+            if self.stop_asked and stop_after is None:
+                stop_after = seen + 1  # the epoch in progress
+            if stop_after is not None and (seen >= stop_after or snap.status == "queued"):
+                run.stop()
+            if not alive:
+                run.join()
+                return values, pruned
+            time.sleep(POLL)
+
+    def _stopped(self, trial):
+        trial.set_user_attr("stopped", "stopped by the user")
+        trial.set_user_attr("reason", "stopped by the user")
+        self.study.stop()
+        raise Stopped("stopped by the user")
+
+
+def trial_rows(study: optuna.Study) -> list[dict]:
+    """Every trial of the study, oldest first, as plain data (strict JSON: None for a missing value)."""
+    best = best_number(study)
+    return [trial_row(t, t.number == best) for t in study.get_trials(deepcopy=False)]
+
+
+def trial_row(t: optuna.trial.FrozenTrial, best: bool = False) -> dict:
+    complete = t.state == optuna.trial.TrialState.COMPLETE  # optuna gives a pruned trial its last report
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "params": t.params,
+        "value": t.value if complete and t.value is not None and math.isfinite(t.value) else None,
+        "epochs": t.user_attrs.get("epochs", 0),
+        "run_id": t.user_attrs.get("run_id"),
+        "reason": t.user_attrs.get("reason", ""),
+        "best": best,
+    }
+
+
+def best_number(study: optuna.Study) -> int | None:
+    """The best complete trial's number, None before the first one completes."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    return min(done, key=lambda t: t.value).number if done else None

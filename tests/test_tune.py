@@ -1,0 +1,323 @@
+"""charrnn tune: the space, bad input, several workers on one SQLite study, a killed worker, pruning, Stop.
+
+Trials are tiny (hidden 16, 2,000 chars, batch 4, steps 8, a few epochs, 200 held-out chars evaluated
+every epoch): a trial is mostly its training process starting (a few seconds on 2 CPU cores).
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+
+from charrnn import tune
+from charrnn.store import RunStore
+from charrnn.train import TrainConfig
+from charrnn.tune_space import FieldError, parse_space
+from charrnn.tune_storage import masked, open_storage
+from charrnn.tune_study import Search, make_pruner, make_sampler
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--num-hiddens", "16", "--max-tokens", "2000", "--batch-size", "4", "--num-steps", "8"]
+TINY += ["--val-tokens", "200", "--eval-every", "1", "--device", "cpu"]
+SPACE = "lr=0.5:4:log,num_hiddens=8|16,clip=0.5:2:log"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """As the CLI's: a bad flag ends with one line and status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse(*argv: str):
+    parser = ArgumentParser(prog=tune.PROG)
+    tune.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+WORKER = """import sys
+from charrnn import tune
+from test_tune import parse
+sys.exit(tune.run(parse(*sys.argv[1:])))
+"""
+
+
+def worker(home, storage: str, *argv: str, trials: int = 6, epochs: int = 2, **popen) -> subprocess.Popen:
+    """A tune worker in its own process, as `python -m charrnn tune` runs it (JSON at the end)."""
+    args = ["--storage", storage, "--trials", str(trials), "--epochs", str(epochs), "--json", *TINY, *argv]
+    env = {**os.environ, "CHARRNN_HOME": str(home), "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    cmd = [sys.executable, "-c", WORKER, *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> dict:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    return json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in strict JSON"))
+
+
+def load(storage: str, study: str) -> optuna.Study:
+    return optuna.load_study(study_name=study, storage=open_storage(storage))
+
+
+def check_trials_and_runs(study: optuna.Study, home, expected: int):
+    """`expected` distinct trials, none left running, each (but a killed one) a run tagged with it."""
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == list(range(expected))
+    assert not [t for t in trials if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)]
+    runs = {r["id"]: r for r in RunStore(home).runs()}
+    ids = [t.user_attrs["run_id"] for t in trials if t.state != optuna.trial.TrialState.FAIL]
+    assert len(set(ids)) == len(ids) and set(ids) <= set(runs)
+    for t in trials:
+        if t.state != optuna.trial.TrialState.FAIL:
+            run = runs[t.user_attrs["run_id"]]
+            assert (run["study"], run["trial"]) == (study.study_name, t.number)
+            assert run["name"] == f"{study.study_name} trial {t.number}"
+            assert run["status"] == {"COMPLETE": "finished", "PRUNED": "pruned"}.get(t.state.name, run["status"])
+    return trials
+
+
+def wait_for_runs(storage: str, study: str, n: int, timeout: float = 60):
+    """Until `n` trials of the study have their run in the store."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        try:
+            if sum(bool(t.user_attrs.get("run_id")) for t in load(storage, study).trials) >= n:
+                return
+        except KeyError:  # the study is not created yet
+            pass
+    raise AssertionError(f"{n} trials did not start in time")
+
+
+# ---- the space ---------------------------------------------------------------------------------
+
+
+def test_a_space_parses_into_ranges_and_choices():
+    space = parse_space("lr=0.1:10:log, num_hiddens=128|256|512,clip=0.25:4,sampling=sequential|random")
+    assert list(space) == ["lr", "num_hiddens", "clip", "sampling"]
+    assert (space["lr"].low, space["lr"].high, space["lr"].log) == (0.1, 10.0, True)
+    assert space["num_hiddens"].choices == (128, 256, 512)
+    assert space["sampling"].choices == ("sequential", "random")
+    assert space["lr"].points() == [0.1, 1.0, 10.0]  # the grid: geometric for a log range
+    assert space["clip"].points() == [0.25, 2.125, 4.0]
+    assert parse_space("num_steps=8:10").get("num_steps").points() == [8, 9, 10]
+
+
+BAD_SPACES = [
+    ("", "the space is empty"),
+    (" , ", "the space is empty"),
+    ("foo=1:2", "unknown hyperparameter 'foo'"),
+    ("max_tokens=100|200", "max_tokens cannot vary"),
+    ("lr=10:0.1", "the low bound 10 is above the high bound 0.1"),
+    ("lr=0:1:log", "a log range must stay above 0"),
+    ("clip=-1:1:log", "a log range must stay above 0"),
+    ("lr=0.1:ten", "lr takes a number, not 'ten'"),
+    ("num_hiddens=12.5|16", "num_hiddens takes a whole number, not '12.5'"),
+    ("lr=nan:1", "lr takes a finite number"),
+    ("lr=1:2:sqrt", "is not low:high or low:high:log"),
+    ("sampling=1:2", "sampling takes choices"),
+    ("lr", "'lr' is not name=SPEC"),
+    ("lr=1:2,lr=3:4", "lr appears twice"),
+    ("num_hiddens=16|16", "lists a choice twice"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_SPACES)
+def test_a_bad_space_is_refused_naming_what_is_wrong(text, message):
+    with pytest.raises(FieldError, match=None) as e:
+        parse_space(text)
+    assert message in str(e.value) and e.value.field == "space"
+
+
+def test_samplers_and_pruners_are_optunas_own():
+    base = TrainConfig(num_epochs=30, eval_every=10)
+    search = Search("s", parse_space("lr=0.1:10:log,num_hiddens=8|16"), base, sampler="grid", pruner="hyperband")
+    sampler, pruner = make_sampler(search), make_pruner(search)
+    assert isinstance(sampler, optuna.samplers.GridSampler) and isinstance(pruner, optuna.pruners.HyperbandPruner)
+    assert sampler._search_space == {"lr": [0.1, 1.0, 10.0], "num_hiddens": [8, 16]}
+    assert (pruner._min_resource, pruner._max_resource) == (10, 30)
+    median = make_pruner(replace(search, pruner="median"))
+    assert (median._n_startup_trials, median._n_warmup_steps) == (2, 11)  # judged from the 2nd evaluation on
+
+
+def test_the_grid_sampler_runs_each_point_once_then_stops(tmp_path, capsys, monkeypatch, time_machine_path):
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    storage = STORE.format(tmp=tmp_path)
+    argv = ["--study", "grid", "--storage", storage, "--trials", "5", "--epochs", "1", "--json"]
+    assert tune.run(parse(*argv, "--space", "num_hiddens=8|16", "--sampler", "grid", *TINY)) == 0
+    trials = json.loads(capsys.readouterr().out)["trials"]
+    assert sorted(t["params"]["num_hiddens"] for t in trials) == [8, 16]  # 2 points: 2 trials, not 5
+
+
+# ---- bad input: one line, exit 2 ---------------------------------------------------------------
+
+STORE = "sqlite:///{tmp}/t.sqlite"
+BAD_RUNS = [
+    (["--space", ""], "--space: the space is empty"),
+    (["--space", "momentum=0.1:0.9"], "--space: unknown hyperparameter 'momentum'"),
+    (["--space", "lr=4:0.5:log"], "--space: lr=4:0.5:log: the low bound 4 is above the high bound 0.5"),
+    (["--space", "lr=0:4:log"], "a log range must stay above 0"),
+    (["--study", "a/b;drop"], "--study: 'a/b;drop' is not a study name"),
+    (["--study", "x" * 101], "is not a study name"),
+    (["--storage", "not a url"], "--storage: 'not a url' is not a database URL"),
+    (["--storage", "nosuchdb://u:pw@h/db"], "--storage: no database driver for 'nosuchdb'"),
+    (["--storage", "sqlite:////nonexistent-folder/x/t.sqlite"], "--storage: cannot open sqlite:////nonexistent"),
+    (["--space", "num_hiddens=4096|8192", "--batch-size", "50000"], "--space: num_hiddens=4096: num_hiddens 4096"),
+    (["--space", "num_steps=8|5000"], "--space: num_steps=5000: "),
+    (["--device", "cuda:7"], "--device: device 'cuda:7'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_RUNS)
+def test_bad_input_is_one_line_naming_the_flag(argv, message, tmp_path, capsys, time_machine_path):
+    args = parse(
+        "--study", "s", "--storage", STORE.format(tmp=tmp_path), "--trials", "1", "--epochs", "1", *TINY, *argv
+    )
+    assert tune.run(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m charrnn tune: error: "), err
+    assert message in err, err
+
+
+def test_an_unreachable_server_is_named_with_its_password_masked(tmp_path, capsys, time_machine_path):
+    url = "postgresql+psycopg://alice:s3cret@127.0.0.1:1/db"  # port 1: nothing listens
+    assert tune.run(parse("--study", "s", "--storage", url, *TINY)) == 2
+    err = capsys.readouterr().err
+    assert "--storage: cannot open postgresql+psycopg://alice:***@127.0.0.1:1/db" in err, err
+    assert "s3cret" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["--trials", "0"], ["--epochs", "-3"], ["--epochs", "x"]])
+def test_trials_and_epochs_must_be_positive(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse("--study", "s", *argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and argv[0] in err, err
+
+
+def test_passwords_never_show():
+    assert masked("postgresql+psycopg://bob:pw@db.example/x") == "postgresql+psycopg://bob:***@db.example/x"
+    assert masked("weird://bob:pw@@@") == "weird://bob:***@@@"
+    assert masked("sqlite:////tmp/t.sqlite") == "sqlite:////tmp/t.sqlite"
+
+
+# ---- studies -----------------------------------------------------------------------------------
+
+
+def test_one_worker_prints_a_line_per_trial_and_a_table_with_the_best(tmp_path, capsys, monkeypatch, recipe_corpus):
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    storage = STORE.format(tmp=tmp_path)
+    argv = ["--study", "one", "--storage", storage, "--trials", "3", "--epochs", "2", "--space", SPACE]
+    assert tune.run(parse(*argv, "--sampler", "random", "--seed", "1", *TINY)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in out[:3]] == [["trial", "0"], ["trial", "1"], ["trial", "2"]]
+    assert out[3].startswith(f"study 'one' in {storage}: 3 trials")
+    study = load(storage, "one")
+    best = study.best_trial.number
+    marked = [line for line in out[5:8] if line.startswith("*")]
+    assert len(marked) == 1 and marked[0].split()[1] == str(best)
+    assert out[-1].startswith(f"best (*): trial {best}, held-out perplexity {study.best_value:.3f}")
+    check_trials_and_runs(study, tmp_path / "home", 3)
+
+
+def two_workers(storage: str, home) -> optuna.Study:
+    """Two workers of 6 trials each at once on one study: 12 distinct trials, none lost or doubled,
+    each a run of `home`'s store tagged with its study and number."""
+    procs = [worker(home, storage, "--study", "pair", "--space", SPACE) for _ in range(2)]
+    reports = [finish(p) for p in procs]
+    study = load(storage, "pair")
+    trials = check_trials_and_runs(study, home, 12)
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert len(RunStore(home).runs()) == 12
+    last = max(reports, key=lambda r: len(r["trials"]))  # the worker that finished last saw all 12
+    assert [t["number"] for t in last["trials"]] == list(range(12))
+    assert last["best_value"] == pytest.approx(study.best_value) and last["best_params"] == study.best_params
+    return study
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path, time_machine_path):
+    two_workers(STORE.format(tmp=tmp_path), tmp_path / "home")
+
+
+def test_a_killed_worker_trial_fails_by_heartbeat_and_is_retried(tmp_path, time_machine_path):
+    """Heartbeats every second: 3 s after its worker died, the next worker to start a trial fails it."""
+    storage, home = STORE.format(tmp=tmp_path), tmp_path / "home"
+    argv = ["--study", "kill", "--space", SPACE, "--heartbeat", "1", "--pruner", "none"]
+    doomed = worker(home, storage, *argv, trials=3, epochs=20)
+    wait_for_runs(storage, "kill", 1)  # its first trial trains
+    survivor = worker(home, storage, *argv, trials=3, epochs=20)
+    assert load(storage, "kill").trials[0].state.name == "RUNNING"
+    doomed.send_signal(signal.SIGKILL)  # in the middle of trial 0, while the survivor starts
+    doomed.communicate()
+    finish(survivor)
+    trials = check_trials_and_runs(load(storage, "kill"), home, 4)
+    killed = trials[0]
+    assert killed.state.name == "FAIL"
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retry) == 1 and retry[0].params == killed.params and retry[0].state.name == "COMPLETE"
+    assert {t.state.name for t in trials[1:]} == {"COMPLETE"}
+    (run,) = [r for r in RunStore(home).runs() if r["trial"] == 0 and r["id"] == killed.user_attrs["run_id"]]
+    # Its training process ended with its worker: stopped at the next minibatch, or failed writing to the
+    # dead worker (charrnn.worker), never left "running".
+    assert run["status"] in ("stopped", "interrupted", "failed")
+
+
+def test_the_median_pruner_ends_a_bad_trial_early(tmp_path, capsys, monkeypatch, time_machine_path):
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    storage = STORE.format(tmp=tmp_path)
+    argv = ["--study", "prune", "--storage", storage, "--trials", "6", "--epochs", "5", "--json"]
+    argv += ["--space", "lr=0.5:50:log", "--sampler", "random", "--seed", "3"]
+    # 10,000 chars (156 minibatches): an epoch lasts long enough for the pruner's answer to stop the next one
+    assert tune.run(parse(*argv, *TINY, "--max-tokens", "10000", "--batch-size", "8")) == 0
+    report = json.loads(capsys.readouterr().out)
+    pruned = [t for t in report["trials"] if t["state"] == "PRUNED"]
+    assert any(t["epochs"] < 5 for t in pruned), report["trials"]
+    assert all(t["value"] is None for t in pruned)  # a pruned trial has no value, only a reason
+    study = load(storage, "prune")
+    early = [t for t in study.trials if t.state.name == "PRUNED" and t.user_attrs["epochs"] < 5]
+    assert any(t.user_attrs["reason"].startswith("pruned by the median pruner at epoch") for t in early)
+    check_trials_and_runs(study, tmp_path / "home", 6)
+
+
+def test_a_worker_with_another_space_cannot_join(tmp_path, capsys, monkeypatch, time_machine_path):
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    storage = STORE.format(tmp=tmp_path)
+    assert tune.run(parse("--study", "j", "--storage", storage, "--trials", "1", "--epochs", "1", *TINY)) == 0
+    capsys.readouterr()
+    argv = ["--study", "j", "--storage", storage, "--trials", "1", "--epochs", "1", "--space", "lr=1:2"]
+    assert tune.run(parse(*argv, *TINY)) == 2
+    err = capsys.readouterr().err
+    assert "--study: study 'j' already exists with other settings (space lr=1:2, not lr=0.25:4:log," in err
+    assert err.count("\n") == 1
+    argv = ["--study", "j", "--storage", storage, "--trials", "1", "--epochs", "2"]
+    assert tune.run(parse(*argv, *TINY)) == 2
+    assert "(num_epochs 2, not 1; predict_every 2, not 1)" in capsys.readouterr().err
+
+
+def test_ctrl_c_ends_the_trial_marks_it_stopped_and_prints_the_table(tmp_path, time_machine_path):
+    """Ctrl-C in a terminal reaches the whole process group: the worker and its training process."""
+    storage, home = STORE.format(tmp=tmp_path), tmp_path / "home"
+    proc = worker(home, storage, "--study", "stop", "--space", SPACE, trials=3, epochs=100_000, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not [r for r in RunStore(home).runs() if r["epochs"] >= 1]:
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "stopping after this trial's epoch" in err
+    (trial,) = load(storage, "stop").trials
+    assert trial.state.name == "FAIL" and trial.user_attrs["stopped"] == "stopped by the user"
+    (run,) = RunStore(home).runs()
+    assert run["status"] == "stopped" and 1 <= run["epochs"] < 100_000
+    assert json.loads(out)["trials"][0]["state"] == "FAIL"

@@ -1,0 +1,35 @@
+"""charrnn tune on a real PostgreSQL server (a throwaway cluster, tests/pg.py): two workers share a study.
+
+In CI (`CI` set) a missing PostgreSQL fails this test (.ci/run installs Debian's); elsewhere it skips
+and says why."""
+
+import os
+
+import pytest
+from pg import Cluster, missing
+from test_tune import two_workers
+
+from charrnn.tune_storage import open_storage, study_names
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """The URL of a fresh cluster's database; the cluster is stopped and its files removed at the end."""
+    why = missing()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    cluster = Cluster()
+    try:
+        cluster.start()
+    except Exception as e:  # initdb or pg_ctl failed: their output says why
+        cluster.stop()
+        pytest.fail(f"the PostgreSQL cluster did not start: {e}\n{getattr(e, 'stderr', '')}\n{cluster.log()}")
+    yield cluster.url
+    cluster.stop()
+
+
+def test_two_workers_share_one_postgres_study(postgres, tmp_path, time_machine_path):
+    study = two_workers(postgres, tmp_path / "home")
+    assert study_names(open_storage(postgres)) == [study.study_name]

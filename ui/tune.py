@@ -1,0 +1,195 @@
+"""The Tune page's glue: the search form, this session's study (a thread of the server whose trials
+train through the session's Runner under the shared device lock), and the views of any study.
+
+Errors are kept per field in session state ("tune_errors": field -> message) and shown under it.
+"""
+
+import sqlite3
+import threading
+import time
+
+import optuna
+import streamlit as st
+
+from charrnn.data import CorpusError
+from charrnn.device import resolve_device
+from charrnn.store import RunStore
+from charrnn.tune_space import FieldError, parse_dimension
+from charrnn.tune_storage import masked, open_storage, storage_url
+from charrnn.tune_study import Search, Tuner
+from ui.corpus import load_chosen_corpus
+from ui.state import HP_FIELDS, set_setting, switch_to, train_config
+from ui.training import device_lock, runner
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # the page shows each trial's state and reason itself
+
+# The form's ranges, with the book's recipe (lr 1, clip 1, 512 hidden, 35 steps, batch 32) at the centre.
+SPECS = {
+    "lr": "0.25:4:log",
+    "clip": "0.25:4:log",
+    "num_hiddens": "256|512|1024",
+    "num_steps": "16|35|64",
+    "batch_size": "16|32|64",
+    "sampling": "sequential|random",
+    "state": "carry|reset",
+    "model": "scratch|concise",
+}
+VARIED = ("lr", "clip", "num_hiddens")
+DEFAULTS = {
+    **{f"tune_vary_{n}": n in VARIED for n in SPECS},
+    **{f"tune_spec_{n}": spec for n, spec in SPECS.items()},
+    "tune_trials": 8,
+    "tune_epochs": 30,
+    "tune_sampler": "tpe",
+    "tune_pruner": "median",
+    "tune_study": None,  # the study shown (picked, or the one this session started)
+}
+
+
+def init():
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+    st.session_state.setdefault("tune_name", time.strftime("study %Y-%m-%d %H.%M"))
+
+
+class TuneJob:
+    """This session's search: a thread running `Tuner.run`; plain Python (no st.* in the thread)."""
+
+    def __init__(self):
+        self.tuner: Tuner | None = None
+        self.thread: threading.Thread | None = None
+        self.message = ""  # why the search ended early, if it did
+
+    def start(self, tuner: Tuner):
+        self.tuner, self.message = tuner, ""
+        self.thread = threading.Thread(target=self._work, name="charrnn-tune", daemon=True)
+        self.thread.start()
+
+    def _work(self):
+        try:
+            self.tuner.run()
+        except Exception as e:  # shown on the page; the thread must not die silently
+            self.message = f"The search ended: {type(e).__name__}: {e}"
+
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def study(self) -> str | None:
+        return self.tuner.search.study if self.tuner is not None else None
+
+    def stop(self):
+        """Stop: the trial ends after its epoch (FAIL, "stopped by the user") and the search with it."""
+        if self.tuner is not None:
+            self.tuner.request_stop()
+
+    def close(self):
+        if self.tuner is not None:
+            self.tuner.stop()
+
+
+@st.cache_resource(scope="session", on_release=lambda job: job.close(), show_spinner=False)
+def tune_job() -> TuneJob:
+    return TuneJob()
+
+
+@st.cache_resource(show_spinner=False)
+def storage_for(url: str):
+    return open_storage(url)
+
+
+def storage():
+    """The study storage this server uses (CHARRNN_TUNE_STORAGE, else tune.sqlite by the run store),
+    opened once; FieldError when it cannot be."""
+    return storage_for(storage_url())
+
+
+def storage_text() -> str:
+    return masked(storage_url())
+
+
+def fixed_text() -> str:
+    """What the next study keeps fixed: the Train page's settings for what does not vary."""
+    config = train_config()
+    fixed = [
+        n for n in ("lr", "clip", "num_hiddens", "num_steps", "batch_size") if not st.session_state[f"tune_vary_{n}"]
+    ]
+    shown = [f"{n} {getattr(config, n):g}" for n in (*fixed, "max_tokens", "val_tokens", "eval_every")]
+    return "Fixed, from the Train page: " + ", ".join(shown) + f"; device {config.device}."
+
+
+def set_error(field: str, message: str):
+    st.session_state.setdefault("tune_errors", {})[field] = message
+
+
+def errors() -> dict:
+    return st.session_state.get("tune_errors", {})
+
+
+def space_from_form() -> dict:
+    """The varied hyperparameters' dimensions; an error under each field that does not parse."""
+    space = {}
+    for name in SPECS:
+        if st.session_state[f"tune_vary_{name}"]:
+            try:
+                space[name] = parse_dimension(name, st.session_state[f"tune_spec_{name}"])
+            except ValueError as e:
+                set_error(name, str(e))
+    if not space and not errors():
+        set_error("space", "Vary at least one hyperparameter: tick one above.")
+    return space
+
+
+def start_tune():
+    """on_click of Start: check the form, open the study, run it on this session's runner."""
+    st.session_state["tune_errors"] = {}
+    space = space_from_form()
+    if errors():
+        return
+    if runner().running():
+        set_error("start", "This session is training already (see the Train page); stop it or let it finish first.")
+        return
+    try:
+        epochs = st.session_state["tune_epochs"]
+        base = train_config(num_epochs=epochs, predict_every=10 if epochs % 10 == 0 else epochs)
+        corpus = load_chosen_corpus(base.max_tokens)
+        device = resolve_device(base.device)
+        search = Search(
+            st.session_state["tune_name"].strip(),
+            space,
+            base,
+            st.session_state["tune_trials"],
+            st.session_state["tune_sampler"],
+            st.session_state["tune_pruner"],
+        )
+        tuner = Tuner(search, corpus, runner=runner(), device_lock=device_lock(str(device)), store=RunStore())
+        tuner.prepare(device)
+    except FieldError as e:
+        set_error(e.dim if e.field == "space" and e.dim in SPECS else e.field, str(e))
+        return
+    except (ValueError, CorpusError, OSError, sqlite3.Error) as e:  # the text, a Train setting, the store
+        set_error("start", str(e))
+        return
+    tune_job().start(tuner)
+    st.session_state["tune_study"] = search.study  # the picker shows the study just started
+    st.session_state.pop("tune_tune_study", None)
+
+
+def stop_tune():
+    tune_job().stop()
+
+
+def generate_from(run_id: str):
+    """on_click of "Generate from it": the Generate page on that run's last checkpoint."""
+    set_setting("gen_model", "saved run")
+    set_setting("gen_run", run_id)
+    switch_to("pages/generate.py")
+
+
+def train_fully(config: dict):
+    """on_click of "Train it fully": the Train page with the trial's settings (the number of epochs
+    and the device stay the Train page's own)."""
+    for name in HP_FIELDS:
+        if name in config and name not in ("num_epochs", "device"):
+            set_setting(f"hp_{name}", config[name])
+    switch_to("pages/train.py")

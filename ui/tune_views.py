@@ -1,0 +1,171 @@
+"""The Tune page's views of a study (any study of the storage, this session's or another worker's):
+the picker, the live table of trials, Optuna's Plotly figures and the best trial's card."""
+
+import optuna
+import pandas as pd
+import streamlit as st
+
+from charrnn.batches import SAMPLINGS
+from charrnn.model import KINDS
+from charrnn.store import RunStore
+from charrnn.train import STATES
+from charrnn.tune_space import TUNABLE, FieldError
+from charrnn.tune_storage import storage_url, study_names
+from charrnn.tune_study import trial_rows
+from ui.display import error, eta_text, literal
+from ui.state import bound, follow_switch, keep_valid
+from ui.training import runner
+from ui.tune import generate_from, storage, storage_for, train_fully, tune_job
+
+
+def studies() -> list[str]:
+    return study_names(storage())
+
+
+def load_study(name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage())
+
+
+KNOWN_CHOICES = {*SAMPLINGS, *STATES, *KINDS}
+SHOWN_FIXED = ("lr", "clip", "num_hiddens", "num_steps", "batch_size", "max_tokens", "val_tokens", "eval_every")
+
+
+def plain(study: optuna.Study) -> bool:
+    """A study charrnn made, with our parameters and values only: its figures show nothing a stranger
+    wrote (Plotly reads tags in labels). Any other study gets the table only (text, never markup)."""
+    if "charrnn" not in study.user_attrs:
+        return False
+    return all(
+        name in TUNABLE and (isinstance(value, (int, float)) or value in KNOWN_CHOICES)
+        for t in study.get_trials(deepcopy=False)
+        for name, value in t.params.items()
+    )
+
+
+def search_text(study: optuna.Study) -> str:
+    """What the study searches and keeps fixed, from its stored settings."""
+    settings = study.user_attrs.get("charrnn", {})
+    fixed = settings.get("fixed", {})
+    kept = ", ".join(f"{k} {fixed[k]:g}" for k in SHOWN_FIXED if isinstance(fixed.get(k), (int, float)))
+    return f"Space {settings.get('space', '?')}, {fixed.get('num_epochs', '?')} epochs per trial; fixed: {kept}."
+
+
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: state, held-out perplexity (complete trials only), epochs run, parameters."""
+    rows = []
+    for r in trial_rows(study):
+        rows.append(
+            {
+                "best": "*" if r["best"] else "",
+                "trial": r["number"],
+                "state": r["state"],
+                "held-out perplexity": r["value"],
+                "epochs": r["epochs"],
+                **r["params"],
+                "run": r["run_id"] or "",
+                "reason": r["reason"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+FIGURES = {
+    "tune_history": ("Optimisation history", optuna.visualization.plot_optimization_history),
+    "tune_parallel": ("Parallel coordinates", optuna.visualization.plot_parallel_coordinate),
+    "tune_importance": ("Parameter importances", optuna.visualization.plot_param_importances),
+    "tune_intermediate": ("Held-out perplexity during each trial", optuna.visualization.plot_intermediate_values),
+}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _figure(key: str, url: str, name: str, version: tuple):
+    """One of Optuna's figures, redrawn only when a trial changed (`version`): importances fit a model."""
+    study = optuna.load_study(study_name=name, storage=storage_for(url))
+    fig = FIGURES[key][1](study)
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def show_figures(study: optuna.Study):
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    version = tuple((t.number, t.state.name, len(t.intermediate_values)) for t in trials)
+    cols = st.columns(2)
+    for i, (key, (title, _)) in enumerate(FIGURES.items()):
+        with cols[i % 2]:
+            st.caption(title)
+            if key == "tune_importance" and len(complete) < 2:
+                st.info(f"Importances need at least 2 complete trials ({len(complete)} so far).")
+                continue
+            try:
+                fig = _figure(key, storage_url(), study.study_name, version)
+            except (ValueError, RuntimeError) as e:  # e.g. importances of parameters that never varied
+                st.info(literal(f"Not drawn yet: {e}"))
+                continue
+            st.plotly_chart(fig, key=key, config={"displaylogo": False})
+
+
+def best_card(study: optuna.Study):
+    """The best trial: its settings, its greedy sample, and what to do with it."""
+    best = next((r for r in trial_rows(study) if r["best"]), None)
+    if best is None:
+        st.info("No trial has completed yet: the best one appears here.")
+        return
+    with st.container(border=True, key="tune_best"):
+        st.subheader(f"Best: trial {best['number']}, held-out perplexity {best['value']:.3f}")
+        st.code("\n".join(f"{k} = {v}" for k, v in best["params"].items()), language=None)
+        store, run_id = RunStore(), best["run_id"]
+        try:
+            run = store.run(run_id)
+        except (ValueError, TypeError):
+            st.caption("Its run is in another machine's run store (the study is shared, runs are not).")
+            return
+        samples = [h["sample"] for h in store.history(run_id) if h.get("sample")]
+        st.caption(literal(f"Run {run_id}: greedy continuation of {run['config'].get('prefix', '')!r}"))
+        st.code(samples[-1] if samples else "(no sample recorded)", language=None)
+        c = st.columns(2)
+        c[0].button("Generate from it", on_click=generate_from, args=(run_id,), key="tune_generate", type="primary")
+        c[1].button("Train it fully", on_click=train_fully, args=(run["config"],), key="tune_train_fully")
+
+
+def study_view(running: bool):
+    """The study picker (every study of the storage; only this session's own has Stop) and the picked
+    study's live table, figures and best trial, redrawn every 2 s while this session's search runs."""
+    try:
+        names = studies()
+    except FieldError as e:  # the storage cannot be opened: the message says which and why
+        error(f"Storage: {e}")
+        return
+    if not names:
+        st.info("No study yet: choose what varies and press Start.")
+        return
+    own = tune_job().study
+    keep_valid("tune_study", "tune", names)
+    st.selectbox(
+        "Study",
+        names,
+        format_func=lambda n: f"{n} (this session's)" if n == own else f"{n} (read-only)",
+        **bound("tune_study", "tune"),
+    )
+    name = st.session_state["tune_study"]
+    live = running and name == own
+
+    @st.fragment(run_every=2.0 if live else None)
+    def view():
+        follow_switch()  # a button of the best-trial card below reruns only this fragment
+        if live and not tune_job().running():
+            st.rerun()  # the search ended: one full rerun stops the polling and frees the form
+        study = load_study(name)
+        st.caption(literal(search_text(study)))
+        if live:
+            snap = runner().snapshot()
+            if snap.config is not None and snap.status in ("running", "queued"):
+                st.caption(f"Trial training now: {snap.status}, {eta_text(snap.history, snap.config.num_epochs)}")
+        st.dataframe(trials_table(study), hide_index=True, key="tune_table")
+        if plain(study):
+            show_figures(study)
+        else:
+            st.info("This study was not made by charrnn: only its table is shown.")
+        best_card(study)
+
+    view()
