@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+import ui.demo
 import ui.links
 from charrnn import batches
 from charrnn.data import MAX_TEXT_BYTES
@@ -24,13 +25,20 @@ c2.radio(
 )
 c3.number_input("max_tokens (0 = the whole text)", min_value=0, step=1000, **ui.bound("hp_max_tokens", "data"))
 if st.session_state["corpus_source"] == "upload":
+    limit = ui.demo.upload_mb() or MAX_TEXT_BYTES // 2**20  # the demo's cap, else the core's
     file = st.file_uploader(
         "A UTF-8 .txt file",
         type=["txt"],
+        max_upload_size=ui.demo.upload_mb(),
         key="data_upload",
-        help=f"Up to {MAX_TEXT_BYTES // 2**20} MiB of text; any language, any characters (raw mode keeps them all).",
+        help=f"Up to {limit} MiB of text; any language, any characters (raw mode keeps them all).",
     )
     if file is not None:
+        try:
+            ui.demo.check_upload(file)  # the browser's own check of the cap can be bypassed
+        except ValueError as e:
+            ui.error(str(e))
+            st.stop()
         st.session_state["upload"] = {"name": file.name, "data": file.getvalue()}
     if st.session_state.get("upload"):
         st.caption("Using the uploaded file:")

@@ -3,6 +3,7 @@
 import streamlit as st
 
 import ui
+import ui.demo
 import ui.links
 import ui.models
 import ui.runs
@@ -47,17 +48,29 @@ else:
     if run["status"] == "running" and st.toggle("Follow it live (read-only)", key="runs_follow"):
         ui.watch.watch(run_id, "runs")
     busy = ui.runner().snapshot().running
+    mine = ui.demo.may_change(run_id)  # in demo mode, only this session's own runs can be changed
+    if not mine:
+        st.caption(ui.demo.read_only_help(run_id))
     download = ui.runs.checkpoint_download(run)
     c = st.columns([3, 1], vertical_alignment="bottom")
-    c[0].text_input("Name", value=run["name"], max_chars=200, key=f"runs_name_{run_id}")
-    c[1].button("Rename", on_click=ui.runs.rename_run, args=(run_id,), key="runs_rename")
+    c[0].text_input("Name", value=run["name"], max_chars=200, disabled=not mine, key=f"runs_name_{run_id}")
+    c[1].button(
+        "Rename",
+        on_click=ui.runs.rename_run,
+        args=(run_id,),
+        disabled=not mine,
+        help=ui.demo.read_only_help(run_id),
+        key="runs_rename",
+    )
     c = st.columns([1, 2.2, 1.4, 1.8, 1])
     c[0].button(
         "Resume",
         on_click=ui.runs.resume_run,
         args=(run_id,),
-        disabled=run["status"] not in ui.runs.RESUMABLE or download is None or busy,
-        help="A stopped or interrupted run continues from its last checkpoint, on the Train page.",
+        disabled=run["status"] not in ui.runs.RESUMABLE or download is None or busy or not mine,
+        help=ui.demo.read_only_help(
+            run_id, "A stopped or interrupted run continues from its last checkpoint, on the Train page."
+        ),
         key="runs_resume",
     )
     c[1].button("Train again with these settings", on_click=ui.runs.train_again, args=(run_id,), key="runs_again")
@@ -67,7 +80,12 @@ else:
     else:
         c[3].download_button("Download checkpoint", download[0], download[1], help=download[2], key="runs_download")
     c[4].button(
-        "Delete...", on_click=ui.runs.ask_delete, args=(run_id,), disabled=run["status"] == "running", key="runs_del"
+        "Delete...",
+        on_click=ui.runs.ask_delete,
+        args=(run_id,),
+        disabled=run["status"] == "running" or not mine,
+        help=ui.demo.read_only_help(run_id),
+        key="runs_del",
     )
     if st.session_state.get("runs_confirm_delete") == run_id:
         st.warning(ui.literal(f"Delete {run['name']}, its curve and its checkpoint files? This cannot be undone."))
@@ -76,11 +94,17 @@ else:
         c[1].button("Cancel", on_click=ui.runs.ask_delete, args=(None,), key="runs_del_no")
 
 st.header("Generate from a checkpoint file")
-file = st.file_uploader("A charrnn checkpoint (.pt), e.g. one downloaded here", type=["pt"], key="runs_upload")
+file = st.file_uploader(
+    "A charrnn checkpoint (.pt), e.g. one downloaded here",
+    type=["pt"],
+    max_upload_size=ui.demo.upload_mb(),
+    help="Read in memory for generating; never written to the run store or to disk.",
+    key="runs_upload",
+)
 if file is not None:
     try:
         model, vocab = ui.models.load_checkpoint_upload(file)
-    except ValueError as e:  # CheckpointError, or a device that is not there
+    except ValueError as e:  # CheckpointError, the demo's upload cap, or a device that is not there
         ui.error(f"Checkpoint file: {e}")
         st.stop()
     st.text(f"{file.name}: {model.config.num_hiddens} hidden units, a vocab of {len(vocab)} tokens")

@@ -4,6 +4,7 @@ shared storage (workers of `python -m charrnn tune` on other machines included) 
 import streamlit as st
 
 import ui
+import ui.links
 import ui.state
 import ui.tune
 import ui.tune_views
@@ -11,9 +12,11 @@ from charrnn.tune_study import PRUNERS, SAMPLERS
 
 ui.via_entry(__file__)
 ui.state.follow_switch()  # "Generate from it" and "Train it fully" switch pages from a callback
+ui.links.restore_and_sync("tune")  # a shared link's study, and the address kept in step
 ui.tune.init()
 
 st.title("Tune")
+ui.links.link_to_this_view("tune")
 st.write(
     "Search the hyperparameters: each trial trains a model for a few epochs and is judged on the held-out "
     "perplexity (the text after the training slice). The pruner ends a trial early when it does worse than "

@@ -257,7 +257,8 @@ def test_a_resumed_run_evaluates_the_same_slice_and_records_its_new_goal(recipe_
     resumed, _ = train_recorded(store, recipe_corpus, config, resume=first, num_epochs=4)
     assert resumed == first and store.run(first)["config"]["num_epochs"] == 4
     held = [[e["val_perplexity"] or 0.0 for e in store.history(r)] for r in (whole, first)]
-    assert held[0][1] and held[0][3] and held[0] == pytest.approx(held[1], rel=1e-5)  # the same weights, the same held-out chars
+    # the same weights, the same held-out chars
+    assert held[0][1] and held[0][3] and held[0] == pytest.approx(held[1], rel=1e-5)
 
 
 def test_a_run_recorded_before_heldout_existed_resumes_without_one(recipe_corpus, tmp_path):

@@ -138,6 +138,9 @@ def test_a_damaged_store_is_named_on_train_and_runs_and_start_is_refused(time_ma
     at.switch_page("pages/runs.py").run()
     no_exception(at)
     assert any("runs.sqlite" in e.value.replace("\\", "") for e in at.error)
+    for page in ("generate", "book", "inside", "tune", "data"):  # every page opens, and says so where it needs runs
+        at.switch_page(f"pages/{page}.py").run()
+        no_exception(at)
     assert (home / "runs.sqlite").read_bytes() == before  # nothing in the store changed
 
 

@@ -1,5 +1,6 @@
 """Links that reproduce a view (AppTest): settings from the address, bad values left out with a warning."""
 
+import optuna
 import pytest
 from streamlit.testing.v1 import AppTest
 from support import APP
@@ -8,6 +9,7 @@ from charrnn.data import load_corpus
 from charrnn.recorder import train_recorded
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig
+from charrnn.tune_storage import open_storage, study_names
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
@@ -54,11 +56,17 @@ BAD = [
     ("text too long", "generate", {"prefix": "x" * 10_001}, "prefix"),
     ("length over the cap", "generate", {"length": "10001"}, "length"),
     ("runs not in the store", "runs", {"runs": "abc,def"}, "runs"),
+    ("study not in the storage", "tune", {"study": "no such study"}, "study"),
+    ("not a study name", "tune", {"study": "../etc"}, "study"),
 ]
 
 
 @pytest.mark.parametrize("case, page, params, name", BAD, ids=[b[0] for b in BAD])
-def test_a_bad_query_value_is_left_out_with_a_warning_naming_it(time_machine_path, case, page, params, name):
+def test_a_bad_query_value_is_left_out_with_a_warning_naming_it(
+    time_machine_path, tmp_path, monkeypatch, case, page, params, name
+):
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))  # no run, no study: nothing else fills the address
+    monkeypatch.delenv("CHARRNN_TUNE_STORAGE", raising=False)
     at = open_page(page, **params)
     assert not at.exception
     assert any(name in w and "left out" in w for w in warnings(at)), warnings(at)
@@ -78,3 +86,18 @@ def test_generate_link_opens_a_stored_run_with_its_settings(time_machine_path, t
     assert at.text_input(key="generate_gen_prefix").value == "the "
     assert at.number_input(key="generate_gen_num").value == 7
     assert at.slider(key="generate_gen_temperature").value == 0.5
+
+
+def test_tune_link_opens_its_study(time_machine_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CHARRNN_TUNE_STORAGE", raising=False)
+    storage = open_storage()
+    for name in ("first study", "second study"):
+        optuna.create_study(study_name=name, storage=storage)
+    names = study_names(storage)
+    at = open_page("tune", study=names[-1])  # not the one the picker shows by default
+    assert not at.warning, warnings(at)
+    assert at.selectbox(key="tune_tune_study").value == names[-1]
+    assert dict(at.query_params) in ({"study": names[-1]}, {"study": [names[-1]]})
+    at.selectbox(key="tune_tune_study").set_value(names[0]).run()  # and the address follows the picker
+    assert not at.exception and at.query_params["study"] in (names[0], [names[0]])

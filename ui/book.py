@@ -7,6 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
+from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
 from charrnn.reproduce import EXPERIMENTS
@@ -83,6 +84,8 @@ def start_book():
         corpus = load_text("time_machine", "book", 10000, None)
         base = {"device": st.session_state["hp_device"], "num_epochs": st.session_state["book_epochs"]}
         configs = [(e.name, TrainConfig(**{**e.overrides, **base}).validate()) for e in EXPERIMENTS]
+        for _, config in configs:  # the chapter's runs are within the demo's caps; the epochs field may not be
+            demo.require_caps(config, len(corpus))
     except (ValueError, CorpusError) as e:
         st.session_state["book_error"] = str(e)
         return

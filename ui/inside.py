@@ -14,6 +14,7 @@ from charrnn.store import RunStore
 from charrnn.train import TrainConfig, build_model
 from ui import models, views
 from ui.corpus import load_text
+from ui.demo import upload_mb
 from ui.display import error
 from ui.runs import run_labels
 from ui.state import bound, keep_valid
@@ -105,7 +106,7 @@ def run_subject(run_id: str) -> Subject:
 
 def checkpoint_subject() -> Subject:
     """An uploaded checkpoint (shared with Generate), with the config and history it carries."""
-    file = st.file_uploader("A charrnn checkpoint (.pt)", type=["pt"], key="gen_upload")
+    file = st.file_uploader("A charrnn checkpoint (.pt)", type=["pt"], key="gen_upload", max_upload_size=upload_mb())
     cached = st.session_state.get("gen_checkpoint")
     if file is None and cached is None:
         st.stop()

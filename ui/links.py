@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from charrnn import demo
 from charrnn.generate import MAX_PREDS, MAX_PREFIX
 from charrnn.store import RunStore, check_id
 from charrnn.train import TrainConfig
@@ -41,6 +42,11 @@ def hp_param(field: str) -> Param:
             return text
         value = kind(text)
         TrainConfig(**{field: value}).validate()
+        # In demo mode a link cannot bring a value above a cap (max_tokens 0, the whole text, is judged
+        # at Start, where the text's length is known).
+        problem = demo.over_cap(field, value) if demo.demo_enabled() and field in demo.CONFIG_CAPS else None
+        if problem:
+            raise ValueError(problem)
         return value
 
     return Param(field, f"hp_{field}", parse)
@@ -94,6 +100,17 @@ def stored_runs(value: str) -> list[str]:
     return [stored_run(v) for v in value.split(",") if v]
 
 
+def stored_study(value: str) -> str:
+    """A study of the Tune page's storage (its name checked before the storage is asked)."""
+    from charrnn.tune_storage import check_study_name, study_names  # optuna: only when a link names a study
+    from ui.tune import storage
+
+    check_study_name(value)  # FieldError (a ValueError) saying what a study name is
+    if value not in study_names(storage()):
+        raise ValueError(f"no study named {value!r} in the study storage; the Tune page lists them")
+    return value
+
+
 DECODINGS = {"greedy": "greedy (the book)", "sampling": "sampling"}
 PAGE_PARAMS = {
     "train": [hp_param(f) for f in HP_FIELDS],
@@ -113,6 +130,7 @@ PAGE_PARAMS = {
         Param("seed", "gen_seed", whole(0, 2**63 - 1)),
     ],
     "runs": [Param("runs", "runs_selected", stored_runs)],
+    "tune": [Param("study", "tune_study", stored_study)],
 }
 TO_ADDRESS = {"gen_decoding": {v: k for k, v in DECODINGS.items()}.get, "runs_selected": ",".join}
 

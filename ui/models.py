@@ -6,7 +6,8 @@ import streamlit as st
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.device import resolve_device
-from charrnn.store import RunStore
+from charrnn.store import RunStore, StoreError
+from ui.demo import check_upload, upload_mb
 from ui.display import error
 from ui.runs import run_labels, stored_runs
 from ui.state import bound, keep_valid
@@ -15,7 +16,12 @@ GEN_MODELS = ["trained in this session", "saved run", "checkpoint file"]
 
 
 def load_checkpoint_upload(file):
-    """(model, vocab) from an uploaded checkpoint, kept per session and file; raises CheckpointError."""
+    """(model, vocab) from an uploaded checkpoint, kept per session and file; raises CheckpointError, or
+    ValueError for a file above the demo's upload cap.
+
+    The upload is read where Streamlit holds it, in memory: nothing of it is written to the run store or
+    to disk (Generate and Inside use it from session state)."""
+    check_upload(file)
     key = (file.file_id, file.name)
     cached = st.session_state.get("gen_checkpoint")
     if cached is None or cached[0] != key:
@@ -31,8 +37,13 @@ def runs_with_checkpoints() -> list[dict]:
 
 def newest_finished_run() -> dict | None:
     """The newest finished run of the store that has a checkpoint: what a visitor with no model of
-    their own (a fresh session, a reload, a shared link) can generate from at once."""
-    store = RunStore()
+    their own (a fresh session, a reload, a shared link) can generate from at once. None, and the
+    reason on the page, when the run store cannot be used."""
+    try:
+        store = RunStore()
+    except StoreError as e:
+        error(f"The run store cannot be used. {e}")
+        return None
     return next((r for r in store.runs(status="finished") if store.last_checkpoint(r["id"]) is not None), None)
 
 
@@ -74,7 +85,7 @@ def saved_run_model():
 
 def checkpoint_file_model():
     """Generate's uploader: (model, vocab) of the uploaded checkpoint (or the one uploaded earlier, e.g. on Runs)."""
-    file = st.file_uploader("A charrnn checkpoint (.pt)", type=["pt"], key="gen_upload")
+    file = st.file_uploader("A charrnn checkpoint (.pt)", type=["pt"], max_upload_size=upload_mb(), key="gen_upload")
     if file is None:
         cached = st.session_state.get("gen_checkpoint")
         if cached is None:
@@ -84,6 +95,6 @@ def checkpoint_file_model():
         return cached[1], cached[2]
     try:
         return load_checkpoint_upload(file)
-    except ValueError as e:  # CheckpointError, or a device that is not there
+    except ValueError as e:  # CheckpointError, the demo's upload cap, or a device that is not there
         error(f"Checkpoint file: {e}")
         st.stop()

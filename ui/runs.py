@@ -6,11 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
 from charrnn.store import RunStore, home_dir
 from charrnn.train import TrainConfig
 from ui.corpus import corpus_for_run
+from ui.demo import READ_ONLY, may_change
 from ui.display import error
 from ui.state import DEFAULTS, HP_FIELDS, set_setting, switch_to
 from ui.training import device_choices, device_lock, runner
@@ -53,9 +55,20 @@ def checkpoint_download(run: dict) -> tuple[bytes, str, str] | None:
     return data, f"{name}-epoch{last['epoch']}.pt", f"last checkpoint: epoch {last['epoch']}, {len(data) / 1e6:.1f} MB"
 
 
+def refused(run_id: str, action: str) -> bool:
+    """In demo mode, a run of another session cannot be changed: say so as the page's error. The
+    buttons are off for it too, but a disabled button can be bypassed; this callback check cannot."""
+    if may_change(run_id):
+        return False
+    st.session_state["runs_error"] = f"{action}: {READ_ONLY}"
+    return True
+
+
 def rename_run(run_id: str):
     """on_click of Rename: the new name is in the run's text input."""
     st.session_state.pop("runs_error", None)
+    if refused(run_id, "Rename"):
+        return
     try:
         RunStore().rename(run_id, st.session_state.get(f"runs_name_{run_id}", ""))
     except ValueError as e:
@@ -64,6 +77,9 @@ def rename_run(run_id: str):
 
 def ask_delete(run_id: str | None):
     """on_click of Delete (asks to confirm) and of Cancel (None)."""
+    st.session_state.pop("runs_error", None)
+    if run_id is not None and refused(run_id, "Delete"):
+        run_id = None
     st.session_state["runs_confirm_delete"] = run_id
 
 
@@ -71,20 +87,29 @@ def delete_run(run_id: str):
     """on_click of the confirmation: the run, its curve and its checkpoint files go."""
     st.session_state.pop("runs_confirm_delete", None)
     st.session_state.pop("runs_error", None)
-    if RunStore().run(run_id)["status"] == "running":
-        st.session_state["runs_error"] = "Delete: the run is still training; stop it on the Train page first."
+    if refused(run_id, "Delete"):
         return
-    RunStore().delete(run_id)
+    try:
+        if RunStore().run(run_id)["status"] == "running":
+            st.session_state["runs_error"] = "Delete: the run is still training; stop it on the Train page first."
+            return
+        RunStore().delete(run_id)  # refuses a run that started meanwhile (ValueError)
+    except ValueError as e:
+        st.session_state["runs_error"] = f"Delete: {e}"
+        return
     set_setting("runs_selected", [i for i in st.session_state["runs_selected"] if i != run_id])
 
 
 def resume_run(run_id: str):
     """on_click of Resume: continue the run from its last checkpoint on this session's runner, then show Train."""
     st.session_state.pop("runs_error", None)
+    if refused(run_id, "Resume"):
+        return
     try:
         run = RunStore().run(run_id)
         corpus = corpus_for_run(run)
         config = TrainConfig.from_dict({**run["config"], "device": st.session_state["hp_device"]}).validate()
+        demo.require_caps(config, len(corpus))
         device = str(resolve_device(config.device))
         every = st.session_state["checkpoint_every"]
         runner().start(corpus, config, device_lock(device), resume=run_id, checkpoint_every=every, queue=True)
@@ -98,8 +123,15 @@ def train_again(run_id: str):
     """on_click of "Train again with these settings": the run's config into the Train form, then show Train.
 
     Every value is taken as it was; one that this machine cannot take (a device it lacks) is named."""
+    st.session_state.pop("runs_error", None)
     run = RunStore().run(run_id)
     config = TrainConfig.from_dict(run["config"])
+    if demo.demo_enabled():  # settings above a cap are refused here, not copied into a form that refuses them
+        try:
+            demo.require_caps(config, len(corpus_for_run(run)) if config.max_tokens == 0 else None)
+        except (ValueError, CorpusError) as e:
+            st.session_state["runs_error"] = f"Train again: {e}"
+            return
     notes = []
     for name in HP_FIELDS:
         value = getattr(config, name)

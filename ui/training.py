@@ -6,6 +6,7 @@ import sqlite3
 import streamlit as st
 import torch
 
+from charrnn import demo
 from charrnn.checkpoint import make_checkpoint
 from charrnn.data import CorpusError
 from charrnn.device import describe, resolve_device
@@ -16,10 +17,25 @@ from ui.display import eta_text
 from ui.state import DEFAULTS, HP_FIELDS, keep_all, train_config
 
 
+class SessionRunner(Runner):
+    """A session's Runner that also remembers the id of every run it started (the Train page's, a
+    resumed one, the Book page's and the Tune page's trials all train through it): in demo mode a
+    visitor may change only those (ui.demo). The ids are caught where the run enters the store, on
+    the watcher thread, so a run is known as this session's even when no page was redrawn meanwhile."""
+
+    def __init__(self):
+        super().__init__()
+        self.started: frozenset[str] = frozenset()  # replaced, never changed in place: readers need no lock
+
+    def _on_start(self, run_id: str, rows: list[dict]):
+        self.started = self.started | {run_id}
+        super()._on_start(run_id, rows)
+
+
 @st.cache_resource(scope="session", on_release=lambda r: r.stop(), show_spinner=False)
-def runner() -> Runner:
+def runner() -> SessionRunner:
     """This browser session's trainer: closing the tab stops its run."""
-    return Runner()
+    return SessionRunner()
 
 
 @st.cache_resource(show_spinner=False)
@@ -45,6 +61,8 @@ def sidebar(pages):
     with st.sidebar:
         for page in pages:
             st.page_link(page)
+        if demo.demo_enabled():
+            st.caption(demo.caption())
         st.caption("Device")
         st.text(device_text(st.session_state["hp_device"]))
         snap = runner().snapshot()
@@ -62,6 +80,7 @@ def start_training(**overrides):
     try:
         config = train_config(**overrides).validate()
         corpus = load_chosen_corpus(config.max_tokens)
+        demo.require_caps(config, len(corpus))  # in demo mode only; max_tokens 0 is the text's length
         device = str(resolve_device(config.device))
         every = st.session_state["checkpoint_every"]
         runner().start(corpus, config, device_lock(device), checkpoint_every=every, queue=True)

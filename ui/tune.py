@@ -7,10 +7,12 @@ Errors are kept per field in session state ("tune_errors": field -> message) and
 import sqlite3
 import threading
 import time
+from dataclasses import asdict
 
 import optuna
 import streamlit as st
 
+from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
 from charrnn.store import RunStore
@@ -47,6 +49,8 @@ DEFAULTS = {
 
 
 def init():
+    if demo.demo_enabled():  # the form opens within the demo's caps (num_hiddens at most 512)
+        st.session_state.setdefault("tune_spec_num_hiddens", "128|256|512")
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
     st.session_state.setdefault("tune_name", time.strftime("study %Y-%m-%d %H.%M"))
@@ -140,6 +144,22 @@ def space_from_form() -> dict:
     return space
 
 
+def check_demo_caps(space: dict, base, text_chars: int) -> None:
+    """In demo mode, an error at each field above a cap: trials, epochs, the varied num_hiddens' largest
+    value, and what the Train page fixes (its num_hiddens when it does not vary, max_tokens)."""
+    if not demo.demo_enabled():
+        return
+    checks = [("trials", demo.over_cap("trials", st.session_state["tune_trials"]))]
+    checks.append(("epochs", demo.over_cap("num_epochs", base.num_epochs)))
+    if "num_hiddens" in space:
+        checks.append(("num_hiddens", demo.over_cap("num_hiddens", max(space["num_hiddens"].bounds()))))
+    fixed = {k: v for k, v in asdict(base).items() if k not in space and k != "num_epochs"}
+    checks += [("start", problem) for problem in demo.check_caps(fixed, text_chars)]
+    for field, problem in checks:
+        if problem and field not in errors():  # the first problem of a field is the one shown
+            set_error(field, problem)
+
+
 def start_tune():
     """on_click of Start: check the form, open the study, run it on this session's runner."""
     st.session_state["tune_errors"] = {}
@@ -153,6 +173,9 @@ def start_tune():
         epochs = st.session_state["tune_epochs"]
         base = train_config(num_epochs=epochs, predict_every=10 if epochs % 10 == 0 else epochs)
         corpus = load_chosen_corpus(base.max_tokens)
+        check_demo_caps(space, base, len(corpus))
+        if errors():
+            return
         device = resolve_device(base.device)
         search = Search(
             st.session_state["tune_name"].strip(),
