@@ -335,8 +335,9 @@ def test_outside_demo_mode_every_run_can_be_changed_and_nothing_is_capped(home, 
     ok(at.button(key="runs_rename").click().run())
     assert not at.error and home.run(theirs)["name"] == "renamed"
 
-    ok(train_with(num_epochs=1, max_tokens=60_000, val_tokens=0)(at, corpus))  # above the demo's max_tokens cap
+    # above the demo's max_tokens cap; large minibatches, so that the epoch is ~120 steps even on a busy machine
+    ok(train_with(num_epochs=1, max_tokens=60_000, val_tokens=0, batch_size=64)(at, corpus))
     assert not at.error, shown(at.error)
-    wait(at, lambda: not at.button(key="train_start").disabled, "the run over 60,000 characters")
+    wait(at, lambda: not at.button(key="train_start").disabled, "the run over 60,000 characters", timeout=180)
     ours = [(r["status"], r["config"]["max_tokens"]) for r in home.runs() if r["id"] != theirs]
     assert ours == [("finished", 60_000)]
