@@ -4,50 +4,25 @@ Every argument is checked before any text or checkpoint is read, and every error
 one line naming the flag (exit status 2). Ctrl-C or SIGTERM stops `train` as the app's Stop button does.
 """
 
-import json
-import math
 import os
-import signal
 import sqlite3
 import sys
-import threading
-from contextlib import contextmanager
 from dataclasses import asdict
 
 from charrnn import bench
-from charrnn.argtypes import build_parser, flagged
 from charrnn.batches import SeqDataLoader
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.console import print_json, printable, stop_on_signals
 from charrnn.data import load_corpus, split_heldout
 from charrnn.device import resolve_device
 from charrnn.generate import generate, predict
+from charrnn.parser import build_parser, flagged
 from charrnn.recorder import check_resumable, load_run_checkpoint, train_recorded
 from charrnn.reproduce import run_experiments
 from charrnn.store import RunStore, home_dir
 from charrnn.train import TrainConfig
 
 SAMPLE_PREFIXES = ("time traveller", "traveller")  # the book's closing continuations
-
-
-def finite(value):
-    """`value` with every non-finite float made None: JSON (RFC 8259) has no Infinity or NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
-
-
-def print_json(value) -> None:
-    """One line of strict JSON: a diverged figure is null, and the status beside it says why."""
-    print(json.dumps(finite(value), allow_nan=False), flush=True)
-
-
-def printable(text: str) -> str:
-    """A stored name as one line with no terminal control characters."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def cmd_info(args) -> int:
@@ -106,28 +81,6 @@ def resume_corpus(args, store: RunStore):
     if c.sha1 != fp["sha1"]:
         raise ValueError(f"--corpus: {c.name} is not the text run {args.resume} trained on ({fp['name']})")
     return c
-
-
-@contextmanager
-def stop_on_signals():
-    """SIGINT (Ctrl-C) and SIGTERM ask the run to stop between minibatches, as the app's Stop button does;
-    a second one stops at once. Yields a dict that gets the signal's number."""
-    caught = {}
-
-    def handler(signum, frame):
-        if caught:
-            raise KeyboardInterrupt
-        caught["signal"] = signum
-
-    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
-        yield caught
-        return
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield caught
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
 
 
 def print_epoch(as_json: bool, s) -> None:

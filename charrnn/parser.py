@@ -1,0 +1,192 @@
+"""The CLI's parser: every command's flags, and library messages in the flags' words."""
+
+import argparse
+import re
+
+from charrnn.argtypes import (
+    clip_theta,
+    corpus,
+    input_file,
+    non_negative_float,
+    non_negative_int,
+    num_preds,
+    output_file,
+    positive_int,
+    prefix,
+    run_id,
+    seed,
+    step_size,
+)
+from charrnn.batches import SAMPLINGS
+from charrnn.data import MODES
+from charrnn.model import KINDS
+from charrnn.train import STATES, TrainConfig
+
+# The library's names for settings, as the flags that set them: anywhere in a message...
+FLAGS = {
+    "num_epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "num_steps": "--num-steps",
+    "num_hiddens": "--num-hiddens",
+    "max_tokens": "--max-tokens",
+    "num_preds": "--num-preds",
+    "top_k": "--top-k",
+    "checkpoint_every": "--checkpoint-every",
+    "val_tokens": "--val-tokens",
+    "eval_every": "--eval-every",
+}
+# ...and plain words only as a message's first word, where they name the setting ("device 'tpu' ...").
+LEADING = ("lr", "clip", "seed", "device", "sampling", "mode", "prefix", "temperature", "state", "model")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Bad arguments end with ONE line that names the flag and the problem (exit 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_corpus_args(p, default_max_tokens=10000):
+    d = TrainConfig()
+    p.add_argument(
+        "--corpus",
+        type=corpus,
+        default="time_machine",
+        help="'time_machine' (downloaded and cached), 'fallback' (a text already on this "
+        "machine, for offline use) or the path of a UTF-8 .txt file (default: %(default)s)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="book",
+        help="'book': letters only, lowercase, lines joined (the book); 'raw': every char kept",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=non_negative_int,
+        default=default_max_tokens,
+        help="use the first N chars, 0 for all (default: %(default)s, the book's recipe)",
+    )
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="subsequences per minibatch")
+    p.add_argument("--num-steps", type=positive_int, default=d.num_steps, help="time steps per subsequence")
+    p.add_argument(
+        "--sampling",
+        choices=SAMPLINGS,
+        default=d.sampling,
+        help="sequential partitioning (state carried) or random sampling (state reset)",
+    )
+
+
+def add_train_args(p):
+    d = TrainConfig()
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help=f"number of epochs (default: {d.num_epochs}); with --resume, the new total (default: the run's own)",
+    )
+    p.add_argument("--lr", type=step_size, default=d.lr, help="SGD learning rate (default: %(default)s)")
+    p.add_argument("--num-hiddens", type=positive_int, default=d.num_hiddens, help="hidden width (default: 512)")
+    p.add_argument("--clip", type=clip_theta, default=d.clip, help="gradient clipping theta, 0 for none")
+    p.add_argument("--seed", type=seed, default=d.seed, help="seeds the init and the iterator (default: 0)")
+    p.add_argument("--device", default=d.device, help="auto (CUDA if present), cpu, cuda or cuda:N")
+    p.add_argument("--save", metavar="PATH", type=output_file, help="also write the final checkpoint here")
+    p.add_argument("--name", help="a name for the run in the run store (default: the date and time)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=50,
+        help="write a checkpoint to the run store every N epochs, and at the end (default: %(default)s)",
+    )
+    p.add_argument(
+        "--resume", metavar="RUN_ID", type=run_id, help="continue a stopped or interrupted run from its checkpoint"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per epoch, then a final one")
+
+
+def add_heldout_args(p):
+    d = TrainConfig()
+    p.add_argument(
+        "--val-tokens",
+        type=non_negative_int,
+        default=d.val_tokens,
+        help="held-out chars after the training text, 0 for none (default: %(default)s)",
+    )
+    p.add_argument(
+        "--eval-every",
+        type=positive_int,
+        default=d.eval_every,
+        help="epochs between held-out evaluations, and at the last (default: %(default)s)",
+    )
+    p.add_argument(
+        "--state",
+        choices=STATES,
+        default=d.state,
+        help="'carry' the state across minibatches (sequential) or 'reset' it before each (the book's 2nd run)",
+    )
+    p.add_argument("--model", choices=KINDS, default=d.model, help="'scratch' (8.5) or 'concise' nn.RNN (8.6)")
+
+
+def add_generate_args(p):
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="PATH", type=input_file, help="a checkpoint (`train --save`)")
+    source.add_argument("--run", metavar="RUN_ID", type=run_id, help="the last checkpoint of a stored run")
+    p.add_argument("--prefix", type=prefix, default=TrainConfig.prefix, help="text to warm up on")
+    p.add_argument("--num-preds", type=num_preds, default=50, help="chars to generate (default: %(default)s)")
+    p.add_argument(
+        "--temperature",
+        type=non_negative_float,
+        default=0.0,
+        help="0 = the book's greedy decoding; > 0 samples from softmax(logits / T)",
+    )
+    p.add_argument("--top-k", type=positive_int, default=None, help="sample only among the K likeliest chars")
+    p.add_argument("--seed", type=seed, default=None, help="makes sampling reproducible")
+    p.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def build_parser(add_bench_arguments, add_tune_arguments=None) -> argparse.ArgumentParser:
+    """Every command's flags; `add_bench_arguments(parser)` adds `bench`'s (charrnn.bench imports this
+    module), `add_tune_arguments` `tune`'s (None where optuna is not installed)."""
+    parser = ArgumentParser(prog="python -m charrnn", description="Train and sample the book's character RNN.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    p = sub.add_parser("info", help="corpus length, vocab and minibatch shapes")
+    add_corpus_args(p)
+    p.add_argument("--num-hiddens", type=positive_int, default=512, help="hidden width for the state shape")
+    p.add_argument(
+        "--val-tokens", type=non_negative_int, default=TrainConfig.val_tokens, help="held-out chars, as in train"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = sub.add_parser("train", help="train the scratch RNN (the book's recipe by default)")
+    add_corpus_args(p)
+    add_train_args(p)
+    add_heldout_args(p)
+    add_generate_args(sub.add_parser("generate", help="continue a prefix with a trained checkpoint"))
+    p = sub.add_parser("runs", help="list the runs in the run store; delete one; mark a stuck one interrupted")
+    p.add_argument("--json", action="store_true", help="print one JSON list")
+    actions = p.add_subparsers(dest="action", parser_class=ArgumentParser)
+    for action, text in (
+        ("delete", "delete a run, its curve and its checkpoints"),
+        ("mark-interrupted", "mark a run stuck as running (its process is gone) interrupted, to resume or delete it"),
+    ):
+        actions.add_parser(action, help=text).add_argument("run_id", metavar="RUN_ID", type=run_id)
+    add_bench_arguments(sub.add_parser("bench", help="time the book's loop, charrnn and nn.RNN"))
+    p = sub.add_parser("reproduce", help="the chapter's three runs (500 epochs each) beside the book's figures")
+    p.add_argument("--corpus", type=corpus, default="time_machine", help="time_machine (default) or fallback")
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs of each run (default: the book's 500)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print one JSON list of the three rows")
+    if add_tune_arguments is not None:
+        add_tune_arguments(sub.add_parser("tune", help="a hyperparameter search on Optuna (see README: Tune)"))
+    else:
+        sub.add_parser("tune", help="a hyperparameter search on Optuna (needs optuna: pip install -r requirements.txt)")
+    return parser
+
+
+def flagged(message: str) -> str:
+    """A library message in the CLI's words: `num_epochs` becomes `--epochs`, on one line."""
+    for name, flag in FLAGS.items():
+        message = re.sub(rf"\b{name}\b", flag, message)
+    first, _, rest = message.partition(" ")
+    message = f"--{first} {rest}" if first in LEADING else message
+    return " ".join(message.splitlines())
