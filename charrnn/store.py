@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path, PurePath
 
 from charrnn import store_schema as schema
-from charrnn.store_schema import EPOCH_FIELDS, StoreError
+from charrnn.store_schema import EPOCH_FIELDS, StoreError, alive, process_start
 
 __all__ = ["STATUSES", "EPOCH_FIELDS", "RunStore", "StoreError", "check_id", "home_dir", "process_start"]
 
@@ -45,30 +45,6 @@ def home_dir() -> Path:
         return Path(os.environ["CHARRNN_HOME"]).expanduser()
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "charrnn"
-
-
-def process_start(pid: int) -> int | None:
-    """When process `pid` started: field 22 (starttime, clock ticks since boot) of /proc/<pid>/stat.
-    None where there is no /proc (not Linux) or no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])  # after "pid (comm)", which may hold spaces: field 3 on
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _alive(pid: int, start: int | None) -> bool:
-    """Process `pid` exists and, when its start time was recorded, is the same process."""
-    if pid <= 0:  # kill(0) would signal our own process group: never a run's process
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    now = process_start(pid) if start is not None else None
-    return now is None or now == start
 
 
 class RunStore:
@@ -107,7 +83,7 @@ class RunStore:
             rows = db.execute(
                 "SELECT id, pid, pid_start FROM runs WHERE status='running' AND host=?", (host,)
             ).fetchall()
-            dead = [r["id"] for r in rows if not _alive(r["pid"], r["pid_start"])]
+            dead = [r["id"] for r in rows if not alive(r["pid"], r["pid_start"])]
             for run_id in dead:
                 db.execute(
                     "UPDATE runs SET status='interrupted', reason=? WHERE id=? AND status='running'",

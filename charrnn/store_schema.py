@@ -1,4 +1,4 @@
-"""The run store's schema, its migrations, and the checks made when a store is opened.
+"""The run store's schema, its migrations, the checks made when a store is opened, and whether a run's process lives.
 
 Opening never changes a file it does not recognise: a damaged or foreign ``runs.sqlite`` is refused
 with a StoreError before anything is written to it. A store written by an older version is brought
@@ -6,6 +6,7 @@ up to date in one transaction (new columns; checkpoint paths made relative to th
 so a copied or moved store keeps its checkpoints and never reaches into the original's).
 """
 
+import os
 import sqlite3
 import time
 from contextlib import closing
@@ -215,3 +216,27 @@ def relative_path(stored: str, run_id: str, home: Path) -> str:
     if len(path.parts) >= 3 and path.parts[-3:-1] == ("checkpoints", run_id) and path.suffix == ".pt":
         return f"checkpoints/{run_id}/{path.name}"
     return stored
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started: field 22 (starttime, clock ticks since boot) of /proc/<pid>/stat.
+    None where there is no /proc (not Linux) or no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # after "pid (comm)", which may hold spaces: field 3 on
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alive(pid: int, start: int | None) -> bool:
+    """Process `pid` exists and, when its start time was recorded, is the same process."""
+    if pid <= 0:  # kill(0) would signal our own process group: never a run's process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    now = process_start(pid) if start is not None else None
+    return now is None or now == start
