@@ -2,7 +2,9 @@
 
 All three contenders (`charrnn.bench_contenders`) run in one process, on one device, over the same
 minibatches (sequential partitioning, the state carried and detached between minibatches), after the
-same warm-up (`charrnn.bench_timing`). This module is the command: its flags, the run and the report.
+same warm-up (`charrnn.bench_timing`). charrnn's step is also timed against its matmuls alone (the
+ceiling), and `--trials K` times K trials one after another against the same K batched
+(`charrnn.bench_batched`). This module is the command: its flags, the run and the report.
 """
 
 import argparse
@@ -13,6 +15,7 @@ import sys
 import torch
 
 from charrnn.argtypes import positive_int
+from charrnn.bench_batched import bench_ceiling, bench_trials, check_trials
 from charrnn.bench_contenders import CONTENDERS
 from charrnn.bench_timing import bench_shape, peak_rss_mb
 from charrnn.data import CorpusError, load_corpus
@@ -20,12 +23,20 @@ from charrnn.device import describe, resolve_device
 
 SWEEP_BATCHES = (32, 128, 512)
 SWEEP_HIDDENS = (256, 512, 1024)
+MAX_TRIALS = 256
 
 
 def _hiddens(text: str) -> int:
     value = positive_int(text)
     if value > 8192:
         raise argparse.ArgumentTypeError(f"must be at most 8192, not {value}")
+    return value
+
+
+def _trials(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_TRIALS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TRIALS}, not {value}")
     return value
 
 
@@ -51,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also time batch 32/128/512 x hidden 256/512/1024 (few minibatches each on CPU)",
     )
+    parser.add_argument(
+        "--trials",
+        type=_trials,
+        default=None,
+        metavar="K",
+        help="also time K trials of this shape (lr 0.5..2, seeds 0..K-1) one after another against the same K "
+        "trained as one batched step",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -72,6 +91,8 @@ def run(args) -> int:
     if missing:
         print(f"note: timing on the offline fallback text {text.name!r}: {missing}", file=sys.stderr)
     V, warmup = len(text.vocab), 5
+    if args.trials:
+        check_trials(V, args.batch_size, args.num_steps, args.num_hiddens, args.trials, device)
     report = {
         "device": describe(device),
         "device_type": device.type,
@@ -88,6 +109,10 @@ def run(args) -> int:
     report.update(
         bench_shape(text.corpus, V, args.batch_size, args.num_steps, args.num_hiddens, warmup, args.minibatches, device)
     )
+    shape = (text.corpus, V, args.batch_size, args.num_steps, args.num_hiddens)
+    report.update(bench_ceiling(*shape, warmup, args.minibatches, device))
+    if args.trials:
+        report.update(bench_trials(*shape, args.trials, warmup, args.minibatches, device))
     if args.sweep:
         # Each CPU cell costs seconds per minibatch at batch 512 x hidden 1024: keep it short there.
         sweep_warmup, sweep_timed = (5, args.minibatches) if device.type == "cuda" else (1, 3)
@@ -119,6 +144,17 @@ def format_report(r: dict) -> str:
         f"charrnn / book: {r['ratio_charrnn_book']:.2f}x   charrnn / nn.RNN: {r['ratio_charrnn_nn_rnn']:.2f}x"
         f"   process peak RSS: {r['peak_rss_mb']:,.0f} MB"
     )
+    c = r["tokens_per_sec_ceiling"]
+    lines.append(
+        f"charrnn at {r['ceiling_share']:.0%} of the matmul-only ceiling ({c['charrnn']:,.0f} against "
+        f"{c['matmul_only']:,.0f} tokens/s: the step's matmuls alone, same shapes)"
+    )
+    if "trials" in r:
+        t = r["tokens_per_sec_trials"]
+        lines.append(
+            f"{r['trials']} trials: one after another {t['sequential']:,.0f} tokens/s, batched {t['batched']:,.0f} "
+            f"tokens/s, batched / sequential: {r['ratio_batched_sequential']:.2f}x"
+        )
     if "sweep" in r:
         lines.append("sweep (tokens/s):")
         lines.append(
