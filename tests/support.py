@@ -118,3 +118,20 @@ def fill(pg, settings: dict):
         box = pg.get_by_label(label, exact=True)
         box.fill(str(value))
         box.press("Tab")
+
+
+def record_run(corpus, name: str, base: dict, stop_after: int | None = None, **settings) -> str:
+    """A run trained and recorded by the core in the current CHARRNN_HOME, as `python -m charrnn train`
+    (or another session) records one: `base` settings updated by `settings`, stopped after
+    `stop_after` epochs if asked, checkpointed every epoch."""
+    from charrnn.recorder import train_recorded
+    from charrnn.store import RunStore
+    from charrnn.train import TrainConfig
+
+    done = []
+    stop = (lambda: len(done) >= stop_after) if stop_after else None
+    config = TrainConfig(**{**base, **settings})
+    run_id, _ = train_recorded(
+        RunStore(), corpus, config, on_epoch=done.append, should_stop=stop, checkpoint_every=1, name=name
+    )
+    return run_id

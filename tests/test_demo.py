@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from support import APP, app, generate
+from support import APP, app, generate, record_run
 
 from charrnn import demo
 from charrnn.data import load_corpus
-from charrnn.recorder import train_recorded
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig
 
@@ -44,13 +43,7 @@ def corpus(time_machine_path):
 
 def record(corpus, name: str, stop_after: int | None = None, **settings) -> str:
     """A run recorded by the core, as the CLI or another session records one; stopped early if asked."""
-    done = []
-    stop = (lambda: len(done) >= stop_after) if stop_after else None
-    config = TrainConfig(**{**TINY, **settings})
-    run_id, _ = train_recorded(
-        RunStore(), corpus, config, on_epoch=done.append, should_stop=stop, checkpoint_every=1, name=name
-    )
-    return run_id
+    return record_run(corpus, name, TINY, stop_after, **settings)
 
 
 def shown(elements) -> list[str]:

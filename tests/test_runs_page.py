@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
-from support import APP, cli_train, figure, generate
+from support import APP, cli_train, figure, generate, record_run
 
 from charrnn.data import load_corpus
-from charrnn.recorder import train_recorded
 from charrnn.store import RunStore
-from charrnn.train import TrainConfig
 
 TINY = dict(num_epochs=3, num_hiddens=16, max_tokens=2000, batch_size=8, num_steps=8, device="cpu")
 
@@ -34,13 +32,7 @@ def corpus(time_machine_path):
 
 def record(corpus, name: str, stop_after: int | None = None, **settings) -> str:
     """A run trained and recorded by the core, as `python -m charrnn train` does; stopped early if asked."""
-    done = []
-    stop = (lambda: len(done) >= stop_after) if stop_after else None
-    config = TrainConfig(**{**TINY, **settings})
-    run_id, _ = train_recorded(
-        RunStore(), corpus, config, on_epoch=done.append, should_stop=stop, checkpoint_every=1, name=name
-    )
-    return run_id
+    return record_run(corpus, name, TINY, stop_after, **settings)
 
 
 def runs_page() -> AppTest:
