@@ -39,11 +39,20 @@ def non_negative_int(text: str) -> int:
     return 0 if text.strip() == "0" else positive_int(text)
 
 
-def num_preds(text: str) -> int:
-    value = non_negative_int(text)
-    if value > MAX_PREDS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_PREDS:,}, not {value:,}")
-    return value
+def at_most(kind, cap, why: str = ""):
+    """A flag type: `kind`'s value, refused above `cap` with a line that names the cap (and `why`)."""
+
+    def check(text: str):
+        value = kind(text)
+        if value > cap:  # a float as typed: 1e39 reads better than its 40 digits
+            shown = f"{value:,}" if isinstance(value, int) else text
+            raise argparse.ArgumentTypeError(f"must be at most {cap:,.0f}{why}, not {shown}")
+        return value
+
+    return check
+
+
+num_preds = at_most(non_negative_int, MAX_PREDS)
 
 
 def seed(text: str) -> int:
@@ -78,18 +87,8 @@ def non_negative_float(text: str) -> float:
 
 # lr and clip are used as float32 scalars against float32 weights: lr 1e39 is inf there and the first
 # update turns every weight into NaN. Useful values are far below MAX_STEP (1e6).
-def step_size(text: str) -> float:
-    value = positive_float(text)
-    if value > MAX_STEP:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_STEP:,.0f} (weights are float32), not {text}")
-    return value
-
-
-def clip_theta(text: str) -> float:
-    value = non_negative_float(text)
-    if value > MAX_STEP:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_STEP:,.0f} (weights are float32), not {text}")
-    return value
+step_size = at_most(positive_float, MAX_STEP, " (weights are float32)")
+clip_theta = at_most(non_negative_float, MAX_STEP, " (weights are float32)")
 
 
 def prefix(text: str) -> str:

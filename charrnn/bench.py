@@ -14,30 +14,21 @@ import sys
 
 import torch
 
-from charrnn.argtypes import positive_int
+from charrnn.argtypes import at_most, positive_int
 from charrnn.bench_batched import bench_ceiling, bench_trials, check_trials
 from charrnn.bench_contenders import CONTENDERS
 from charrnn.bench_timing import bench_shape, peak_rss_mb
 from charrnn.data import CorpusError, load_corpus
 from charrnn.device import describe, resolve_device
+from charrnn.train import MAX_HIDDENS
 
 SWEEP_BATCHES = (32, 128, 512)
 SWEEP_HIDDENS = (256, 512, 1024)
 MAX_TRIALS = 256
 
 
-def _hiddens(text: str) -> int:
-    value = positive_int(text)
-    if value > 8192:
-        raise argparse.ArgumentTypeError(f"must be at most 8192, not {value}")
-    return value
-
-
-def _trials(text: str) -> int:
-    value = positive_int(text)
-    if value > MAX_TRIALS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_TRIALS}, not {value}")
-    return value
+_hiddens = at_most(positive_int, MAX_HIDDENS)
+_trials = at_most(positive_int, MAX_TRIALS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -71,25 +71,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=d.device, help="auto (CUDA if present), cpu, cuda or cuda:N")
 
 
+# The train flags a worker takes as they are (each a TrainConfig field of the same name).
+FIXED = ("lr", "batch_size", "num_steps", "num_hiddens", "max_tokens", "sampling", "clip", "device")
+FIXED += ("val_tokens", "eval_every", "state", "model")
+
+
 def base_config(args) -> TrainConfig:
     """The fixed hyperparameters; the trials' training seed is the recipe's, so that they differ only
     in what the space varies. A sample is taken at the last epoch of every trial (Tune's best-trial card)."""
-    return TrainConfig(
-        num_epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        num_steps=args.num_steps,
-        num_hiddens=args.num_hiddens,
-        max_tokens=args.max_tokens,
-        sampling=args.sampling,
-        clip=args.clip,
-        device=args.device,
-        val_tokens=args.val_tokens,
-        eval_every=args.eval_every,
-        state=args.state,
-        model=args.model,
-        predict_every=10 if args.epochs % 10 == 0 else args.epochs,
-    ).validate()
+    fixed = {name: getattr(args, name) for name in FIXED}
+    predict_every = 10 if args.epochs % 10 == 0 else args.epochs
+    return TrainConfig(num_epochs=args.epochs, predict_every=predict_every, **fixed).validate()
 
 
 def prepare(args) -> Tuner:
