@@ -136,7 +136,7 @@ def cmd_train(args) -> int:
 
 def report_train(args, store: RunStore, c, run_id: str, result) -> None:
     """The book's closing lines (or one JSON object); a stopped or diverged model is not sampled or saved."""
-    run = next(r for r in store.runs() if r["id"] == run_id)  # with its held-out figures
+    (run,) = store.runs(run_id=run_id)  # with its held-out figures
     finished = run["status"] == "finished"
     samples = {p: predict(result.model, c.vocab, p, 50) for p in SAMPLE_PREFIXES} if finished else {}
     path = None

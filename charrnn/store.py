@@ -235,12 +235,15 @@ class RunStore:
         names = [p.relative_to(self.home).as_posix() for p in folder.glob(pattern)]
         return [p for p in (self._inside(n, folder) for n in names) if p is not None]
 
-    def runs(self, status: str | None = None) -> list[dict]:
-        """Every run (or those with `status`), newest first, with final and best perplexity (training and
-        held-out, with the held-out best's epoch) and last tokens/s."""
-        query = schema.RUNS_QUERY.format(where="" if status is None else "WHERE r.status = ?")
+    def runs(self, status: str | None = None, run_id: str | None = None) -> list[dict]:
+        """Every run (or those with `status`, or the one `run_id`), newest first, with final and best
+        perplexity (training and held-out, with the held-out best's epoch) and last tokens/s."""
+        where = {"r.status": status, "r.id": None if run_id is None else check_id(run_id)}
+        where = {column: value for column, value in where.items() if value is not None}
+        clause = " AND ".join(f"{column} = ?" for column in where)
+        query = schema.RUNS_QUERY.format(where=f"WHERE {clause}" if clause else "")
         with self._connect() as db:
-            return [self._run_dict(row) for row in db.execute(query, () if status is None else (status,))]
+            return [self._run_dict(row) for row in db.execute(query, tuple(where.values()))]
 
     def run(self, run_id: str) -> dict:
         check_id(run_id)
