@@ -76,6 +76,10 @@ class Runner:
         self._snap = RunSnapshot()
         self._device = None  # the DeviceQueue of the current run
         self._store = store  # None: the default store (CHARRNN_HOME), opened when a run starts
+        # Every run id this runner started or resumed, caught as the run enters the store (the watcher
+        # thread), so it is known even when nobody looked meanwhile. Replaced, never changed in place:
+        # readers need no lock.
+        self.started: frozenset[str] = frozenset()
 
     def start(
         self,
@@ -226,6 +230,7 @@ class Runner:
         """The run is in the store: a resumed run's curve so far becomes the start of this history."""
         earlier = [EpochStats(**row) for row in rows]
         with self._lock:
+            self.started = self.started | {run_id}
             self._snap.run_id = run_id
             self._snap.history = earlier + self._snap.history
 

@@ -2,8 +2,6 @@
 change, and the upload cap. Outside demo mode every run may be changed and uploads keep the server's
 limit."""
 
-import streamlit as st
-
 from charrnn import demo
 from ui.training import runner
 
@@ -13,12 +11,9 @@ READ_ONLY = (
 )
 
 
-def own_runs() -> set[str]:
-    """The ids of the runs this session started, kept in session state ("own_runs"); the session's
-    runner adds each one as it enters the store."""
-    own = st.session_state.setdefault("own_runs", set())
-    own.update(runner().started)
-    return own
+def own_runs() -> frozenset[str]:
+    """The ids of the runs this session started: its runner records each one as it enters the store."""
+    return runner().started
 
 
 def may_change(run_id: str) -> bool:

@@ -17,25 +17,12 @@ from ui.display import eta_text
 from ui.state import DEFAULTS, HP_FIELDS, keep_all, train_config
 
 
-class SessionRunner(Runner):
-    """A session's Runner that also remembers the id of every run it started (the Train page's, a
-    resumed one, the Book page's and the Tune page's trials all train through it): in demo mode a
-    visitor may change only those (ui.demo). The ids are caught where the run enters the store, on
-    the watcher thread, so a run is known as this session's even when no page was redrawn meanwhile."""
-
-    def __init__(self):
-        super().__init__()
-        self.started: frozenset[str] = frozenset()  # replaced, never changed in place: readers need no lock
-
-    def _on_start(self, run_id: str, rows: list[dict]):
-        self.started = self.started | {run_id}
-        super()._on_start(run_id, rows)
-
-
 @st.cache_resource(scope="session", on_release=lambda r: r.stop(), show_spinner=False)
-def runner() -> SessionRunner:
-    """This browser session's trainer: closing the tab stops its run."""
-    return SessionRunner()
+def runner() -> Runner:
+    """This browser session's trainer: closing the tab stops its run. Every run of the session (the
+    Train page's, a resumed one, the Book page's, the Tune page's trials) trains through it, so its
+    `started` is what demo mode lets this session change."""
+    return Runner()
 
 
 @st.cache_resource(show_spinner=False)
