@@ -18,7 +18,7 @@ from charrnn.device import resolve_device
 from charrnn.generate import generate, predict
 from charrnn.parser import build_parser, flagged
 from charrnn.recorder import check_resumable, load_run_checkpoint, train_recorded
-from charrnn.reproduce import run_experiments
+from charrnn.reproduce import format_table, run_experiments
 from charrnn.store import RunStore, home_dir
 from charrnn.train import TrainConfig
 
@@ -222,8 +222,6 @@ def cmd_runs(args) -> int:
 
 def cmd_reproduce(args) -> int:
     """The chapter's three runs, recorded in the run store, then the table beside the book's figures."""
-    from charrnn.reproduce import format_table
-
     resolve_device(args.device)
     overrides = {"device": args.device} | ({"num_epochs": args.epochs} if args.epochs else {})
     c = load_corpus(args.corpus, "book", TrainConfig.max_tokens)
@@ -248,8 +246,11 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
-def add_tune_arguments():
-    """`tune`'s flags, or None where optuna is missing (the rest of the CLI needs only torch)."""
+def add_tune_arguments(argv: list[str]):
+    """`tune`'s flags when the command is `tune`, else None: the other commands need only torch, and
+    importing optuna and SQLAlchemy would cost each of them 0.15 s. None too where optuna is missing."""
+    if argv[:1] != ["tune"]:
+        return None
     try:
         from charrnn import tune
     except ImportError:
@@ -273,7 +274,8 @@ def os_error(e: OSError) -> str:
 
 
 def main(argv=None) -> int:
-    args = build_parser(bench.add_arguments, add_tune_arguments()).parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(bench.add_arguments, add_tune_arguments(argv)).parse_args(argv)
     commands = {"info": cmd_info, "train": cmd_train, "generate": cmd_generate, "runs": cmd_runs, "bench": bench.run}
     commands |= {"reproduce": cmd_reproduce, "tune": cmd_tune}
     try:

@@ -147,7 +147,7 @@ def add_generate_args(p):
 
 def build_parser(add_bench_arguments, add_tune_arguments=None) -> argparse.ArgumentParser:
     """Every command's flags; `add_bench_arguments(parser)` adds `bench`'s (charrnn.bench imports this
-    module), `add_tune_arguments` `tune`'s (None where optuna is not installed)."""
+    module), `add_tune_arguments` `tune`'s (None unless the command is tune, or where optuna is missing)."""
     parser = ArgumentParser(prog="python -m charrnn", description="Train and sample the book's character RNN.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     p = sub.add_parser("info", help="corpus length, vocab and minibatch shapes")
@@ -176,10 +176,9 @@ def build_parser(add_bench_arguments, add_tune_arguments=None) -> argparse.Argum
     p.add_argument("--epochs", type=positive_int, default=None, help="epochs of each run (default: the book's 500)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print one JSON list of the three rows")
-    if add_tune_arguments is not None:
-        add_tune_arguments(sub.add_parser("tune", help="a hyperparameter search on Optuna (see README: Tune)"))
-    else:
-        sub.add_parser("tune", help="a hyperparameter search on Optuna (needs optuna: pip install -r requirements.txt)")
+    p = sub.add_parser("tune", help="a hyperparameter search on Optuna (see README: Tune)")
+    if add_tune_arguments is not None:  # only when the command is tune: the others never import optuna
+        add_tune_arguments(p)
     return parser
 
 
