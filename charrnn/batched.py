@@ -123,6 +123,7 @@ def train_batched(
     val: list[int] | None = None,
     should_stop=None,
     should_prune=None,
+    on_end=None,
 ) -> list[MemberResult]:
     """Train K same-shape scratch RNNs together, each exactly as `charrnn.train.train` would train it alone.
 
@@ -134,6 +135,7 @@ def train_batched(
     `should_prune(member_index, stats)`, asked after every epoch but the last, ends it "pruned". Either
     way it leaves the batch, and the others go on unchanged. `should_stop()` is checked between
     minibatches and ends every live member "stopped" (the epoch in progress is not reported).
+    `on_end(member_index, result)` is called as each member ends, with its MemberResult complete.
     Returns one MemberResult per config, in order, each with its model as a plain RNNScratch.
     """
     configs = check_group(configs)
@@ -158,7 +160,7 @@ def train_batched(
         if out is None:
             for j, i in enumerate(live):
                 results[i].model, results[i].status, results[i].stopped = model.member(j), "stopped", True
-            return results
+            return _ended(results, live, on_end)
         sums, counts = out[0].t().tolist(), out[1]  # the epoch's one host sync
         seconds, elapsed = time.perf_counter() - t0, time.perf_counter() - begin
         ended = {}
@@ -172,6 +174,7 @@ def train_batched(
         for j, status in ended.items():
             i = live[j]
             results[i].model, results[i].status, results[i].diverged = model.member(j), status, status == "diverged"
+        _ended(results, [live[j] for j in ended], on_end)
         if ended:
             keep = [j for j in range(len(live)) if j not in ended]
             live = [live[j] for j in keep]
@@ -180,6 +183,13 @@ def train_batched(
             trainer.select(keep)
     for j, i in enumerate(live):
         results[i].model = model.member(j)
+    return _ended(results, live, on_end)
+
+
+def _ended(results: list[MemberResult], members: list[int], on_end) -> list[MemberResult]:
+    if on_end is not None:
+        for i in members:
+            on_end(i, results[i])
     return results
 
 

@@ -86,6 +86,24 @@ def check_resumable(store: RunStore, run_id: str, num_epochs: int | None = None)
     return run, total
 
 
+def save_run_checkpoint(store: RunStore, run_id: str, model, corpus, config, epoch: int, loader_state, state_dict=None):
+    """Checkpoint epoch `epoch` of a run in the store: `model`'s weights (or `state_dict`, a copy of
+    them taken earlier) with the iterator's state, so that the run can be resumed from there."""
+    path = store.checkpoint_path(run_id, epoch)
+    save_checkpoint(
+        path,
+        model,
+        corpus.vocab,
+        config,
+        corpus.fingerprint(),
+        state_dict=state_dict,
+        epoch=epoch,
+        loader_state=loader_state,
+        run_id=run_id,
+    )
+    store.add_checkpoint(run_id, epoch, path)
+
+
 def train_recorded(
     store: RunStore,
     corpus,
@@ -127,19 +145,7 @@ def train_recorded(
     good = {}  # the newest finite epoch: its weights and iterator state, for a checkpoint at the end
 
     def save(epoch: int, state_dict, loader_state) -> None:
-        path = store.checkpoint_path(run_id, epoch)
-        save_checkpoint(
-            path,
-            model,
-            corpus.vocab,
-            config,
-            corpus.fingerprint(),
-            state_dict=state_dict,
-            epoch=epoch,
-            loader_state=loader_state,
-            run_id=run_id,
-        )
-        store.add_checkpoint(run_id, epoch, path)
+        save_run_checkpoint(store, run_id, model, corpus, config, epoch, loader_state, state_dict)
         saved["epoch"] = epoch
 
     def save_good() -> None:  # stopped or diverged between checkpoints
