@@ -2,7 +2,7 @@
 
     python -m charrnn tune --study NAME [--storage URL] [--trials N] [--epochs E]
         [--space "lr=0.1:10:log,num_hiddens=128|256|512,clip=0.25:4:log,num_steps=16|35|64"]
-        [--sampler tpe|random|grid] [--pruner median|hyperband|none] [--seed S] [--json]
+        [--sampler tpe|random|grid] [--pruner median|hyperband|none] [--seed S] [--parallel K] [--json]
         [the train flags, for every hyperparameter not in the space]
 
 Run it in several terminals (or machines, with a shared `--storage`) with the same `--study` and
@@ -10,7 +10,8 @@ settings, and the workers share one study: `--trials` is per worker. Each trial 
 machine's run store, named "<study> trial <n>". A worker trains one trial at a time under a lock of
 its own process; like `charrnn train`, it does not see the app's device lock, so it trains beside
 the app. Ctrl-C ends the current trial after its epoch (FAIL, user attr "stopped"), prints the table
-and exits with status 130; a second Ctrl-C quits at once.
+and exits with status 130; a second Ctrl-C quits at once. `--parallel K` asks for K trials at once
+and trains those of one shape together in this process, batched (`charrnn.tune_parallel`).
 
 A worker sends a heartbeat every `--heartbeat` seconds (10); a trial whose worker died (SIGKILL, a lost
 machine) is failed after 3 missed heartbeats by the next worker that starts a trial, and run again
@@ -28,13 +29,14 @@ from contextlib import contextmanager
 import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
-from charrnn.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+from charrnn.argtypes import at_most, non_negative_float, non_negative_int, positive_float, positive_int
 from charrnn.batches import SAMPLINGS
 from charrnn.data import MODES, load_corpus
 from charrnn.device import resolve_device
 from charrnn.devicequeue import DeviceQueue
 from charrnn.model import KINDS
 from charrnn.train import STATES, TrainConfig
+from charrnn.tune_parallel import MAX_PARALLEL
 from charrnn.tune_space import FieldError, parse_space
 from charrnn.tune_storage import first_line, masked, storage_url
 from charrnn.tune_study import PRUNERS, SAMPLERS, Search, Tuner, trial_row, trial_rows
@@ -53,6 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="tpe, random or grid (default: %(default)s)")
     p.add_argument("--pruner", choices=PRUNERS, default="median", help="ends poor trials early (default: %(default)s)")
     p.add_argument("--seed", type=non_negative_int, default=None, help="seeds the sampler (default: none)")
+    p.add_argument(
+        "--parallel",
+        type=at_most(positive_int, MAX_PARALLEL),
+        default=1,
+        help="trials asked at once and trained batched in this process (scratch model; default: %(default)s)",
+    )
     p.add_argument("--heartbeat", type=positive_int, default=10, help="seconds between a worker's heartbeats")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.add_argument("--corpus", default="time_machine", help="time_machine, fallback or a .txt path")
@@ -76,6 +84,10 @@ FIXED = ("lr", "batch_size", "num_steps", "num_hiddens", "max_tokens", "sampling
 FIXED += ("val_tokens", "eval_every", "state", "model")
 
 
+# The flags a Search takes by name.
+SEARCH_FLAGS = ("trials", "sampler", "pruner", "seed", "storage", "heartbeat", "parallel")
+
+
 def base_config(args) -> TrainConfig:
     """The fixed hyperparameters; the trials' training seed is the recipe's, so that they differ only
     in what the space varies. A sample is taken at the last epoch of every trial (Tune's best-trial card)."""
@@ -93,9 +105,7 @@ def prepare(args) -> Tuner:
         raise FieldError("device", str(e)) from None
     base = base_config(args)
     corpus = load_corpus(args.corpus, args.mode, args.max_tokens)
-    search = Search(
-        args.study, space, base, args.trials, args.sampler, args.pruner, args.seed, args.storage, args.heartbeat
-    )
+    search = Search(args.study, space, base, **{k: getattr(args, k) for k in SEARCH_FLAGS})
     tuner = Tuner(search, corpus, device_lock=DeviceQueue(), spawning=children_keep_sigint_away)
     tuner.prepare(device)
     return tuner

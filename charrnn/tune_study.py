@@ -30,6 +30,7 @@ import optuna
 from charrnn.runner import Runner
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig
+from charrnn.tune_parallel import check_parallel, run_parallel
 from charrnn.tune_space import Dimension, FieldError, check_space, grid, space_text
 from charrnn.tune_storage import check_study_name, open_storage
 
@@ -54,6 +55,7 @@ class Search:
     seed: int | None = None  # the sampler's; None: each worker draws its own
     storage: str | None = None  # a SQLAlchemy URL; None: CHARRNN_TUNE_STORAGE, else the SQLite file
     heartbeat: int = 10  # seconds between heartbeats; a trial silent for 3x that is failed and retried
+    parallel: int = 1  # trials asked at once and trained batched (`charrnn.tune_parallel`)
 
     def settings(self, corpus) -> dict:
         """What every worker of one study must share (stored with the study, checked on joining)."""
@@ -74,7 +76,8 @@ def make_sampler(search: Search):
         return optuna.samplers.GridSampler(grid(search.space), seed=search.seed)
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.seed)
-    return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=TPE_STARTUP)
+    liar = search.parallel > 1  # trials asked together: one in flight counts as poor, so they spread out
+    return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=TPE_STARTUP, constant_liar=liar)
 
 
 def make_pruner(search: Search):
@@ -156,12 +159,15 @@ class Tuner:
             raise FieldError("val_tokens", "val_tokens must be at least 2: trials are judged on the held-out text")
         check_study_name(search.study)
         check_space(search.space, search.base, self.corpus, device)
+        check_parallel(search, self.corpus, device)
         self.study = open_study(self.search, self.corpus)
         return self.study
 
     def run(self) -> optuna.Study:
         """This worker's trials, one after another, then the retries of trials whose worker died that
         nobody has run yet; returns the study (with every worker's trials)."""
+        if self.search.parallel > 1:
+            return run_parallel(self)
         trials = self.search.trials
         while trials and not self.stop_asked:
             self.study.optimize(self.objective, n_trials=trials, catch=(Stopped, TrialFailed), callbacks=[self._after])
