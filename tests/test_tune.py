@@ -231,12 +231,12 @@ def test_one_worker_prints_a_line_per_trial_and_a_table_with_the_best(tmp_path, 
     check_trials_and_runs(study, tmp_path / "home", 3)
 
 
-def two_workers(storage: str, home) -> optuna.Study:
+def two_workers(storage: str, home, name: str = "pair", flags=((), ())) -> optuna.Study:
     """Two workers of 6 trials each at once on one study: 12 distinct trials, none lost or doubled,
-    each a run of `home`'s store tagged with its study and number."""
-    procs = [worker(home, storage, "--study", "pair", "--space", SPACE) for _ in range(2)]
+    each a run of `home`'s store tagged with its study and number. `flags`: each worker's own extra flags."""
+    procs = [worker(home, storage, "--study", name, "--space", SPACE, *own) for own in flags]
     reports = [finish(p) for p in procs]
-    study = load(storage, "pair")
+    study = load(storage, name)
     trials = check_trials_and_runs(study, home, 12)
     assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     assert len(RunStore(home).runs()) == 12
