@@ -281,3 +281,14 @@ def test_a_group_the_memory_cannot_hold_is_refused_before_anything_is_built():
     with pytest.raises(ValueError, match=f"^{too_many} trials of num_hiddens 8192 .* train fewer at once$"):
         check_group_fits([config] * too_many, 100, device)
     check_group_fits([config], 100, device)  # one fits on this machine
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the batched step on a GPU needs a CUDA GPU")
+def test_members_trained_batched_on_the_gpu_equal_their_single_runs_there(recipe_corpus):
+    """tools/gpu_check.sh runs this (`-k gpu`): 2 epochs of the recipe's text, K = 4, on the device."""
+    group = configs(device="cuda", num_epochs=2)
+    results = train_batched(recipe_corpus.corpus, recipe_corpus.vocab, group)
+    for config, result in zip(group, results, strict=True):
+        alone = train(recipe_corpus.corpus, recipe_corpus.vocab, config)
+        assert result.device.startswith("cuda") and result.status == "finished"
+        assert [s.loss for s in result.history] == pytest.approx([s.loss for s in alone.history], rel=1e-5)

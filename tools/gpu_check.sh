@@ -11,6 +11,10 @@
 #                                                           final perplexity, tokens/s
 #   4. python -m pytest tests/test_cuda_graph.py -q         the CUDA-graph step against the eager one
 #                                                           (recorded as missing where pytest is not installed)
+#   5. python -m charrnn bench --device D --num-hiddens 256 --trials 16 --json   (trials16) and
+#      ... --trials 64 (trials64): K trials one after another against the same K batched
+#   6. python -m pytest tests/test_batched.py -q -k gpu     (batched_gpu_test) each member of a batched
+#                                                           run on the device equals its single run there
 # A GPU machine may have its own PyTorch and no package registry: only torch is needed (the CLI core
 # never imports streamlit or plotly). Python: $PYTHON if set, else .venv/bin/python if it imports
 # torch, else python3.
@@ -23,8 +27,11 @@
 #                    else ../shared/data next to the repo)
 #   EPOCHS           epochs of the recipe in step 3 (default: 500)
 #   MINIBATCHES      bench's timed minibatches in steps 1-2 (default: 50)
-#   T_BENCH T_SWEEP T_TRAIN T_TEST   per-step timeouts in seconds (defaults: cuda 90/150/240/90, which
-#                    add up to under 10 minutes; cpu 120/180/420/120)
+#   T_BENCH T_SWEEP T_TRAIN T_TEST   per-step timeouts in seconds (defaults: cuda 60/100/180/60, which
+#                    with the trials steps (T_BENCH each) add up to 10 minutes at the very worst;
+#                    cpu 120/180/420/120)
+#   STEPS            the steps to run, by name (default: all of them: bench sweep train cuda_graph_test
+#                    trials16 trials64 batched_gpu_test); the environment is always recorded
 # CHARRNN_HOME is a temporary folder, removed at the end: the runs this records are thrown away.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,13 +39,14 @@ repo="$(pwd)"
 
 mode="${1:-cuda}"
 case "$mode" in
-  cuda) defaults=(90 150 240 90) ;;
+  cuda) defaults=(60 100 180 60) ;;
   cpu) defaults=(120 180 420 120) ;;
   *) echo "tools/gpu_check.sh: error: the device must be cuda or cpu, not '$mode'" >&2; exit 2 ;;
 esac
 T_BENCH="${T_BENCH:-${defaults[0]}}" T_SWEEP="${T_SWEEP:-${defaults[1]}}"
 T_TRAIN="${T_TRAIN:-${defaults[2]}}" T_TEST="${T_TEST:-${defaults[3]}}"
 EPOCHS="${EPOCHS:-500}" MINIBATCHES="${MINIBATCHES:-50}"
+STEPS=" ${STEPS:-bench sweep train cuda_graph_test trials16 trials64 batched_gpu_test} "
 
 if [ -n "${PYTHON:-}" ]; then
   py="$PYTHON"
@@ -63,6 +71,9 @@ mkdir -p "$CHARRNN_HOME"
 step() {
   local name="$1" limit="$2"
   shift 2
+  if [ "$name" != environment ] && [[ "$STEPS" != *" $name "* ]]; then
+    return
+  fi
   echo "== $name (timeout ${limit}s)" >&2
   local t0 t1 rc
   t0="$(date +%s%N)"
@@ -74,7 +85,7 @@ step() {
 }
 
 : >"$work/steps"
-step environment 60 "$py" -c '
+step environment 30 "$py" -c '
 import json, platform, torch
 cuda = torch.cuda.is_available()
 cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), None)
@@ -92,14 +103,18 @@ print(json.dumps({
 step bench "$T_BENCH" "$py" -m charrnn bench --device "$mode" --minibatches "$MINIBATCHES" --json
 step sweep "$T_SWEEP" "$py" -m charrnn bench --device "$mode" --minibatches "$MINIBATCHES" --sweep --json
 step train "$T_TRAIN" "$py" -m charrnn train --device "$mode" --epochs "$EPOCHS" --json
-if "$py" -c "import pytest" 2>/dev/null; then
-  # CI=true: a missing text fails the test instead of skipping it (the conftest's rule for CI).
-  step cuda_graph_test "$T_TEST" env CI=true "$py" -m pytest tests/test_cuda_graph.py -q -rs -p no:cacheprovider
-else
-  echo "cuda_graph_test missing 0" >>"$work/steps"
-fi
-# The batched bench, once it exists:
-# step batched_bench "$T_BENCH" "$py" -m charrnn bench --device "$mode" --batched --json
+step trials16 "$T_BENCH" "$py" -m charrnn bench --device "$mode" --num-hiddens 256 --minibatches "$MINIBATCHES" --trials 16 --json
+step trials64 "$T_BENCH" "$py" -m charrnn bench --device "$mode" --num-hiddens 256 --minibatches "$MINIBATCHES" --trials 64 --json
+for test in cuda_graph_test:tests/test_cuda_graph.py batched_gpu_test:"tests/test_batched.py -k gpu"; do
+  name="${test%%:*}"
+  if "$py" -c "import pytest" 2>/dev/null; then
+    # CI=true: a missing text fails the test instead of skipping it (the conftest's rule for CI).
+    # shellcheck disable=SC2086  # the test's path and its -k filter are two words on purpose
+    step "$name" "$T_TEST" env CI=true "$py" -m pytest ${test#*:} -q -rs -p no:cacheprovider
+  elif [[ "$STEPS" == *" $name "* ]]; then
+    echo "$name missing 0" >>"$work/steps"
+  fi
+done
 
 # Assemble the one JSON file (stdlib only, so it runs even where torch is broken).
 "$py" - "$work" "$out_file" "$mode" "$CHARRNN_DATA_DIR" "$py" "$EPOCHS" "$MINIBATCHES" <<'EOF'
@@ -172,12 +187,12 @@ for line in open(os.path.join(work, "steps")):
     elif int(rc) in (124, 137):
         entry["timed_out"] = True
     out, err = read(name, "out"), read(name, "err")
-    if name in ("environment", "bench", "sweep"):
+    if name in ("environment", "bench", "sweep", "trials16", "trials64"):
         rows = json_lines(out)
         entry["result"] = rows[-1] if rows else None
     elif name == "train":
         entry["result"] = train_figures(json_lines(out))
-    elif name == "cuda_graph_test" and rc != "missing":
+    elif name.endswith("_test") and rc != "missing":
         entry["result"] = out.strip().splitlines()[-12:]
     if err.strip():  # a failure's message, or bench's note that it timed the fallback text
         entry["stderr_tail"] = err[-2000:]
