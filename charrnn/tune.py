@@ -139,7 +139,14 @@ def run(args) -> int:
     def on_sigint(*_):
         tuner.request_stop()
         os.write(2, b"stopping after this trial's epoch (Ctrl-C again to quit at once)\n")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, on_second_sigint)
+
+    def on_second_sigint(*_):
+        tuner.quit_asked = True  # --parallel trains in this process and reads it between minibatches
+        if tuner.search.parallel == 1:  # this worker waits on a training process: interrupt the wait
+            raise KeyboardInterrupt
+        # Not raised while training here: Python drops an exception raised inside a weakref callback
+        # (printing "Exception ignored"; seen here in SQLAlchemy's, while a group trained).
 
     old = signal.signal(signal.SIGINT, on_sigint)
     try:

@@ -70,6 +70,7 @@ class Member:
     values: list[float] = field(default_factory=list)  # the held-out perplexities reported
     reason: str = ""  # why it is pruned, once it is
     stopped: bool = False  # ended by the user's stop
+    epochs: int = 0  # epochs trained so far
     told: bool = False
     beat: object = None  # its heartbeat thread, from when it is asked until it is told
 
@@ -141,6 +142,7 @@ def _train_group(tuner, group: list[Member], split) -> None:
         def on_epoch(i, stats):
             m = group[i]
             store.add_epoch(m.run_id, stats)
+            m.epochs = stats.epoch
             value = stats.val_perplexity
             if value is None or m.reason:
                 return
@@ -165,7 +167,10 @@ def _train_group(tuner, group: list[Member], split) -> None:
 
         configs = [m.config for m in group]
         on_end = lambda i, result: _end(tuner, group[i], result)  # noqa: E731
-        train_batched(split.train, corpus.vocab, configs, on_epoch, split.val, None, should_prune, on_end)
+        quit_now = lambda: tuner.quit_asked  # noqa: E731
+        train_batched(split.train, corpus.vocab, configs, on_epoch, split.val, quit_now, should_prune, on_end)
+        if tuner.quit_asked:
+            raise KeyboardInterrupt
     except Exception as e:
         _fail(tuner, group, "failed", f"{type(e).__name__}: {e}")
     except BaseException:
@@ -181,6 +186,8 @@ def _end(tuner, m: Member, result: MemberResult) -> None:
     store, trial, TS = tuner.store, m.trial, optuna.trial.TrialState
     history = result.history
     trial.set_user_attr("epochs", len(history))
+    if result.status == "stopped":  # quit within an epoch: its weights match no iterator state, no checkpoint
+        return _fail(tuner, [m], "interrupted", "interrupted (Ctrl-C) during an epoch")
     if history and result.status != "diverged":
         loader_state = result.loader.state_dict()
         save_run_checkpoint(store, m.run_id, result.model, tuner.corpus, m.config, history[-1].epoch, loader_state)
@@ -207,6 +214,7 @@ def _fail(tuner, group: list[Member], status: str, reason: str) -> None:
         if not m.told:
             if m.run_id:
                 tuner.store.finish(m.run_id, status, reason)
+            m.trial.set_user_attr("epochs", m.epochs)
             _tell(tuner, m, optuna.trial.TrialState.FAIL, reason=reason)
 
 

@@ -138,6 +138,30 @@ def test_ctrl_c_stops_every_member_after_its_epoch(tmp_path):
     assert [t["state"] for t in json.loads(out)["trials"]] == ["FAIL"] * 3
 
 
+def test_a_second_ctrl_c_quits_at_once_failing_the_group_and_marking_its_runs_interrupted(tmp_path):
+    """The whole text at hidden 256: an epoch lasts about a second, so both signals, sent right after
+    an epoch is recorded, land inside the next one."""
+    storage, home = STORE.format(tmp=tmp_path), tmp_path / "home"
+    argv = ["--study", "quit", "--space", "lr=0.5:2:log", "--parallel", "2", "--max-tokens", "0"]
+    proc = worker(home, storage, *argv, "--num-hiddens", "256", trials=2, epochs=1000, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not [r for r in RunStore(home).runs() if r["epochs"] >= 1]:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.rstrip().endswith("interrupted"), err
+    trials = load(storage, "quit").trials
+    assert [t.state for t in trials] == [TS.FAIL, TS.FAIL]
+    assert {t.user_attrs["reason"] for t in trials} == {"interrupted (Ctrl-C) during an epoch"}
+    runs = {r["id"]: r for r in RunStore(home).runs()}
+    for t in trials:
+        run = runs[t.user_attrs["run_id"]]
+        assert run["status"] == "interrupted" and run["epochs"] == t.user_attrs["epochs"] >= 1
+
+
 def test_a_killed_parallel_worker_trials_fail_by_heartbeat_and_are_retried(tmp_path):
     """Each member keeps its own heartbeat: 3 s after its worker died, both of its trials are failed by
     the next worker and retried with their own parameters; the dead worker's runs become interrupted."""
