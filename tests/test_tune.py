@@ -86,6 +86,13 @@ def check_trials_and_runs(study: optuna.Study, home, expected: int):
     return trials
 
 
+def wait_for_epochs(home, epochs: int = 1, poll: float = 0.3, timeout: float = 60) -> None:
+    """Until a run of `home`'s store has recorded `epochs` epochs (at most `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not [r for r in RunStore(home).runs() if r["epochs"] >= epochs]:
+        time.sleep(poll)
+
+
 def wait_for_runs(storage: str, study: str, n: int, timeout: float = 60):
     """Until `n` trials of the study have their run in the store."""
     deadline = time.monotonic() + timeout
@@ -310,9 +317,7 @@ def test_ctrl_c_ends_the_trial_marks_it_stopped_and_prints_the_table(tmp_path, t
     """Ctrl-C in a terminal reaches the whole process group: the worker and its training process."""
     storage, home = STORE.format(tmp=tmp_path), tmp_path / "home"
     proc = worker(home, storage, "--study", "stop", "--space", SPACE, trials=3, epochs=100_000, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not [r for r in RunStore(home).runs() if r["epochs"] >= 1]:
-        time.sleep(0.3)
+    wait_for_epochs(home)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

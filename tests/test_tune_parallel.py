@@ -12,7 +12,7 @@ import time
 
 import optuna
 import pytest
-from test_tune import SPACE, STORE, TINY, check_trials_and_runs, finish, load, parse, worker
+from test_tune import SPACE, STORE, TINY, check_trials_and_runs, finish, load, parse, wait_for_epochs, worker
 
 import charrnn.batched
 from charrnn import tune
@@ -119,9 +119,7 @@ def test_ctrl_c_stops_every_member_after_its_epoch(tmp_path):
     storage, home = STORE.format(tmp=tmp_path), tmp_path / "home"
     argv = ["--study", "stop", "--space", "lr=0.5:4:log", "--parallel", "3"]
     proc = worker(home, storage, *argv, trials=3, epochs=100_000, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not [r for r in RunStore(home).runs() if r["epochs"] >= 2]:
-        time.sleep(0.2)
+    wait_for_epochs(home, 2)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -144,9 +142,7 @@ def test_a_second_ctrl_c_quits_at_once_failing_the_group_and_marking_its_runs_in
     storage, home = STORE.format(tmp=tmp_path), tmp_path / "home"
     argv = ["--study", "quit", "--space", "lr=0.5:2:log", "--parallel", "2", "--max-tokens", "0"]
     proc = worker(home, storage, *argv, "--num-hiddens", "256", trials=2, epochs=1000, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not [r for r in RunStore(home).runs() if r["epochs"] >= 1]:
-        time.sleep(0.05)
+    wait_for_epochs(home, poll=0.05)
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)
@@ -168,9 +164,7 @@ def test_a_killed_parallel_worker_trials_fail_by_heartbeat_and_are_retried(tmp_p
     storage, home = STORE.format(tmp=tmp_path), tmp_path / "home"
     argv = ["--study", "kill", "--space", "lr=0.5:4:log", "--heartbeat", "1", "--pruner", "none", "--parallel", "2"]
     doomed = worker(home, storage, *argv, trials=2, epochs=200)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not [r for r in RunStore(home).runs() if r["epochs"] >= 1]:
-        time.sleep(0.2)
+    wait_for_epochs(home)
     doomed.send_signal(signal.SIGKILL)
     doomed.communicate()
     killed = load(storage, "kill").trials
