@@ -32,7 +32,7 @@ from charrnn.data import split_heldout
 from charrnn.device import resolve_device
 from charrnn.recorder import save_run_checkpoint
 from charrnn.train import TrainConfig
-from charrnn.tune_space import MEMORY, FieldError
+from charrnn.tune_space import MEMORY, FieldError, grid
 
 MAX_PARALLEL = 64
 WAITING = (optuna.trial.TrialState.WAITING,)
@@ -85,7 +85,10 @@ def run_parallel(tuner) -> optuna.Study:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # as Study.optimize does before each trial
-        n = min(search.parallel, left or len(study.get_trials(deepcopy=False, states=WAITING)))
+        waiting = len(study.get_trials(deepcopy=False, states=WAITING))
+        n = min(search.parallel, left or waiting)
+        if search.sampler == "grid":  # asked beyond its grid, the grid sampler would repeat points
+            n = min(n, waiting + _grid_left(search, study))
         if n == 0:
             break
         left = max(0, left - n)
@@ -106,6 +109,13 @@ def run_parallel(tuner) -> optuna.Study:
             for m in members:
                 m.beat.join()
     return study
+
+
+def _grid_left(search, study) -> int:
+    """The grid's points that no trial has taken yet (a trial takes its point when it is asked)."""
+    points = math.prod(len(values) for values in grid(search.space).values())
+    trials = study.get_trials(deepcopy=False)
+    return max(0, points - len({tuple(sorted(t.params.items())) for t in trials if t.params}))
 
 
 def _ask(tuner) -> Member:
@@ -227,7 +237,14 @@ def _tell(tuner, m: Member, state, value=None, reason: str = "") -> None:
     if reason:
         m.trial.set_user_attr("reason", reason)
     m.beat.join()
-    frozen = tuner.study.tell(m.trial, value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+    try:
+        frozen = tuner.study.tell(m.trial, value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+    except RuntimeError:
+        # The grid sampler calls Study.stop() once its last point is told, which Optuna refuses outside
+        # optimize(); the trial is told by then (run_parallel asks no point beyond the grid).
+        frozen = next(t for t in tuner.study.get_trials(deepcopy=False) if t.number == m.trial.number)
+        if not frozen.state.is_finished():
+            raise
     m.told = True
     if tuner.on_trial is not None:
         tuner.on_trial(tuner.study, frozen)

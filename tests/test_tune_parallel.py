@@ -211,3 +211,19 @@ def test_parallel_takes_1_to_64(value, capsys):
     with pytest.raises(SystemExit) as e:
         parse("--study", "s", "--parallel", value)
     assert e.value.code == 2 and "--parallel" in capsys.readouterr().err
+
+
+def test_the_grid_sampler_asked_k_at_a_time_runs_each_point_once_then_stops(tmp_path, monkeypatch, capsys):
+    """2 x 3 points asked 4 at a time: 6 trials, one per point (the grid sampler's Study.stop() at the
+    last point, which Optuna refuses outside optimize(), ends nothing badly); a second worker asks none."""
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    storage = STORE.format(tmp=tmp_path)
+    argv = ["--study", "grid", "--storage", storage, "--trials", "10", "--epochs", "1", "--parallel", "4"]
+    argv += ["--space", "num_hiddens=8|16,lr=0.5:2", "--sampler", "grid", "--json", *TINY]
+    for _ in range(2):
+        assert tune.run(parse(*argv)) == 0
+        trials = json.loads(capsys.readouterr().out)["trials"]
+        assert sorted((t["params"]["num_hiddens"], t["params"]["lr"]) for t in trials) == [
+            (h, lr) for h in (8, 16) for lr in (0.5, 1.25, 2.0)
+        ]
+        assert {t["state"] for t in trials} == {"COMPLETE"}
