@@ -2,7 +2,8 @@
 
 A study lives in a relational database that any number of workers share (SQLite by default, next to
 the run store; PostgreSQL or any URL SQLAlchemy accepts for workers on several machines). Each trial
-trains through a `Runner` (the app's training child process) holding a device lock, and is recorded
+trains through a `Runner` (the app's training child process; with `Search.parallel` > 1, K trials
+batched in the worker's own process, `charrnn.tune_parallel`) holding a device lock, and is recorded
 in this machine's run store as "<study> trial <n>", tagged with its study and number; only the study
 is shared. The objective is the held-out perplexity, the best seen during the trial; it is reported
 at every evaluation so that the pruner can end a poor trial early.
