@@ -45,6 +45,9 @@ class MemberResult(TrainResult):
 
     status: str = "finished"  # finished, diverged, pruned or stopped
     loader: SeqDataLoader | None = None
+    # A diverged member's (epoch, model, iterator state) at its last finite epoch, as `train_recorded`
+    # keeps for a checkpoint; None when it diverged in its first epoch.
+    last_good: tuple | None = None
 
 
 def check_group(configs: list[TrainConfig]) -> list[TrainConfig]:
@@ -153,6 +156,7 @@ def train_batched(
         for c, ld in zip(configs, loaders, strict=True)
     ]
     live = list(range(len(configs)))  # the members still training, in the order of the model's leading dim
+    good = None  # the live members' weights and iterator states at the end of the last epoch
     begin = time.perf_counter()
     for epoch in range(1, first.num_epochs + 1):
         t0 = time.perf_counter()
@@ -174,6 +178,8 @@ def train_batched(
         for j, status in ended.items():
             i = live[j]
             results[i].model, results[i].status, results[i].diverged = model.member(j), status, status == "diverged"
+            if status == "diverged" and good is not None:
+                results[i].last_good = (epoch - 1, model.member(j, good[0]), good[1][j])
         _ended(results, [live[j] for j in ended], on_end)
         if ended:
             keep = [j for j in range(len(live)) if j not in ended]
@@ -181,6 +187,7 @@ def train_batched(
             if not live:
                 return results
             trainer.select(keep)
+        good = (model.snapshot(), [loaders[i].state_dict() for i in live])  # one copy of the weights an epoch
     for j, i in enumerate(live):
         results[i].model = model.member(j)
     return _ended(results, live, on_end)

@@ -129,12 +129,16 @@ class BatchedScratch(nn.Module):
         for name in NAMES:
             setattr(self, name, nn.Parameter(getattr(self, name).detach().index_select(0, index)))
 
-    def member(self, k: int) -> RNNScratch:
-        """Member k as a plain `RNNScratch` holding a copy of its weights."""
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A copy of every member's weights, for `member(k, snapshot)` later."""
+        return {name: getattr(self, name).detach().clone() for name in NAMES}
+
+    def member(self, k: int, weights: dict[str, torch.Tensor] | None = None) -> RNNScratch:
+        """Member k as a plain `RNNScratch` holding a copy of its weights (or of its weights in a `snapshot`)."""
         model = RNNScratch(self.config, generator=torch.Generator())  # a private generator: the global RNG is untouched
         with torch.no_grad():
             for name in NAMES:
-                getattr(model, name).copy_(getattr(self, name)[k])
+                getattr(model, name).copy_((weights or {}).get(name, getattr(self, name))[k])
         return model.to(self.W_hh.device)
 
 

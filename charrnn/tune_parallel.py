@@ -192,7 +192,7 @@ def _train_group(tuner, group: list[Member], split) -> None:
 
 
 def _end(tuner, m: Member, result: MemberResult) -> None:
-    """Checkpoint a member that ended (unless its weights broke down), finish its run, tell its trial."""
+    """Checkpoint a member that ended (a diverged one at its last finite epoch), finish its run, tell its trial."""
     store, trial, TS = tuner.store, m.trial, optuna.trial.TrialState
     history = result.history
     trial.set_user_attr("epochs", len(history))
@@ -201,6 +201,9 @@ def _end(tuner, m: Member, result: MemberResult) -> None:
     if history and result.status != "diverged":
         loader_state = result.loader.state_dict()
         save_run_checkpoint(store, m.run_id, result.model, tuner.corpus, m.config, history[-1].epoch, loader_state)
+    elif result.last_good is not None:  # diverged: its last finite epoch, as a run trained alone keeps
+        epoch, model, loader_state = result.last_good
+        save_run_checkpoint(store, m.run_id, model, tuner.corpus, m.config, epoch, loader_state)
     if m.stopped:
         store.finish(m.run_id, "stopped", "stopped by the user")
         return _tell_stopped(tuner, m)

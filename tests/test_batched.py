@@ -214,6 +214,23 @@ def test_a_diverging_member_is_masked_and_the_others_finish(recipe_corpus):
         assert_same_history(results[k].history, train(corpus, vocab, group[k]).history, f"member {k}")
 
 
+def test_a_member_diverging_after_its_first_epoch_keeps_its_last_finite_epoch(recipe_corpus):
+    """As `train_recorded` keeps a diverged run's last finite epoch for a checkpoint: lr 1000 unclipped
+    diverges in epoch 2 here; its weights and iterator after epoch 1 are those of its single run."""
+    corpus, vocab = recipe_corpus.corpus[:RAGGED], recipe_corpus.vocab
+    group = configs([(0.5, 1.0, 0), (1e3, 0.0, 1)], num_epochs=3)
+    bad = train_batched(corpus, vocab, group)[1]
+    assert bad.status == "diverged" and len(bad.history) == 2
+    epoch, model, loader_state = bad.last_good
+    one_epoch = TrainConfig(**{**vars(group[1]), "num_epochs": 1})
+    loader = SeqDataLoader(corpus, 32, 35, seed=1)
+    alone = train(corpus, vocab, one_epoch, loader=loader)
+    assert epoch == 1 and loader_state == loader.state_dict()
+    for p, q in zip(model.parameters(), alone.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    assert train_batched(corpus, vocab, configs([(1e6, 0.0, 1)], num_epochs=2))[0].last_good is None  # epoch 1
+
+
 def test_a_pruned_member_leaves_at_the_epoch_boundary_and_the_others_go_on(recipe_corpus):
     corpus, vocab = recipe_corpus.corpus[:RAGGED], recipe_corpus.vocab
     group = configs(num_epochs=3)

@@ -227,3 +227,21 @@ def test_the_grid_sampler_asked_k_at_a_time_runs_each_point_once_then_stops(tmp_
             (h, lr) for h in (8, 16) for lr in (0.5, 1.25, 2.0)
         ]
         assert {t["state"] for t in trials} == {"COMPLETE"}
+
+
+def test_a_diverged_member_is_pruned_and_checkpointed_at_its_last_finite_epoch(tmp_path, monkeypatch, capsys):
+    """lr 300 unclipped diverges in epoch 2 here (hidden 48, the recipe's batch on 3,381 chars); lr 0.5
+    beside it in the same group completes."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("CHARRNN_HOME", str(home))
+    argv = ["--study", "div", "--storage", STORE.format(tmp=tmp_path), "--trials", "2", "--epochs", "4"]
+    argv += ["--max-tokens", "3381", "--val-tokens", "200", "--eval-every", "1", "--num-hiddens", "48"]
+    argv += ["--clip", "0", "--space", "lr=300|0.5", "--sampler", "grid", "--parallel", "2", "--json"]
+    assert tune.run(parse(*argv)) == 0
+    trials = {t["params"]["lr"]: t for t in json.loads(capsys.readouterr().out)["trials"]}
+    bad, good = trials[300], trials[0.5]
+    assert good["state"] == "COMPLETE" and bad["state"] == "PRUNED" and bad["epochs"] == 2
+    store = RunStore(home)
+    run = next(r for r in store.runs() if r["id"] == bad["run_id"])
+    assert run["status"] == "diverged" and run["reason"] == "the perplexity became infinite in epoch 2"
+    assert store.last_checkpoint(run["id"])["epoch"] == 1
