@@ -135,10 +135,11 @@ class BatchedScratch(nn.Module):
 
     def member(self, k: int, weights: dict[str, torch.Tensor] | None = None) -> RNNScratch:
         """Member k as a plain `RNNScratch` holding a copy of its weights (or of its weights in a `snapshot`)."""
+        source = weights or dict(self.named_parameters())
         model = RNNScratch(self.config, generator=torch.Generator())  # a private generator: the global RNG is untouched
         with torch.no_grad():
             for name in NAMES:
-                getattr(model, name).copy_((weights or {}).get(name, getattr(self, name))[k])
+                getattr(model, name).copy_(source[name][k])
         return model.to(self.W_hh.device)
 
 

@@ -193,9 +193,7 @@ def _train_group(tuner, group: list[Member], split) -> None:
 
 def _end(tuner, m: Member, result: MemberResult) -> None:
     """Checkpoint a member that ended (a diverged one at its last finite epoch), finish its run, tell its trial."""
-    store, trial, TS = tuner.store, m.trial, optuna.trial.TrialState
-    history = result.history
-    trial.set_user_attr("epochs", len(history))
+    store, TS, history = tuner.store, optuna.trial.TrialState, result.history
     if result.status == "stopped":  # quit within an epoch: its weights match no iterator state, no checkpoint
         return _fail(tuner, [m], "interrupted", "interrupted (Ctrl-C) during an epoch")
     if history and result.status != "diverged":
@@ -227,7 +225,6 @@ def _fail(tuner, group: list[Member], status: str, reason: str) -> None:
         if not m.told:
             if m.run_id:
                 tuner.store.finish(m.run_id, status, reason)
-            m.trial.set_user_attr("epochs", m.epochs)
             _tell(tuner, m, optuna.trial.TrialState.FAIL, reason=reason)
 
 
@@ -237,6 +234,7 @@ def _tell_stopped(tuner, m: Member) -> None:
 
 
 def _tell(tuner, m: Member, state, value=None, reason: str = "") -> None:
+    m.trial.set_user_attr("epochs", m.epochs)
     if reason:
         m.trial.set_user_attr("reason", reason)
     m.beat.join()

@@ -148,7 +148,7 @@ class Tuner:
         self.device_lock, self.on_trial = device_lock, on_trial
         self.spawning = spawning or nullcontext
         self.stop_asked = False
-        self.quit_asked = False  # a second Ctrl-C: quit within the minibatch (set beside its KeyboardInterrupt)
+        self.quit_asked = False  # a second Ctrl-C: --parallel quits within the minibatch
         self.study: optuna.Study | None = None
 
     def prepare(self, device) -> optuna.Study:

@@ -26,9 +26,8 @@ TS = optuna.trial.TrialState
 def check_as_alone(store: RunStore, run: dict) -> None:
     """The run's recorded epochs equal its own config trained alone by `charrnn.train.train` on the
     same text, epoch by epoch: training perplexity and held-out perplexity within 1e-5."""
-    config = TrainConfig.from_dict(run["config"])
-    corpus = load_corpus("time_machine", "book", config.max_tokens, download=False)
-    split = split_heldout(corpus, config.val_tokens)
+    corpus = load_corpus("time_machine", "book", run["config"]["max_tokens"], download=False)
+    split = split_heldout(corpus, run["config"]["val_tokens"])
     recorded = store.history(run["id"])
     config = TrainConfig.from_dict({**run["config"], "num_epochs": len(recorded)})  # a pruned run: its epochs
     single = train(split.train, corpus.vocab, config, val=split.val).history
