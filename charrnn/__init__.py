@@ -8,7 +8,7 @@ from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.data import Corpus, CorpusError, load_corpus
 from charrnn.device import resolve_device
 from charrnn.generate import GenerateResult, generate, predict
-from charrnn.model import RNNScratch
+from charrnn.models import ScratchModel
 from charrnn.train import EpochStats, TrainConfig, TrainResult, train
 from charrnn.vocab import Vocab
 
@@ -18,7 +18,7 @@ __all__ = [
     "CorpusError",
     "EpochStats",
     "GenerateResult",
-    "RNNScratch",
+    "ScratchModel",
     "SeqDataLoader",
     "TrainConfig",
     "TrainResult",

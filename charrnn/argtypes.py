@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from charrnn.generate import MAX_PREDS, MAX_PREFIX
+from charrnn.models import MAX_DROPOUT, MAX_LAYERS
 from charrnn.store import check_id
 from charrnn.train import MAX_STEP
 
@@ -53,6 +54,20 @@ def at_most(kind, cap, why: str = ""):
 
 
 num_preds = at_most(non_negative_int, MAX_PREDS)
+num_layers = at_most(positive_int, MAX_LAYERS)
+
+
+def dropout(text: str) -> float:
+    """A probability of dropping an activation: 0 (off) up to MAX_DROPOUT; 1 would drop everything."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{_short(text)} is not a number") from None
+    if not 0 <= value <= MAX_DROPOUT:  # also NaN
+        raise argparse.ArgumentTypeError(
+            f"must be a probability from 0 (off) to {MAX_DROPOUT}, not {_short(text)}; 1 would drop every activation"
+        )
+    return value
 
 
 def seed(text: str) -> int:

@@ -18,7 +18,7 @@ from charrnn.batches import SeqDataLoader
 from charrnn.device import free_bytes, resolve_device
 from charrnn.evaluate import heldout_perplexity, perplexity
 from charrnn.generate import predict
-from charrnn.model import detach_state
+from charrnn.models import detach_state
 from charrnn.train import EpochStats, TrainConfig, TrainResult, build_model, estimate_bytes
 
 __all__ = ["BatchedScratch", "BatchedTrainer", "MemberResult", "check_group", "train_batched"]
@@ -139,7 +139,7 @@ def train_batched(
     way it leaves the batch, and the others go on unchanged. `should_stop()` is checked between
     minibatches and ends every live member "stopped" (the epoch in progress is not reported).
     `on_end(member_index, result)` is called as each member ends, with its MemberResult complete.
-    Returns one MemberResult per config, in order, each with its model as a plain RNNScratch.
+    Returns one MemberResult per config, in order, each with its model as a plain ScratchModel.
     """
     configs = check_group(configs)
     first, V = configs[0], len(vocab)

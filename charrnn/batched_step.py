@@ -7,7 +7,7 @@ math changes: each member has its own init, minibatches, state, loss, gradient n
 every member computes what its single run computes (tests/test_batched.py holds it to `Trainer`,
 minibatch by minibatch). The step never syncs with the host; per-member figures stay (K,) device tensors.
 
-The forward and backward are written by hand (`_BatchedRNN`, the batched `charrnn.model._Recurrence`
+The forward and backward are written by hand (`_BatchedRNN`, the batched `charrnn.models.rnn._Recurrence`
 with the gather and the output layer inside), for two reasons measured on a 2-core CPU:
 - layouts: the recurrence runs time-major, (num_steps, K, batch_size, H), so that each step's slice is
   contiguous (`baddbmm` takes MKL's batched path only then; otherwise it loops over K matmuls), and the
@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from charrnn.model import RNNScratch
+from charrnn.models import ScratchModel
 
-NAMES = ("W_xh", "W_hh", "b_h", "W_hq", "b_q")  # RNNScratch's parameters, in its order
+NAMES = ("W_xh", "W_hh", "b_h", "W_hq", "b_q")  # ScratchModel's parameters, in its order
 
 
 class Workspace:
@@ -43,7 +43,7 @@ class Workspace:
 class _BatchedRNN(torch.autograd.Function):
     """The forward of K scratch RNNs and its backward through time, by hand (see the module docstring).
 
-    Per member, as RNNScratch: P_t = (W_xh + b_h)[X_t], H_t = tanh(P_t + H_{t-1} @ W_hh), and the logits
+    Per member, as ScratchModel: P_t = (W_xh + b_h)[X_t], H_t = tanh(P_t + H_{t-1} @ W_hh), and the logits
     H_t @ W_hq + b_q for all steps. The state returned carries no gradient (training detaches it).
     """
 
@@ -95,14 +95,14 @@ class _BatchedRNN(torch.autograd.Function):
 
 
 class BatchedScratch(nn.Module):
-    """K `RNNScratch` models as one: each parameter gains a leading K dimension (W_hh: (K, H, H)).
+    """K `ScratchModel` models as one: each parameter gains a leading K dimension (W_hh: (K, H, H)).
 
     Contract: `forward(X, state) -> (logits, state)` with X (K, batch_size, num_steps) and logits
-    (K, num_steps * batch_size, vocab_size), time-major within each member as `RNNScratch`'s rows. The
+    (K, num_steps * batch_size, vocab_size), time-major within each member as `ScratchModel`'s rows. The
     state carries no gradient. `workspace` lends reusable buffers (see `Workspace`); None: fresh ones.
     """
 
-    def __init__(self, members: list[RNNScratch]):
+    def __init__(self, members: list[ScratchModel]):
         super().__init__()
         self.config = members[0].config
         for name in NAMES:
@@ -133,10 +133,11 @@ class BatchedScratch(nn.Module):
         """A copy of every member's weights, for `member(k, snapshot)` later."""
         return {name: getattr(self, name).detach().clone() for name in NAMES}
 
-    def member(self, k: int, weights: dict[str, torch.Tensor] | None = None) -> RNNScratch:
-        """Member k as a plain `RNNScratch` holding a copy of its weights (or of its weights in a `snapshot`)."""
+    def member(self, k: int, weights: dict[str, torch.Tensor] | None = None) -> ScratchModel:
+        """Member k as a plain `ScratchModel` holding a copy of its weights (or of its weights in a `snapshot`)."""
         source = weights or dict(self.named_parameters())
-        model = RNNScratch(self.config, generator=torch.Generator())  # a private generator: the global RNG is untouched
+        # a private generator: the global RNG is untouched
+        model = ScratchModel(self.config, generator=torch.Generator())
         with torch.no_grad():
             for name in NAMES:
                 getattr(model, name).copy_(source[name][k])

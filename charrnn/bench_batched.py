@@ -20,7 +20,7 @@ from charrnn.batched_step import BatchedScratch, BatchedTrainer
 from charrnn.batches import SeqDataLoader
 from charrnn.bench_contenders import charrnn_step
 from charrnn.bench_timing import ROUNDS, minibatches, time_round
-from charrnn.model import ModelConfig, RNNScratch, detach_state
+from charrnn.models import ModelConfig, ScratchModel, detach_state
 from charrnn.train import TrainConfig, Trainer
 
 LR_RANGE = (0.5, 2.0)  # the trials' learning rates, spread evenly
@@ -49,9 +49,9 @@ def stacked_minibatches(corpus, configs: list[TrainConfig], device):
         yield torch.stack([X for X, _ in batch]), torch.stack([Y for _, Y in batch])
 
 
-def _models(V: int, configs: list[TrainConfig], device) -> list[RNNScratch]:
+def _models(V: int, configs: list[TrainConfig], device) -> list[ScratchModel]:
     return [
-        RNNScratch(ModelConfig(V, c.num_hiddens), generator=torch.Generator().manual_seed(c.seed)).to(device)
+        ScratchModel(ModelConfig(V, c.num_hiddens), generator=torch.Generator().manual_seed(c.seed)).to(device)
         for c in configs
     ]
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from charrnn.model import ModelConfig, RNNScratch, detach_state
+from charrnn.models import ModelConfig, ScratchModel, detach_state
 from charrnn.train import TrainConfig, Trainer, clip_gradients
 
 CONTENDERS = ("book", "charrnn", "nn_rnn")
@@ -62,7 +62,7 @@ def book_step(V: int, H: int, device, lr: float = 1.0, theta: float = 1.0):
 def charrnn_step(V: int, H: int, device):
     """`Trainer.step` as `train` calls it, with the epoch sums kept on the device."""
     config = TrainConfig(num_hiddens=H)
-    model = RNNScratch(ModelConfig(V, H), generator=torch.Generator().manual_seed(0)).to(device)
+    model = ScratchModel(ModelConfig(V, H), generator=torch.Generator().manual_seed(0)).to(device)
     trainer = Trainer(model, config)
     sums = torch.zeros(3, device=device)
 

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import torch
 
-from charrnn import model as models
 from charrnn.files import atomic_write
-from charrnn.model import ModelConfig, RNNScratch
+from charrnn.models import CELLS, KINDS, ModelConfig, make_model
 from charrnn.vocab import Vocab
 
 FORMAT = "charrnn-checkpoint-v1"
@@ -39,20 +38,7 @@ ZIP_SLACK_BYTES = 1 << 20
 MIN_SAFE_TORCH = (2, 10)
 UNSAFE_TORCH_CVES = "CVE-2025-32434, CVE-2026-24747"
 
-# The tensors each model kind holds, by name, with their shapes for vocab_size V and num_hiddens H.
-# A new model kind plugs in here (and in charrnn.model.make_model).
-SHAPES = {
-    "scratch": lambda V, H: {"W_xh": (V, H), "W_hh": (H, H), "b_h": (H,), "W_hq": (H, V), "b_q": (V,)},
-    "concise": lambda V, H: {  # the book's 8.6 RNNModel: nn.RNN and a Linear head
-        "rnn.weight_ih_l0": (H, V),
-        "rnn.weight_hh_l0": (H, H),
-        "rnn.bias_ih_l0": (H,),
-        "rnn.bias_hh_l0": (H,),
-        "linear.weight": (V, H),
-        "linear.bias": (V,),
-    },
-}
-CONFIG_KEYS = ("vocab_size", "num_hiddens", "kind")
+CONFIG_KEYS = tuple(f.name for f in fields(ModelConfig))  # vocab_size, num_hiddens, kind, cell, num_layers, dropout
 
 
 class CheckpointError(ValueError):
@@ -60,7 +46,7 @@ class CheckpointError(ValueError):
 
 
 def make_checkpoint(
-    model: RNNScratch, vocab: Vocab, train_config=None, corpus=None, history=(), state_dict=None, **extra
+    model: torch.nn.Module, vocab: Vocab, train_config=None, corpus=None, history=(), state_dict=None, **extra
 ) -> dict:
     """The checkpoint dict; `state_dict` (default: the model's own) may be an earlier copy of its
     weights; `extra` holds plain values such as the epoch and the iterator's state."""
@@ -77,7 +63,7 @@ def make_checkpoint(
 
 
 def save_checkpoint(
-    path, model: RNNScratch, vocab: Vocab, train_config=None, corpus=None, history=(), state_dict=None, **extra
+    path, model: torch.nn.Module, vocab: Vocab, train_config=None, corpus=None, history=(), state_dict=None, **extra
 ) -> Path:
     """Write atomically: a temporary file in the same folder, fsync, then rename."""
     ckpt = make_checkpoint(model, vocab, train_config, corpus, history, state_dict, **extra)
@@ -113,19 +99,9 @@ def read_checkpoint(source) -> dict:
 def load_checkpoint(source, device="cpu") -> tuple[torch.nn.Module, Vocab, dict]:
     """(model, vocab, checkpoint dict) from a checkpoint file; the model is in eval mode on `device`."""
     ckpt = read_checkpoint(source)
-    config = ckpt["model_config"]
-    kind = config.get("kind", "scratch")
-    build = getattr(models, "make_model", None)
-    if build is None:
-        if kind != "scratch":
-            raise CheckpointError(f"{_name(source)} holds a {kind} model, which this version cannot load")
-        build = RNNScratch
-    known = {f.name for f in fields(ModelConfig)}
     # On the meta device the model gets shapes but no memory and no random init; to_empty then allocates it
     # once, uninitialised, on `device`, and load_state_dict fills it (converting the dtype if need be).
-    with torch.device("meta"):
-        model = build(ModelConfig(**{k: v for k, v in config.items() if k in known}))
-    model = model.to_empty(device=device)
+    model = _meta_model(ModelConfig(**ckpt["model_config"])).to_empty(device=device)
     model.load_state_dict(ckpt["state_dict"])  # names and shapes were checked: this cannot mismatch
     return model.eval(), Vocab.from_tokens(ckpt["vocab"]), ckpt
 
@@ -156,10 +132,22 @@ def _read_open(f, name: str) -> dict:
         raise CheckpointError(f"{name} is not a readable checkpoint ({type(e).__name__}); is the file complete?") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{name} is not a charrnn checkpoint (format {FORMAT} expected).")
-    kind, V, H = _check_config(ckpt.get("model_config"), name)
-    _check_vocab(ckpt.get("vocab"), V, name)
-    _check_state_dict(ckpt.get("state_dict"), kind, V, H, name)
+    config = _check_config(ckpt.get("model_config"), name)
+    _check_vocab(ckpt.get("vocab"), config.vocab_size, name)
+    _check_state_dict(ckpt.get("state_dict"), config, name)
     return ckpt
+
+
+def _meta_model(config: ModelConfig) -> torch.nn.Module:
+    """The model `config` describes, with shapes but no memory (nothing is allocated or drawn)."""
+    with torch.device("meta"):
+        return make_model(config, generator=None)
+
+
+def describe(config: ModelConfig) -> str:
+    """'a 2-layer scratch lstm', as a message names a model."""
+    depth = f"{config.num_layers}-layer " if config.num_layers > 1 else ""
+    return f"a {depth}{config.kind} {config.cell}"
 
 
 def _check_archive(f, name: str) -> None:
@@ -196,8 +184,9 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_config(config, name: str) -> tuple[str, int, int]:
-    """(kind, vocab_size, num_hiddens) of a model_config that holds exactly what a model needs."""
+def _check_config(config, name: str) -> ModelConfig:
+    """The ModelConfig of a model_config that holds exactly what a model needs, with every value in range.
+    One written before chapter 9 has no cell, layers or dropout: it is a one-layer rnn."""
     if not isinstance(config, dict):
         raise CheckpointError(f"{name}: its model_config is missing or not a table of settings.")
     unknown = [_short(k) for k in config if k not in CONFIG_KEYS]
@@ -209,12 +198,17 @@ def _check_config(config, name: str) -> tuple[str, int, int]:
             raise CheckpointError(
                 f"{name}: its model_config's {key} must be a whole number of at least {least}, not {_short(value)}."
             )
-    kind = config.get("kind", "scratch")
-    if kind not in SHAPES:
-        raise CheckpointError(
-            f"{name}: its model_config has kind {_short(kind)}; this version knows {', '.join(map(repr, SHAPES))}."
-        )
-    return kind, config["vocab_size"], config["num_hiddens"]
+    for key, known in (("kind", KINDS), ("cell", CELLS)):
+        if config.get(key, known[0]) not in known:
+            raise CheckpointError(
+                f"{name}: its model_config has {key} {_short(config[key])}; this version knows "
+                f"{', '.join(map(repr, known))}."
+            )
+    model_config = ModelConfig(**config)
+    try:
+        return model_config.check()
+    except ValueError as e:
+        raise CheckpointError(f"{name}: its model_config's {e}.") from e
 
 
 def _check_vocab(vocab, V: int, name: str) -> None:
@@ -237,32 +231,35 @@ def _check_vocab(vocab, V: int, name: str) -> None:
         raise CheckpointError(f"{name}: its vocab has {len(vocab)} tokens but its model_config says vocab_size {V}.")
 
 
-def _check_state_dict(state_dict, kind: str, V: int, H: int, name: str) -> None:
-    """Exactly the tensors `kind` needs: dense floating-point tensors of the config's shapes, all finite."""
+def _check_state_dict(state_dict, config: ModelConfig, name: str) -> None:
+    """Exactly the tensors the config's model holds: dense floating-point tensors of its shapes, all finite."""
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"{name}: its state_dict is missing or not a table of tensors.")
-    expected = SHAPES[kind](V, H)
+    expected = {key: tuple(t.shape) for key, t in _meta_model(config).state_dict().items()}
     missing = [k for k in expected if k not in state_dict]
     extra = [_short(k) for k in state_dict if k not in expected]
     if missing or extra:
-        problem = f"lacks {', '.join(missing)}" if missing else f"has unexpected entries {', '.join(extra[:5])}"
-        raise CheckpointError(f"{name}: its state_dict {problem} (a {kind} model holds {', '.join(expected)}).")
+        problem = f"lacks {', '.join(missing[:8])}" if missing else f"has unexpected entries {', '.join(extra[:5])}"
+        raise CheckpointError(
+            f"{name}: its state_dict {problem}, but its model_config says it holds {describe(config)} "
+            f"({', '.join(list(expected)[:8])}{', ...' if len(expected) > 8 else ''})."
+        )
     for key, shape in expected.items():
-        _check_tensor(state_dict[key], key, shape, V, H, name)
+        _check_tensor(state_dict[key], key, shape, config, name)
     broken = [key for key in expected if not torch.isfinite(state_dict[key]).all()]
     if broken:
-        raise CheckpointError(f"{name}: its weights hold NaN or infinite values ({', '.join(broken)}).")
+        raise CheckpointError(f"{name}: its weights hold NaN or infinite values ({', '.join(broken[:8])}).")
 
 
-def _check_tensor(t, key: str, shape: tuple, V: int, H: int, name: str) -> None:
+def _check_tensor(t, key: str, shape: tuple, config: ModelConfig, name: str) -> None:
     if not isinstance(t, torch.Tensor) or t.layout != torch.strided:
         raise CheckpointError(f"{name}: its {key} is not a plain tensor but {type(t).__name__}.")
     if not t.is_floating_point():
         raise CheckpointError(f"{name}: its {key} holds {t.dtype} values; weights are floating-point numbers.")
     if tuple(t.shape) != shape:
         raise CheckpointError(
-            f"{name}: its {key} has shape {tuple(t.shape)} but its model_config says vocab_size {V}, "
-            f"num_hiddens {H}, which needs {shape}."
+            f"{name}: its {key} has shape {tuple(t.shape)} but its model_config says vocab_size "
+            f"{config.vocab_size}, num_hiddens {config.num_hiddens} ({describe(config)}), which needs {shape}."
         )
     # A view with zero strides can claim any shape over a few stored numbers; a contiguous tensor holds
     # every number it shows, so its size is bounded by the archive's.

@@ -13,6 +13,8 @@ import sys
 import torch
 from torch.nn import functional as F
 
+from charrnn.models import evaluating
+
 # Past this mean loss exp() overflows a float64: the perplexity is infinite (the book's
 # `math.exp` raises OverflowError there) and a training run is called diverged. With lr = 100 and no
 # clipping the loss stays finite in float32 (tanh bounds the state) but passes this at once.
@@ -31,14 +33,15 @@ def heldout_loss(model, val_indices, device) -> float:
     if len(val_indices) < 2:
         raise ValueError(f"the held-out text has {len(val_indices)} chars; it needs at least 2 to predict one")
     tokens = torch.as_tensor(val_indices, dtype=torch.long, device=device)
-    state = model.begin_state(batch_size=1, device=device)
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for start in range(0, len(tokens) - 1, CHUNK_STEPS):
-        X = tokens[start : start + CHUNK_STEPS].unsqueeze(0)  # (1, steps): the inputs
-        Y = tokens[start + 1 : start + 1 + CHUNK_STEPS]  # (steps,): the chars they predict
-        X = X[:, : len(Y)]  # the last chunk has no target for the slice's last char
-        logits, state = model(X, state)  # (steps * 1, vocab): time-major is stream order at batch 1
-        total += F.cross_entropy(logits.float(), Y, reduction="sum").double()
+    with evaluating(model):  # no dropout: the model as it predicts
+        state = model.begin_state(batch_size=1, device=device)
+        for start in range(0, len(tokens) - 1, CHUNK_STEPS):
+            X = tokens[start : start + CHUNK_STEPS].unsqueeze(0)  # (1, steps): the inputs
+            Y = tokens[start + 1 : start + 1 + CHUNK_STEPS]  # (steps,): the chars they predict
+            X = X[:, : len(Y)]  # the last chunk has no target for the slice's last char
+            logits, state = model(X, state)  # (steps * 1, vocab): time-major is stream order at batch 1
+            total += F.cross_entropy(logits.float(), Y, reduction="sum").double()
     return total.item() / (len(tokens) - 1)  # the one host sync
 
 

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from charrnn.models import evaluating
+
 MAX_PREDS = 10_000
 MAX_PREFIX = 10_000  # characters; the warm-up is one forward pass over the whole prefix
 
@@ -49,18 +51,18 @@ def generate(
         generator.manual_seed(seed)
     unknown = sorted({ch for ch in prefix if ch not in vocab})
 
-    state = model.begin_state(batch_size=1, device=device)
-    idx = vocab.encode(prefix)
-    # Warm-up: every prefix char but the last only updates the state; the last one's output
-    # gives the first prediction (the book feeds prefix[-1] as the first input of the loop).
-    if len(idx) > 1:
-        _, state = model(torch.tensor([idx[:-1]], device=device), state)
-    last = idx[-1]
-    out = []
-    for _ in range(num_preds):
-        logits, state = model(torch.tensor([[last]], device=device), state)
-        last = pick(logits[-1], temperature, top_k, generator)
-        out.append(last)
+    idx, out = vocab.encode(prefix), []
+    with evaluating(model):  # no dropout while generating
+        state = model.begin_state(batch_size=1, device=device)
+        # Warm-up: every prefix char but the last only updates the state; the last one's output
+        # gives the first prediction (the book feeds prefix[-1] as the first input of the loop).
+        if len(idx) > 1:
+            _, state = model(torch.tensor([idx[:-1]], device=device), state)
+        last = idx[-1]
+        for _ in range(num_preds):
+            logits, state = model(torch.tensor([[last]], device=device), state)
+            last = pick(logits[-1], temperature, top_k, generator)
+            out.append(last)
     return GenerateResult(prefix=prefix, generated=vocab.decode(out), unknown=unknown)
 
 
@@ -83,7 +85,7 @@ def next_char_probs(model, vocab, text: str, temperature: float = 1.0, device=No
     check_prefix(text, MAX_PREFIX + MAX_PREDS, "text")
     check_temperature(temperature)
     device = device or next(model.parameters()).device
-    with torch.no_grad():
+    with torch.no_grad(), evaluating(model):
         logits, _ = model(torch.tensor([vocab.encode(text)], device=device), model.begin_state(1, device))
     logits = logits[-1].to("cpu", torch.float64)
     if temperature == 0:

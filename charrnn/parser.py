@@ -6,9 +6,11 @@ import re
 from charrnn.argtypes import (
     clip_theta,
     corpus,
+    dropout,
     input_file,
     non_negative_float,
     non_negative_int,
+    num_layers,
     num_preds,
     output_file,
     positive_int,
@@ -19,7 +21,7 @@ from charrnn.argtypes import (
 )
 from charrnn.batches import SAMPLINGS
 from charrnn.data import MODES
-from charrnn.model import KINDS
+from charrnn.models import CELLS, KINDS
 from charrnn.train import STATES, TrainConfig
 
 # The library's names for settings, as the flags that set them: anywhere in a message...
@@ -34,9 +36,11 @@ FLAGS = {
     "checkpoint_every": "--checkpoint-every",
     "val_tokens": "--val-tokens",
     "eval_every": "--eval-every",
+    "num_layers": "--num-layers",
 }
 # ...and plain words only as a message's first word, where they name the setting ("device 'tpu' ...").
-LEADING = ("lr", "clip", "seed", "device", "sampling", "mode", "prefix", "temperature", "state", "model")
+LEADING = ("lr", "clip", "seed", "device", "sampling", "mode", "prefix", "temperature", "state", "model", "cell")
+LEADING += ("dropout",)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -124,7 +128,30 @@ def add_heldout_args(p):
         default=d.state,
         help="'carry' the state across minibatches (sequential) or 'reset' it before each (the book's 2nd run)",
     )
-    p.add_argument("--model", choices=KINDS, default=d.model, help="'scratch' (8.5) or 'concise' nn.RNN (8.6)")
+    add_model_args(p)
+
+
+def add_model_args(p):
+    d = TrainConfig()
+    p.add_argument(
+        "--model",
+        choices=KINDS,
+        default=d.model,
+        help="'scratch': the book's explicit parameters; 'concise': torch's nn.RNN / nn.GRU / nn.LSTM (8.6, 9.x)",
+    )
+    p.add_argument(
+        "--cell",
+        choices=CELLS,
+        default=d.cell,
+        help="'rnn' (8.5), 'gru' (9.1) or 'lstm' (9.2); nn.GRU resets after W_hh, so concise and scratch GRU differ",
+    )
+    p.add_argument("--num-layers", type=num_layers, default=d.num_layers, help="stacked layers (9.3; default: 1)")
+    p.add_argument(
+        "--dropout",
+        type=dropout,
+        default=d.dropout,
+        help="dropout between layers and before the head, in training only (default: 0, the book's)",
+    )
 
 
 def add_generate_args(p):

@@ -10,9 +10,10 @@ import math
 from pathlib import Path
 
 from charrnn.batches import SeqDataLoader
-from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from charrnn.checkpoint import CheckpointError, describe, load_checkpoint, save_checkpoint
 from charrnn.data import split_heldout
 from charrnn.device import resolve_device
+from charrnn.models import ModelConfig
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig, TrainResult, build_model, train
 
@@ -21,12 +22,12 @@ def check_compatible(ckpt: dict, vocab, config: TrainConfig, name: str) -> None:
     """Refuse a checkpoint whose vocab or shapes differ from the run it should continue."""
     if list(ckpt["vocab"]) != list(vocab.idx_to_token):
         raise CheckpointError(f"{name} was trained on another vocab ({len(ckpt['vocab'])} tokens, not {len(vocab)}).")
-    kind = ckpt["model_config"].get("kind", "scratch")
-    if kind != config.model:
-        raise CheckpointError(f"{name} holds a {kind} model, but the run asks for {config.model}.")
-    hidden = ckpt["model_config"]["num_hiddens"]
-    if hidden != config.num_hiddens:
-        raise CheckpointError(f"{name} has num_hiddens {hidden}, but the run asks for {config.num_hiddens}.")
+    saved = ModelConfig(**ckpt["model_config"])  # read_checkpoint checked its fields; old ones are a 1-layer rnn
+    wanted = config.model_config(len(vocab))
+    if (saved.kind, saved.cell, saved.num_layers) != (wanted.kind, wanted.cell, wanted.num_layers):
+        raise CheckpointError(f"{name} holds {describe(saved)} model, but the run asks for {describe(wanted)}.")
+    if saved.num_hiddens != config.num_hiddens:
+        raise CheckpointError(f"{name} has num_hiddens {saved.num_hiddens}, but the run asks for {config.num_hiddens}.")
 
 
 def load_run_checkpoint(store: RunStore, run_id: str, device="cpu"):

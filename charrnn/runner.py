@@ -54,7 +54,7 @@ class RunSnapshot:
     history: list[EpochStats] = field(default_factory=list)
     config: TrainConfig | None = None
     summary: str = ""  # the book's closing line, once the run has ended
-    model: object = None  # the trained RNNScratch, only once the run has ended
+    model: object = None  # the trained ScratchModel, only once the run has ended
     vocab: object = None
     corpus: dict | None = None  # fingerprint of the training text
     run_id: str | None = None  # the run in the store, once it is recorded there

@@ -14,11 +14,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from charrnn.batches import SAMPLINGS, SeqDataLoader
-from charrnn.cuda_graph import CudaGraphStep
 from charrnn.device import free_bytes, resolve_device
 from charrnn.evaluate import heldout_perplexity, perplexity
 from charrnn.generate import predict
-from charrnn.model import KINDS, ModelConfig, detach_state, make_model
+from charrnn.models import KINDS, ModelConfig, detach_state, make_model, param_count
+from charrnn.models.cuda_graph import CudaGraphStep
 
 # The widest model whose checkpoint fits charrnn.checkpoint.MAX_CHECKPOINT_BYTES (1 GiB) with a vocab of up to
 # 5,000; check_fits also refuses what the device cannot hold.
@@ -27,6 +27,7 @@ MAX_HIDDENS = 8192
 # useful value is far below it.
 MAX_STEP = 1e6
 STATES = ("carry", "reset")
+MAX_PARAMS = 240_000_000  # float32 weights that fit a checkpoint (charrnn.checkpoint.MAX_CHECKPOINT_BYTES, 1 GiB)
 
 
 @dataclass
@@ -48,7 +49,14 @@ class TrainConfig:
     val_tokens: int = 2000  # held-out chars after the training slice (see data.split_heldout); 0 = none
     eval_every: int = 10  # held-out perplexity every N epochs and at the last one (the sample cadence)
     state: str = "carry"  # "carry" the state across minibatches, or "reset" it before each (the book's 2nd run)
-    model: str = "scratch"  # "scratch" (8.5's explicit parameters) or "concise" (8.6's nn.RNN)
+    model: str = "scratch"  # "scratch" (the book's explicit parameters) or "concise" (torch.nn's modules)
+    cell: str = "rnn"  # "rnn" (8.5), "gru" (9.1) or "lstm" (9.2)
+    num_layers: int = 1  # stacked recurrent layers (9.3)
+    dropout: float = 0.0  # between layers and before the head, in training only (0 = the book's, none)
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        """The model these settings train, for a vocab of `vocab_size`."""
+        return ModelConfig(vocab_size, self.num_hiddens, self.model, self.cell, self.num_layers, self.dropout)
 
     @property
     def resets_state(self) -> bool:
@@ -79,6 +87,7 @@ class TrainConfig:
             raise ValueError(f"seed must be an integer from 0 to 2**63 - 1, not {self.seed!r}")
         if self.num_hiddens > MAX_HIDDENS:
             raise ValueError(f"num_hiddens must be at most {MAX_HIDDENS:,}, not {self.num_hiddens:,}")
+        self.model_config(2).check()
         return self
 
     @classmethod
@@ -184,14 +193,22 @@ class Trainer:
 
 def estimate_bytes(config: TrainConfig, vocab_size: int) -> int:
     """Rough peak memory of training, in bytes: float32 parameters with their gradients and update
-    temporaries, and what backpropagation through time keeps per step (states, tanh', gradients)."""
+    temporaries, and what backpropagation through time keeps per step and layer (states, gates and
+    their derivatives, gradients)."""
     V, H, B, T = vocab_size, config.num_hiddens, config.batch_size, config.num_steps
-    params = V * H + H * H + H + H * V + V
-    return 4 * (4 * params + 5 * T * B * H + 4 * T * B * V)
+    G = {"rnn": 1, "gru": 3, "lstm": 4}.get(config.cell, 4)
+    params = param_count(config.model_config(V))
+    return 4 * (4 * params + (3 + 3 * G) * T * B * H * config.num_layers + 4 * T * B * V)
 
 
 def check_fits(config: TrainConfig, vocab_size: int, device: torch.device) -> None:
-    """Refuse, before anything is allocated, a run the device's free memory cannot hold."""
+    """Refuse, before anything is allocated, a model too large for a checkpoint, or a run the device's free
+    memory cannot hold."""
+    if param_count(config.model_config(vocab_size)) > MAX_PARAMS:
+        raise ValueError(
+            f"a {config.num_layers}-layer {config.cell} of num_hiddens {config.num_hiddens:,} is too large to save "
+            f"(over {MAX_PARAMS:,} weights); lower num_hiddens or num_layers"
+        )
     need, free = estimate_bytes(config, vocab_size), free_bytes(device)
     if need > 0.8 * free:
         raise ValueError(
@@ -206,7 +223,7 @@ def build_model(vocab_size: int, config: TrainConfig) -> nn.Module:
     refused with a ValueError when the device cannot hold its training."""
     check_fits(config, vocab_size, resolve_device(config.device))
     generator = torch.Generator().manual_seed(config.seed)
-    return make_model(ModelConfig(vocab_size, config.num_hiddens, config.model), generator=generator)
+    return make_model(config.model_config(vocab_size), generator=generator)
 
 
 def train(
@@ -237,7 +254,9 @@ def train(
     device = resolve_device(config.device)
     if model is None:
         model = build_model(len(vocab), config)
-    model.to(device)
+    model.to(device).train()  # dropout on, if the model has any
+    if config.dropout > 0:  # dropout draws its masks from torch's RNG: seeded, so a run can be repeated
+        torch.manual_seed(config.seed + start_epoch)
     if loader is None:
         loader = SeqDataLoader(
             corpus, config.batch_size, config.num_steps, config.sampling, seed=config.seed, device=device

@@ -34,7 +34,7 @@ from charrnn.batches import SAMPLINGS
 from charrnn.data import MODES, load_corpus
 from charrnn.device import resolve_device
 from charrnn.devicequeue import DeviceQueue
-from charrnn.model import KINDS
+from charrnn.models import KINDS
 from charrnn.train import STATES, TrainConfig
 from charrnn.tune_parallel import MAX_PARALLEL
 from charrnn.tune_space import FieldError, parse_space

@@ -9,7 +9,7 @@ import ui
 import ui.links
 import ui.training
 import ui.watch
-from charrnn.model import KINDS
+from charrnn.models import KINDS
 from charrnn.train import MAX_HIDDENS, STATES
 
 ui.via_entry(__file__)

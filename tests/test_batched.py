@@ -10,7 +10,7 @@ from charrnn.batched import SHARED, BatchedScratch, BatchedTrainer, check_group_
 from charrnn.batches import SeqDataLoader
 from charrnn.device import free_bytes
 from charrnn.evaluate import heldout_perplexity
-from charrnn.model import detach_state
+from charrnn.models import detach_state
 from charrnn.train import TrainConfig, Trainer, build_model, estimate_bytes, train
 
 HIDDEN = 48  # small enough to be quick, large enough that clipping and the state matter

@@ -9,7 +9,7 @@ import torch
 
 from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.generate import predict
-from charrnn.model import ModelConfig, RNNScratch
+from charrnn.models import ModelConfig, ScratchModel
 from charrnn.train import TrainConfig
 from charrnn.vocab import Vocab
 
@@ -17,7 +17,7 @@ VOCAB = Vocab("the time traveller for so it will be convenient")
 
 
 def _model():
-    m = RNNScratch(ModelConfig(len(VOCAB), 24), generator=torch.Generator().manual_seed(0))
+    m = ScratchModel(ModelConfig(len(VOCAB), 24), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         m.W_hh.normal_(0, 0.3)
     return m

@@ -6,7 +6,7 @@ from torch.nn import functional as F
 
 from charrnn.batches import SeqDataLoader
 from charrnn.generate import generate, predict
-from charrnn.model import ModelConfig, RNNConcise, make_model
+from charrnn.models import ConciseModel, ModelConfig, make_model
 from charrnn.train import TrainConfig, build_model, train
 
 V, H = 28, 32
@@ -19,7 +19,7 @@ def concise(seed=0, hidden=H):
 
 def test_shapes_and_checkpoint_keys():
     model = concise()
-    assert isinstance(model, RNNConcise) and list(model.state_dict()) == KEYS
+    assert isinstance(model, ConciseModel) and list(model.state_dict()) == KEYS
     assert model.rnn.weight_ih_l0.shape == (H, V) and model.linear.weight.shape == (V, H)
     state = model.begin_state(4, "cpu")
     assert isinstance(state, tuple) and len(state) == 1
@@ -68,7 +68,7 @@ def test_training_lowers_the_perplexity_and_is_deterministic(recipe_corpus):
     config = TrainConfig(num_epochs=5, num_hiddens=64, model="concise", device="cpu", predict_every=100)
     first = train(recipe_corpus.corpus, recipe_corpus.vocab, config)
     ppl = [s.perplexity for s in first.history]
-    assert isinstance(first.model, RNNConcise) and first.model.config.num_hiddens == 64
+    assert isinstance(first.model, ConciseModel) and first.model.config.num_hiddens == 64
     assert ppl[-1] < ppl[0] < len(recipe_corpus.vocab) + 1 and ppl[-1] < 18
     again = train(recipe_corpus.corpus, recipe_corpus.vocab, config)
     assert [s.loss for s in again.history] == [s.loss for s in first.history]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from charrnn.batches import SeqDataLoader
-from charrnn.model import detach_state
+from charrnn.models import detach_state
 from charrnn.train import TrainConfig, Trainer, build_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA graph path needs a CUDA GPU")

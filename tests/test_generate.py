@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from charrnn.generate import MAX_PREDS, MAX_PREFIX, generate, next_char_probs, pick, predict
-from charrnn.model import ModelConfig, RNNScratch
+from charrnn.models import ModelConfig, ScratchModel
 from charrnn.vocab import Vocab
 
 VOCAB = Vocab("aaaabbbccd")  # <unk>, a, b, c, d
@@ -27,14 +27,14 @@ class FixedLogits(torch.nn.Module):
 
 
 def test_book_predict_returns_prefix_plus_num_preds():
-    model = RNNScratch(ModelConfig(len(VOCAB), 16), generator=torch.Generator().manual_seed(0))
+    model = ScratchModel(ModelConfig(len(VOCAB), 16), generator=torch.Generator().manual_seed(0))
     out = predict(model, VOCAB, "abca", 25)
     assert out.startswith("abca") and len(out) == 4 + 25
     assert out == predict(model, VOCAB, "abca", 25)  # greedy is deterministic
 
 
 def test_greedy_matches_the_books_one_char_at_a_time_loop():
-    model = RNNScratch(ModelConfig(len(VOCAB), 16), generator=torch.Generator().manual_seed(1))
+    model = ScratchModel(ModelConfig(len(VOCAB), 16), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         model.W_hh.normal_(0, 0.5)  # make the state matter
     prefix = "abcdab"
@@ -50,7 +50,7 @@ def test_greedy_matches_the_books_one_char_at_a_time_loop():
 
 
 def test_sampling_is_reproducible_with_a_seed():
-    model = RNNScratch(ModelConfig(len(VOCAB), 16), generator=torch.Generator().manual_seed(0))
+    model = ScratchModel(ModelConfig(len(VOCAB), 16), generator=torch.Generator().manual_seed(0))
     a = generate(model, VOCAB, "ab", 40, temperature=1.0, seed=3).generated
     assert a == generate(model, VOCAB, "ab", 40, temperature=1.0, seed=3).generated
     assert a != generate(model, VOCAB, "ab", 40, temperature=1.0, seed=4).generated

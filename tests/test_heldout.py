@@ -11,7 +11,7 @@ from charrnn import evaluate
 from charrnn.batches import SeqDataLoader
 from charrnn.data import load_corpus, split_heldout
 from charrnn.evaluate import heldout_perplexity
-from charrnn.model import ModelConfig, RNNScratch
+from charrnn.models import ModelConfig, ScratchModel
 from charrnn.recorder import train_recorded
 from charrnn.reproduce import EXPERIMENTS, format_table, run_experiments, train_heldout
 from charrnn.store import RunStore
@@ -94,7 +94,7 @@ def concise_step(params, H, x):
 def perplexity_by_definition(model, val) -> float:
     """exp(mean cross-entropy of chars 2..N), one char at a time from a zero state, batch 1."""
     params = [p.detach() for p in model.parameters()]
-    step = scratch_step if isinstance(model, RNNScratch) else concise_step
+    step = scratch_step if isinstance(model, ScratchModel) else concise_step
     V, H = model.config.vocab_size, model.config.num_hiddens
     state, losses = torch.zeros(1, H), []
     for cur, nxt in zip(val[:-1], val[1:], strict=True):
@@ -116,7 +116,7 @@ def test_heldout_perplexity_is_the_definition(recipe_corpus, kind):
 
 def test_chunks_carry_the_state(recipe_corpus, monkeypatch):
     split = split_heldout(recipe_corpus, 2000)
-    model = RNNScratch(ModelConfig(28, 32), generator=torch.Generator().manual_seed(0))
+    model = ScratchModel(ModelConfig(28, 32), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         model.W_hh.mul_(100)  # a state that matters, so that a chunk starting from zero would show
     chunked = heldout_perplexity(model, split.val, "cpu")  # 1,999 predictions: two chunks
@@ -127,7 +127,7 @@ def test_chunks_carry_the_state(recipe_corpus, monkeypatch):
 
 
 def test_an_overflowing_loss_is_an_infinite_perplexity():
-    model = RNNScratch(ModelConfig(5, 8), generator=torch.Generator().manual_seed(0))
+    model = ScratchModel(ModelConfig(5, 8), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         model.b_q[0] = 1e4  # every prediction is <unk>, sure of it: loss ~1e4, exp() overflows
     assert heldout_perplexity(model, [1, 2, 3, 4, 1], "cpu") == math.inf

@@ -17,7 +17,7 @@ from test_ui_errors import PNG, Upload, checkpoint_bytes, no_exception, upload_t
 
 from charrnn.checkpoint import make_checkpoint
 from charrnn.data import load_corpus
-from charrnn.model import ModelConfig, RNNScratch
+from charrnn.models import ModelConfig, ScratchModel
 from charrnn.recorder import train_recorded
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig
@@ -56,7 +56,7 @@ def hostile_checkpoint() -> bytes:
     """A valid checkpoint whose vocab holds a link and markup as tokens."""
     corpus = load_corpus(b"abc abc cab " * 50, mode="raw")
     tokens = [*corpus.vocab.idx_to_token, '<a href="http://evil.example">click</a>', "<b>B</b>"]
-    model = RNNScratch(ModelConfig(len(tokens), 8), generator=torch.Generator().manual_seed(0))
+    model = ScratchModel(ModelConfig(len(tokens), 8), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():  # make the link token the likeliest next character everywhere
         model.b_q[len(tokens) - 2] = 5.0
     ckpt = make_checkpoint(model, corpus.vocab)

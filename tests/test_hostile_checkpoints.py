@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
-from charrnn import model as models
 from charrnn.checkpoint import (
     MAX_CHECKPOINT_BYTES,
     CheckpointError,
@@ -22,7 +20,7 @@ from charrnn.checkpoint import (
     load_checkpoint,
     make_checkpoint,
 )
-from charrnn.model import ModelConfig, RNNScratch
+from charrnn.models import ModelConfig, ScratchModel, make_model
 from charrnn.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +29,7 @@ H = 16
 
 
 def good() -> dict:
-    model = RNNScratch(ModelConfig(len(VOCAB), H), generator=torch.Generator().manual_seed(0))
+    model = ScratchModel(ModelConfig(len(VOCAB), H), generator=torch.Generator().manual_seed(0))
     return make_checkpoint(model, VOCAB)
 
 
@@ -72,11 +70,11 @@ def deflated_zeros(tmp_path, n_bytes: int = 64 << 20) -> bytes:
 MAKE_INFLATED = """
 import os, sys, zipfile, torch
 from charrnn.checkpoint import make_checkpoint
-from charrnn.model import ModelConfig, RNNScratch
+from charrnn.models import ModelConfig, ScratchModel, make_model
 from charrnn.vocab import Vocab
 n_bytes, out = int(sys.argv[1]), sys.argv[2]
 vocab = Vocab("the time traveller")
-ckpt = make_checkpoint(RNNScratch(ModelConfig(len(vocab), 16)), vocab)
+ckpt = make_checkpoint(ScratchModel(ModelConfig(len(vocab), 16)), vocab)
 ckpt["padding"] = torch.zeros(n_bytes // 4)
 torch.save(ckpt, out + ".stored")
 del ckpt
@@ -108,7 +106,7 @@ CASES = [
     ("bool num_hiddens", edit(put("model_config", "num_hiddens", True)), ["num_hiddens must be a whole number"]),
     ("float vocab_size", edit(put("model_config", "vocab_size", 28.0)), ["vocab_size must be a whole number"]),
     ("unknown kind", edit(put("model_config", "kind", "transformer")), ["kind 'transformer'", "'scratch'"]),
-    ("unknown config key", edit(put("model_config", "dropout", 0.5)), ["unknown settings 'dropout'"]),
+    ("unknown config key", edit(put("model_config", "attention", 0.5)), ["unknown settings 'attention'"]),
     ("model_config not a dict", edit(put("", "model_config", None)), ["model_config is missing"]),
     ("inflated zip", deflated_zeros, ["refused", "unpack to", "never compresses"]),
     ("plain pickle", lambda _: pickle.dumps({"format": "charrnn-checkpoint-v1"}), ["refused", "run code"]),
@@ -203,41 +201,73 @@ def test_a_safe_torch_is_accepted(version):
     check_torch_version(version)
 
 
-# ---- the concise model's table (its model arrives with charrnn.model.make_model) ----------------------
+# ---- every model the studio trains: concise, gated and deep ------------------------------------------
 
 
-class ConciseStandIn(nn.Module):
-    """The book's 8.6 RNNModel as far as a checkpoint sees it: `rnn` and `linear`. Used only while
-    charrnn.model has no make_model of its own."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.rnn = nn.RNN(config.vocab_size, config.num_hiddens)
-        self.linear = nn.Linear(config.num_hiddens, config.vocab_size)
-
-
-def concise_checkpoint(tmp_path) -> tuple[Path, dict]:
-    torch.manual_seed(0)
-    source = ConciseStandIn(ModelConfig(len(VOCAB), H))
-    ckpt = {**good(), "model_config": {"vocab_size": len(VOCAB), "num_hiddens": H, "kind": "concise"}}
-    ckpt["state_dict"] = {k: v.detach().clone() for k, v in source.state_dict().items()}
-    path = tmp_path / "concise.pt"
+def model_checkpoint(tmp_path, **fields) -> tuple[Path, dict]:
+    config = ModelConfig(len(VOCAB), H, **fields)
+    ckpt = make_checkpoint(make_model(config, torch.Generator().manual_seed(0)), VOCAB)
+    path = tmp_path / "model.pt"
     torch.save(ckpt, path)
-    return path, ckpt["state_dict"]
+    return path, ckpt
 
 
-def test_a_concise_checkpoint_is_refused_in_one_line_without_make_model(tmp_path, monkeypatch):
-    monkeypatch.delattr(models, "make_model", raising=False)
-    path, _ = concise_checkpoint(tmp_path)
-    with pytest.raises(CheckpointError, match="holds a concise model, which this version cannot load"):
+SHAPES = [
+    {"kind": "concise"},
+    {"cell": "gru"},
+    {"cell": "lstm", "num_layers": 2},
+    {"kind": "concise", "cell": "lstm", "num_layers": 2, "dropout": 0.5},
+    {"kind": "concise", "cell": "gru", "num_layers": 3},
+]
+
+
+@pytest.mark.parametrize("fields", SHAPES)
+def test_every_model_loads_with_its_weights(tmp_path, fields):
+    path, ckpt = model_checkpoint(tmp_path, **fields)
+    model, vocab, _ = load_checkpoint(path)
+    assert vocab.idx_to_token == VOCAB.idx_to_token
+    assert (model.config.cell, model.config.num_layers) == (fields.get("cell", "rnn"), fields.get("num_layers", 1))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, ckpt["state_dict"][key]), key
+
+
+LIES = [  # (what the config claims, a phrase of the refusal)
+    ({"cell": "lstm"}, "lacks W_xi"),  # an rnn's weights under an lstm's config
+    ({"num_layers": 2}, "lacks W_xh_l1"),  # one layer's weights, two claimed
+    ({"kind": "concise"}, "lacks rnn.weight_ih_l0"),
+    ({"cell": "cnn"}, "cell 'cnn'; this version knows 'rnn', 'gru', 'lstm'"),
+    ({"num_layers": 0}, "num_layers must be a whole number from 1 to 8"),
+    ({"num_layers": 10**12}, "num_layers must be a whole number from 1 to 8"),
+    ({"num_layers": True}, "num_layers must be a whole number"),
+    ({"dropout": 1.0}, "dropout must be a probability"),
+    ({"dropout": "0.5"}, "dropout must be a probability"),
+]
+
+
+@pytest.mark.parametrize(("claim", "phrase"), LIES)
+def test_a_config_that_lies_about_cell_or_depth_is_refused_in_one_line(tmp_path, claim, phrase):
+    path, ckpt = model_checkpoint(tmp_path)  # a one-layer scratch rnn
+    ckpt["model_config"].update(claim)
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert phrase in message and str(path) in message and "\n" not in message
+
+
+def test_a_2_layer_lstm_whose_second_layer_is_the_wrong_width_is_refused(tmp_path):
+    path, ckpt = model_checkpoint(tmp_path, cell="lstm", num_layers=2)
+    ckpt["state_dict"]["W_hc_l1"] = torch.zeros(H, H + 1)
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=r"W_hc_l1 has shape \(16, 17\).*a 2-layer scratch lstm"):
         load_checkpoint(path)
 
 
-def test_a_concise_checkpoint_loads_through_make_model(tmp_path, monkeypatch):
-    if not hasattr(models, "make_model"):
-        monkeypatch.setattr(models, "make_model", lambda config, generator=None: ConciseStandIn(config), raising=False)
-    path, weights = concise_checkpoint(tmp_path)
-    model, vocab, _ = load_checkpoint(path)
-    assert vocab.idx_to_token == VOCAB.idx_to_token
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, weights[key]), key
+def test_a_huge_claimed_width_is_refused_before_any_allocation(tmp_path):
+    """A config claiming a 2-layer LSTM of a million units over 16-unit weights: refused by shape, with no
+    allocation of what the claim would need (4 * 2 * 10^12 floats would fail long before the message)."""
+    path, ckpt = model_checkpoint(tmp_path, cell="lstm", num_layers=2)
+    ckpt["model_config"]["num_hiddens"] = 1_000_000
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="has shape"):
+        load_checkpoint(path)

@@ -18,7 +18,7 @@ from charrnn.inside import (
     top_correlated,
     top_variance,
 )
-from charrnn.model import KINDS, ModelConfig, make_model
+from charrnn.models import KINDS, ModelConfig, make_model
 from charrnn.vocab import Vocab
 
 TEXT = "the time traveller for so it will be convenient to speak of him was expounding a recondite matter "

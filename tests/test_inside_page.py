@@ -16,7 +16,7 @@ from charrnn import inside as core
 from charrnn.checkpoint import load_checkpoint, make_checkpoint
 from charrnn.data import load_corpus
 from charrnn.generate import GenerateResult
-from charrnn.model import ModelConfig, make_model
+from charrnn.models import ModelConfig, make_model
 from charrnn.recorder import train_recorded
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig, build_model

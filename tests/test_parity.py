@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from charrnn.batches import SeqDataLoader
-from charrnn.model import ModelConfig, RNNScratch
+from charrnn.models import ModelConfig, ScratchModel
 from charrnn.train import TrainConfig, Trainer, clip_gradients, train
 
 HIDDEN = 64  # small enough to be quick, large enough that clipping and the state matter
@@ -74,14 +74,14 @@ def textbook_losses(params, loader, vocab_size, num_epochs, lr, theta, use_rando
 def test_init_matches_the_books_get_params():
     torch.manual_seed(7)
     book = get_params(28, 32)
-    ours = RNNScratch(ModelConfig(28, 32), generator=torch.Generator().manual_seed(7))
+    ours = ScratchModel(ModelConfig(28, 32), generator=torch.Generator().manual_seed(7))
     for p, (name, q) in zip(book, ours.named_parameters(), strict=True):
         assert torch.equal(p.detach(), q.detach()), name
     assert [n for n, _ in ours.named_parameters()] == ["W_xh", "W_hh", "b_h", "W_hq", "b_q"]
 
 
 def test_forward_equals_explicit_one_hot_step_by_step(recipe_corpus):
-    model = RNNScratch(ModelConfig(28, HIDDEN), generator=torch.Generator().manual_seed(0))
+    model = ScratchModel(ModelConfig(28, HIDDEN), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():  # make the biases non-zero so their placement is tested too
         model.b_h.normal_(0, 0.1)
         model.b_q.normal_(0, 0.1)
@@ -120,7 +120,7 @@ def test_training_losses_equal_the_textbook_loop(recipe_corpus, sampling):
         sampling == "random",
     )
 
-    model = RNNScratch(ModelConfig(V, HIDDEN), generator=torch.Generator().manual_seed(seed))
+    model = ScratchModel(ModelConfig(V, HIDDEN), generator=torch.Generator().manual_seed(seed))
     trainer = Trainer(model, TrainConfig(lr=lr, clip=theta, num_hiddens=HIDDEN, sampling=sampling))
     loader = SeqDataLoader(recipe_corpus.corpus, 32, 35, sampling, seed=seed)
     ours, clipped = [], 0

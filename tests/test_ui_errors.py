@@ -24,7 +24,7 @@ from support import app, figure, start, wait_until_ended
 
 from charrnn.checkpoint import FORMAT, make_checkpoint
 from charrnn.data import load_corpus
-from charrnn.model import ModelConfig, RNNScratch
+from charrnn.models import ModelConfig, ScratchModel
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
@@ -206,7 +206,7 @@ class Upload(io.BytesIO):
 
 def checkpoint_bytes() -> bytes:
     corpus = load_corpus(b"the time traveller for so it will be convenient to speak of him " * 20, mode="raw")
-    model = RNNScratch(ModelConfig(len(corpus.vocab), 16), generator=torch.Generator().manual_seed(0))
+    model = ScratchModel(ModelConfig(len(corpus.vocab), 16), generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()
     torch.save(make_checkpoint(model, corpus.vocab), buffer)
     return buffer.getvalue()

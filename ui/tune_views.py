@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from charrnn.batches import SAMPLINGS
-from charrnn.model import KINDS
+from charrnn.models import KINDS
 from charrnn.store import RunStore
 from charrnn.train import STATES
 from charrnn.tune_space import TUNABLE, FieldError
