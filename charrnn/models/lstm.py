@@ -17,9 +17,11 @@ products as one (H, 4H) matmul per step, and writes backpropagation through time
 import torch
 
 NAMES = ("W_xi", "W_hi", "b_i", "W_xf", "W_hf", "b_f", "W_xo", "W_ho", "b_o", "W_xc", "W_hc", "b_c")
-X_NAMES = ("W_xi", "W_xf", "W_xo", "W_xc")  # P's columns: [input | forget | output | candidate]
-H_NAMES = ("W_hi", "W_hf", "W_ho", "W_hc")
-B_NAMES = ("b_i", "b_f", "b_o", "b_c")
+# P's columns: [output | input | forget | candidate]. The three sigmoid gates side by side take one sigmoid per
+# step; the three gates whose gradients start from dC side by side take one product per step in backward.
+X_NAMES = ("W_xo", "W_xi", "W_xf", "W_xc")
+H_NAMES = ("W_ho", "W_hi", "W_hf", "W_hc")
+B_NAMES = ("b_o", "b_i", "b_f", "b_c")
 STATE = ("H", "C")
 GATES = ("I", "F", "O", "C")  # Inside shows the three gates and the memory cell
 
@@ -38,7 +40,7 @@ class _Recurrence(torch.autograd.Function):
             A = torch.addmm(P[t], H, W_h, out=G[t])  # (batch_size, 4H): the pre-activations
             A[:, : 3 * Hn].sigmoid_()
             A[:, 3 * Hn :].tanh_()
-            I, F, O, Cc = A.split(Hn, dim=1)
+            O, I, F, Cc = A.split(Hn, dim=1)
             C = torch.addcmul(F * C, I, Cc, out=Cs[t])
             torch.tanh(C, out=tanh_Cs[t])
             H = torch.mul(O, tanh_Cs[t], out=Hs[t])
@@ -49,30 +51,28 @@ class _Recurrence(torch.autograd.Function):
     def backward(ctx, dHs, dC_T):
         H0, C0, W_h, G, Hs, Cs, tanh_Cs = ctx.saved_tensors
         T, B, Hn = Hs.shape
-        I, F, O, Cc = G.split(Hn, dim=2)
+        O, I, F, Cc = G.split(Hn, dim=2)
         Hp = torch.cat([H0.unsqueeze(0), Hs[:-1]])  # H_{t-1} for every t
-        Cp = torch.cat([C0.unsqueeze(0), Cs[:-1]])  # C_{t-1} for every t
-        # The gates' own derivatives for all steps at once: sigmoid' = g (1 - g), tanh' = 1 - g^2.
-        slope = torch.cat([G[..., : 3 * Hn] * (1 - G[..., : 3 * Hn]), 1 - Cc * Cc], dim=2)
+        # Everything that does not depend on the carried gradients, for all steps at once. The pre-activations'
+        # gradients are [dH * tanh(C) * sigmoid'(O) | dC * C~ * sigmoid'(I) | dC * C_{t-1} * sigmoid'(F) |
+        # dC * I * tanh'(C~)]: `coef` holds each factor after dH or dC, so that a step is two products.
+        slope = torch.cat([G[..., : 3 * Hn] * (1 - G[..., : 3 * Hn]), 1 - Cc * Cc], dim=2)  # sigmoid', tanh'
+        coef = slope.mul_(torch.cat([tanh_Cs, Cc, torch.cat([C0.unsqueeze(0), Cs[:-1]]), I], dim=2))
         dC_from_H = O * (1 - tanh_Cs * tanh_Cs)  # dC_t / dH_t through H = O tanh(C)
         W_h_T = W_h.t()
-        dA = G.new_empty((T, B, 4 * Hn))  # gradients of the pre-activations: [i | f | o | c~]
-        dH_carry = torch.zeros_like(H0)
+        dA = G.new_empty((T, B, 4 * Hn))  # gradients of the pre-activations: [o | i | f | c~]
         dC = dC_T.clone() if dC_T is not None else torch.zeros_like(C0)
+        dH = dHs[-1]
         for t in range(T - 1, -1, -1):
-            dH = dHs[t] + dH_carry
             dC.addcmul_(dH, dC_from_H[t])
-            d = dA[t]
-            torch.mul(dC, Cc[t], out=d[:, :Hn])
-            torch.mul(dC, Cp[t], out=d[:, Hn : 2 * Hn])
-            torch.mul(dH, tanh_Cs[t], out=d[:, 2 * Hn : 3 * Hn])
-            torch.mul(dC, I[t], out=d[:, 3 * Hn :])
-            d.mul_(slope[t])
+            torch.mul(dH, coef[t, :, :Hn], out=dA[t, :, :Hn])
+            torch.mul(dC.unsqueeze(1), coef[t, :, Hn:].view(B, 3, Hn), out=dA[t, :, Hn:].view(B, 3, Hn))
             dC.mul_(F[t])  # what reaches C_{t-1}
-            dH_carry = d @ W_h_T
+            # what reaches H_{t-1}: from its own output, and back through the four gates' recurrent products
+            dH = torch.addmm(dHs[t - 1], dA[t], W_h_T) if t > 0 else dA[t] @ W_h_T
         dW_h = Hp.reshape(-1, Hn).t() @ dA.reshape(-1, 4 * Hn)
         needs = ctx.needs_input_grad
-        return dA, dH_carry if needs[1] else None, dC if needs[2] else None, dW_h
+        return dA, dH if needs[1] else None, dC if needs[2] else None, dW_h
 
 
 def recurrence(P: torch.Tensor, state: tuple, p: dict) -> tuple[torch.Tensor, tuple]:
