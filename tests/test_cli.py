@@ -114,3 +114,32 @@ def test_import_does_not_pull_in_streamlit():
     code = "import sys, charrnn, charrnn.cli; print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--cell", "gru"],
+        ["--cell", "lstm", "--num-layers", "2", "--dropout", "0.2"],
+        ["--model", "concise", "--cell", "gru"],
+    ],
+)
+def test_train_json_reports_held_out_perplexity_for_every_cell(time_machine_path, tmp_path, flags):
+    """The closing figure is the studio's one definition on the saved model, whatever its cell, depth or dropout."""
+    from charrnn.checkpoint import load_checkpoint
+    from charrnn.data import load_corpus, split_heldout
+    from charrnn.evaluate import heldout_perplexity
+
+    ckpt = tmp_path / "run.pt"
+    args = ["train", "--epochs", "3", "--num-hiddens", "32", "--save", str(ckpt), "--json", "--device", "cpu"]
+    lines = [json.loads(line) for line in charrnn(*args, *flags).stdout.splitlines()]
+    final = lines[-1]
+    model, vocab, saved = load_checkpoint(ckpt)
+    assert (saved["train_config"]["cell"], saved["train_config"]["num_layers"]) == (
+        model.config.cell,
+        model.config.num_layers,
+    )
+    assert model.config.cell == flags[flags.index("--cell") + 1]
+    split = split_heldout(load_corpus("time_machine", "book", 10000), 2000)
+    assert final["val_perplexity"] == pytest.approx(heldout_perplexity(model, split.val, "cpu"), rel=1e-6)
+    assert 1 < final["val_perplexity"] < len(vocab)

@@ -269,3 +269,28 @@ def test_a_run_recorded_before_heldout_existed_resumes_without_one(recipe_corpus
         db.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps(config), run_id))
     train_recorded(store, recipe_corpus, TrainConfig(**SMALL), resume=run_id, num_epochs=3)
     assert [e["val_perplexity"] for e in store.history(run_id)] == [None, None, None]
+
+
+@pytest.mark.parametrize(
+    "kind, cell, num_layers, dropout",
+    [("scratch", "gru", 1, 0.0), ("scratch", "lstm", 2, 0.3), ("concise", "gru", 2, 0.0), ("concise", "lstm", 1, 0.5)],
+)
+def test_every_cell_reports_heldout_perplexity_by_the_definition(recipe_corpus, kind, cell, num_layers, dropout):
+    """Chars 2..N of the slice, each predicted from the chars before it, one char per forward call from a zero state
+    (batch 1), with dropout off whatever the model's mode."""
+    split = split_heldout(recipe_corpus, 500)
+    config = TrainConfig(
+        num_epochs=2, num_hiddens=24, model=kind, cell=cell, num_layers=num_layers, dropout=dropout, device="cpu"
+    )
+    result = train(split.train, recipe_corpus.vocab, config, val=split.val)
+    model = result.model.eval()
+    state, losses = model.begin_state(1, "cpu"), []
+    with torch.no_grad():
+        for cur, nxt in zip(split.val[:-1], split.val[1:], strict=True):
+            logits, state = model(torch.tensor([[cur]]), state)
+            losses.append(F.cross_entropy(logits, torch.tensor([nxt])).item())
+    assert result.history[-1].val_perplexity == pytest.approx(math.exp(sum(losses) / len(losses)), rel=1e-4)
+    assert result.history[-1].val_perplexity < len(recipe_corpus.vocab)
+    model.train()  # evaluation switches dropout off, then leaves the model as it found it
+    assert heldout_perplexity(model, split.val, "cpu") == result.history[-1].val_perplexity
+    assert model.training

@@ -111,6 +111,12 @@ ARGUMENTS = [
     (["train", "--seed", "-1"], "--seed"),
     (["train", "--seed", "9" * 5000], "--seed"),
     (["train", "--epochs", "9" * 5000], "--epochs"),
+    (["train", "--num-layers", "0"], "--num-layers"),
+    (["train", "--num-layers", "99"], "--num-layers"),
+    (["train", "--dropout", "1"], "--dropout"),
+    (["train", "--dropout", "-0.1"], "--dropout"),
+    (["train", "--dropout", "nan"], "--dropout"),
+    (["train", "--cell", "transformer"], "--cell"),
     (["train", "--resume", "../../etc"], "--resume"),
     (["train", "--resume", "0123456789"], "--resume"),
     (["train", "--corpus", "FIFO"], "--corpus"),
@@ -277,6 +283,21 @@ def test_a_checkpoint_without_iterator_state_cannot_be_resumed(capsys, home, tex
     config = TrainConfig(**SMALL)
     save_checkpoint(path, build_model(len(text.vocab), config), text.vocab, config, epoch=4)
     assert_refused(*cli(capsys, "train", "--resume", run_id, "--epochs", "6")[::2], "no iterator state")
+
+
+def test_a_checkpoint_of_another_cell_cannot_resume_the_run(capsys, home, text, time_machine_path):
+    """A GRU run whose newest checkpoint holds an LSTM (the run's own shapes, another cell): refused in one line
+    that names both, instead of loading weights into a model they do not fit."""
+    store = RunStore()
+    run_id, _ = train_recorded(store, text, TrainConfig(num_epochs=2, cell="gru", **SMALL), checkpoint_every=2)
+    store.finish(run_id, "stopped")
+    lstm = TrainConfig(**SMALL, cell="lstm")
+    save_checkpoint(
+        store.last_checkpoint(run_id)["path"], build_model(len(text.vocab), lstm), text.vocab, lstm, epoch=2
+    )
+    code, _, err = cli(capsys, "train", "--resume", run_id, "--epochs", "4")
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "scratch lstm" in err and "scratch gru" in err
 
 
 # ---- 7: strict JSON ---------------------------------------------------------------------------------
