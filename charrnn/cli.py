@@ -15,6 +15,7 @@ from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.console import print_json, printable, stop_on_signals
 from charrnn.data import load_corpus, split_heldout
 from charrnn.device import resolve_device
+from charrnn.files import check_save
 from charrnn.generate import generate, predict
 from charrnn.parser import build_parser, flagged
 from charrnn.recorder import check_resumable, load_run_checkpoint, train_recorded
@@ -104,6 +105,7 @@ def cmd_train(args) -> int:
     config.validate()
     resolve_device(args.device)  # refused here, before any text is read or downloaded
     store = RunStore()
+    check_save(args.save, args.overwrite, store)
     if args.resume:
         try:
             check_resumable(store, args.resume, args.epochs)

@@ -24,3 +24,17 @@ def atomic_write(path, write) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def check_save(path: str | None, overwrite: bool, store) -> None:
+    """Refuse a --save that would write over the run store's own files (`store.owns`), or over any other file
+    without --overwrite."""
+    if path is None:
+        return
+    if store.owns(path):
+        raise ValueError(
+            f"--save: {path} is a file of the run store {store.home} (its database or a run's checkpoint); writing "
+            "there would destroy runs. Save elsewhere, or use `--run RUN_ID` to generate from a stored run"
+        )
+    if Path(path).expanduser().exists() and not overwrite:
+        raise ValueError(f"--save: {path} already exists; add --overwrite to replace it, or choose another path")

@@ -95,6 +95,7 @@ def add_train_args(p):
     p.add_argument("--seed", type=seed, default=d.seed, help="seeds the init and the iterator (default: 0)")
     p.add_argument("--device", default=d.device, help="auto (CUDA if present), cpu, cuda or cuda:N")
     p.add_argument("--save", metavar="PATH", type=output_file, help="also write the final checkpoint here")
+    p.add_argument("--overwrite", action="store_true", help="let --save replace a file that exists")
     p.add_argument("--name", help="a name for the run in the run store (default: the date and time)")
     p.add_argument(
         "--checkpoint-every",

@@ -15,6 +15,7 @@ from charrnn.data import split_heldout
 from charrnn.device import resolve_device
 from charrnn.models import ModelConfig
 from charrnn.store import RunStore
+from charrnn.store_schema import training_elsewhere
 from charrnn.train import TrainConfig, TrainResult, build_model, train
 
 
@@ -70,10 +71,7 @@ def check_resumable(store: RunStore, run_id: str, num_epochs: int | None = None)
     """
     run = store.run(run_id)
     if run["status"] == "running":
-        raise ValueError(
-            f"run {run_id} is still running; stop it first, or if its process is gone, "
-            f"`python -m charrnn runs mark-interrupted {run_id}`"
-        )
+        raise ValueError(training_elsewhere(run))
     last = store.last_checkpoint(run_id)
     if last is None:
         raise ValueError(f"run {run_id} has no checkpoint to resume from; train it again instead")

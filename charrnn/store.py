@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path, PurePath
 
 from charrnn import store_schema as schema
-from charrnn.store_schema import EPOCH_FIELDS, StoreError, alive, process_start
+from charrnn.store_schema import EPOCH_FIELDS, StoreError, alive, process_start, training_elsewhere
 
 __all__ = ["STATUSES", "EPOCH_FIELDS", "RunStore", "StoreError", "check_id", "home_dir", "process_start"]
 
@@ -70,6 +70,8 @@ class RunStore:
                 db.execute("PRAGMA busy_timeout=30000")
                 with db:  # one transaction: committed on success, rolled back on error
                     yield db
+        except sqlite3.IntegrityError as e:  # a row that another process deleted under this one (a run, mostly)
+            raise StoreError(f"the run store {self.path} no longer holds a run this process was writing to") from e
         except sqlite3.DatabaseError as e:
             error = schema.as_store_error(e, self.home, self.path)
             if error is None:
@@ -95,8 +97,15 @@ class RunStore:
         return len(dead)
 
     def mark_stuck(self, run_id: str) -> None:
-        """Mark a "running" run interrupted whatever its pid says: its process is on another host, or stuck."""
-        status = self.run(run_id)["status"]
+        """Mark a "running" run interrupted: its process is on another host, or stuck. Refused while its process
+        is alive on this host (a delete could then pull the run from under it)."""
+        run = self.run(run_id)
+        status = run["status"]
+        if status == "running" and run["host"] == socket.gethostname() and alive(run["pid"], run["pid_start"]):
+            raise ValueError(
+                f"run {run_id} is training in process {run['pid']} on this host ({run['host']}); stop it with Ctrl-C "
+                f"where it runs, or `kill {run['pid']}` (it stops resumably), instead of marking it interrupted"
+            )
         with self._connect() as db:
             done = db.execute(
                 "UPDATE runs SET status='interrupted', reason='marked interrupted by hand', updated=? "
@@ -139,13 +148,16 @@ class RunStore:
         config = self.run(run_id)["config"]
         if num_epochs is not None:
             config["num_epochs"] = num_epochs
-        with self._connect() as db:
-            db.execute("DELETE FROM epochs WHERE run_id=? AND epoch>?", (run_id, from_epoch))
-            db.execute(
+        with self._connect() as db:  # one write transaction: of two processes resuming at once, one claims the run
+            claimed = db.execute(
                 "UPDATE runs SET status='running', reason='', config=?, updated=?, host=?, pid=?, pid_start=? "
-                "WHERE id=?",
+                "WHERE id=? AND status!='running'",
                 (json.dumps(config), time.time(), *self._process(), run_id),
-            )
+            ).rowcount
+            if not claimed:
+                row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+                raise ValueError(training_elsewhere(self._run_dict(row)))
+            db.execute("DELETE FROM epochs WHERE run_id=? AND epoch>?", (run_id, from_epoch))
 
     def tag_run(self, run_id: str, study: str, trial: int) -> None:
         """Mark a run as trial `trial` of the tune study `study`."""
@@ -200,11 +212,9 @@ class RunStore:
     def delete(self, run_id: str) -> None:
         """Delete a run that is not running, its curve and its checkpoint files (only those inside
         ``<home>/checkpoints/<run id>/``)."""
-        if self.run(run_id)["status"] == "running":
-            raise ValueError(
-                f"run {run_id} is still running; stop it, or `python -m charrnn runs mark-interrupted {run_id}` "
-                "if its process is gone"
-            )
+        run = self.run(run_id)
+        if run["status"] == "running":
+            raise ValueError(training_elsewhere(run))
         files = [self._inside(c["path"], self.checkpoint_dir / run_id) for c in self._checkpoint_rows(run_id)]
         files += self._own_files(run_id, "epoch-*.pt") + self._own_files(run_id, ".*.tmp")
         with self._connect() as db:
@@ -214,6 +224,16 @@ class RunStore:
         folder = self.checkpoint_dir / run_id
         if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
             folder.rmdir()
+
+    def owns(self, path: str | Path) -> bool:
+        """Whether `path`, once symlinks and ``..`` are resolved, is the store's database (with its -wal, -shm and
+        -journal files) or anything under its checkpoint folder: a file that writing over would damage the store."""
+        try:
+            real, db = Path(path).expanduser().resolve(), self.path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: not a file of ours
+            return False
+        owned = {db, *(db.with_name(db.name + end) for end in ("-wal", "-shm", "-journal"))}
+        return real in owned or real.is_relative_to(self.checkpoint_dir.resolve())
 
     def _inside(self, stored: str, folder: Path) -> Path | None:
         """The file a stored checkpoint path names, as a path under this store's home; None unless it is

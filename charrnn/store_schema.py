@@ -240,3 +240,12 @@ def alive(pid: int, start: int | None) -> bool:
         pass
     now = process_start(pid) if start is not None else None
     return now is None or now == start
+
+
+def training_elsewhere(run: dict) -> str:
+    """Why a running run cannot be resumed, deleted or trained by another process: who trains it, and what to do."""
+    return (
+        f"run {run['id']} is training in process {run['pid']} on host {run['host']}; stop it there (Ctrl-C or "
+        f"`kill {run['pid']}`: it stops resumably), or, if that process is gone, "
+        f"`python -m charrnn runs mark-interrupted {run['id']}`"
+    )

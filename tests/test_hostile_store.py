@@ -278,8 +278,12 @@ def test_an_old_run_without_a_start_time_is_checked_by_pid(tmp_path):
 def test_mark_stuck_and_delete_of_a_running_run(tmp_path):
     store = RunStore(tmp_path)
     run_id = store.create_run({}, {}, "cpu")  # alive: this process
-    with pytest.raises(ValueError, match=f"run {run_id} is still running.*runs mark-interrupted {run_id}"):
+    with pytest.raises(ValueError, match=f"run {run_id} is training in process .*runs mark-interrupted {run_id}"):
         store.delete(run_id)
+    with pytest.raises(ValueError, match=f"run {run_id} is training in process {os.getpid()} on this host"):
+        store.mark_stuck(run_id)  # its process lives here: marking it would let a delete pull the run from under it
+    with sqlite3.connect(store.path) as db:  # the same run, its process on another machine: only a person can tell
+        db.execute("UPDATE runs SET host='elsewhere' WHERE id=?", (run_id,))
     store.mark_stuck(run_id)
     run = store.run(run_id)
     assert run["status"] == "interrupted" and run["reason"] == "marked interrupted by hand"
