@@ -1,14 +1,19 @@
-"""Inside the network: the hidden state over a text, and the gradient through time (D2L 8.5, 8.7).
+"""Inside the network: the top layer's state and gates over a text, and the gradient through time
+(D2L 8.5, 8.7, 9.1-9.3).
 
-Two pictures of the chapter's two ideas, for either model kind (8.5's scratch RNN, 8.6's `nn.RNN`):
-- the hidden units H_1..H_T a model computes over a text from a zero state, and how each unit tracks a
-  simple feature of that text (Karpathy et al., "Visualizing and Understanding Recurrent Networks");
-- the norm of the gradient of the training loss with respect to each step's hidden state H_t, which
-  backpropagation through time multiplies by W_hh^T and tanh' once per step back (why the book clips).
+Two pictures of the chapters' ideas, for every model the studio trains (scratch or concise; RNN, GRU or
+LSTM; any depth):
+- what the top layer computes over a text from a zero state, one character per step: its hidden state
+  H_t, or one of its cell's gates (a GRU's Z and R, an LSTM's I, F, O and its memory cell C), and how
+  each unit tracks a simple feature of that text (Karpathy et al., "Visualizing and Understanding
+  Recurrent Networks");
+- the norm of the gradient of the training loss with respect to each step's top-layer H_t, which
+  backpropagation through time carries back one step at a time (why the book clips; 9.1-9.2's gates
+  are there to keep it from vanishing).
 
-Both run the book's recurrence written out per step, H_t = tanh(x_t W_xh + H_{t-1} W_hh + b_h),
-on the model's own weights: the fast models hide H_t (the scratch model's backward is written by hand,
-`nn.RNN` returns only the states, not their total gradients). Plain tensors and lists; no streamlit.
+Both read the model's own `trace(X, state)` (the top layer step by step, in the autograd graph of the
+weights, since the fast paths hide H_t and the gates) and its `head(H)`. Plain tensors and lists; no
+streamlit.
 """
 
 import re
@@ -17,42 +22,40 @@ import torch
 from torch.nn import functional as F
 
 from charrnn.batches import SeqDataLoader
+from charrnn.models import evaluating, gru, lstm, rnn
 
 MAX_TEXT = 2000  # characters: a heatmap column and a coloured span per character
 MAX_UNITS = 64  # rows of the heatmap
 VOWELS = frozenset("aeiouAEIOU")
+# What can be shown of the top layer, named in words; each cell offers H and its own gates.
+SHOWN = {
+    "H": "hidden state H",
+    "Z": "update gate Z",
+    "R": "reset gate R",
+    "I": "input gate I",
+    "F": "forget gate F",
+    "O": "output gate O",
+    "C": "memory cell C",
+}
+CELL_GATES = {"rnn": rnn.GATES, "gru": gru.GATES, "lstm": lstm.GATES}
 
 
-def _scratch_weights(model):
-    return model.W_xh, model.W_hh, model.b_h, model.W_hq, model.b_q
+def shown_for(model) -> tuple[str, ...]:
+    """What the model's top layer offers to look at: "H", then its cell's gates (keys of SHOWN)."""
+    return ("H", *CELL_GATES[model.config.cell])
 
 
-def _concise_weights(model):
-    # nn.RNN computes x W_ih^T + b_ih + h W_hh^T + b_hh; in the book's orientation W_xh = W_ih^T, and so on.
-    rnn, head = model.rnn, model.linear
-    b_h = rnn.bias_ih_l0 + rnn.bias_hh_l0
-    return rnn.weight_ih_l0.t(), rnn.weight_hh_l0.t(), b_h, head.weight.t(), head.bias
+def value_range(show: str, states: torch.Tensor) -> tuple[float, float]:
+    """The range `show`'s values can take, for a colour scale: a gate's (0, 1); H's (-1, 1) (tanh, or an
+    LSTM's O * tanh(C)); an LSTM's memory cell C has no bound, so ± its largest |C| in `states`, at least 1."""
+    if show not in ("H", "C"):
+        return 0.0, 1.0
+    top = max(1.0, float(states.abs().max())) if show == "C" else 1.0
+    return -top, top
 
 
-# (W_xh (V, H), W_hh (H, H), b_h (H,), W_hq (H, V), b_q (V,)) of each model kind, as the book names them.
-WEIGHTS = {"scratch": _scratch_weights, "concise": _concise_weights}
-
-
-def book_weights(model) -> tuple[torch.Tensor, ...]:
-    return WEIGHTS[model.config.kind](model)
-
-
-def unroll(weights, X: torch.Tensor, H: torch.Tensor) -> list[torch.Tensor]:
-    """H_1..H_T of the book's recurrence, one (batch_size, num_hiddens) tensor per step.
-
-    X: (batch_size, num_steps) indices; H: (batch_size, num_hiddens) the state before step 1.
-    one_hot(x_t) @ W_xh is row x_t of W_xh: gathered, which is exact."""
-    W_xh, W_hh, b_h = weights[:3]
-    states = []
-    for x in X.t():  # x: (batch_size,), the t-th char of every row
-        H = torch.tanh(W_xh[x] + H @ W_hh + b_h)
-        states.append(H)
-    return states
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
 
 
 def check_text(text: str) -> None:
@@ -63,45 +66,44 @@ def check_text(text: str) -> None:
 
 
 @torch.no_grad()
-def hidden_states(model, vocab, text: str, device=None) -> torch.Tensor:
-    """(len(text), num_hiddens) on the CPU: H_t after reading text[t], from a zero state, one char per
-    step; chars outside the vocab are read as `<unk>` (as Generate feeds them)."""
+def hidden_states(model, vocab, text: str, show: str = "H") -> torch.Tensor:
+    """(len(text), num_hiddens) on the CPU: the top layer's `show` (H or a gate, see `shown_for`) after
+    reading text[t], from a zero state, one char per step; chars outside the vocab are read as `<unk>`
+    (as Generate feeds them). No dropout: trace never drops."""
     check_text(text)
-    weights = book_weights(model)
-    device = device or weights[0].device
-    X = torch.tensor([vocab.encode(text)], device=device)  # (1, len(text))
-    H0 = torch.zeros((1, weights[1].shape[0]), device=device)
-    return torch.cat(unroll(weights, X, H0)).float().cpu()  # (len(text), num_hiddens)
+    if show not in shown_for(model):
+        raise ValueError(f"show must be one of {', '.join(shown_for(model))} for a {model.config.cell}, not {show!r}")
+    X = torch.tensor([vocab.encode(text)], device=_device(model))  # (1, len(text))
+    steps = model.trace(X, model.begin_state(1, X.device))
+    return torch.cat([seen[show] for seen in steps]).float().cpu()  # (len(text), num_hiddens)
 
 
 LOSSES = ("mean", "last step")  # what the gradient is of: the training loss, or the last step's loss alone
 
 
 def grad_norms_through_time(model, X: torch.Tensor, Y: torch.Tensor, state=None, loss: str = "mean") -> list[float]:
-    """||dL/dH_t|| for t = 1..num_steps, at the current weights, before any clipping.
+    """||dL/dH_t|| for t = 1..num_steps, H_t the top layer's hidden state, at the current weights, before
+    any clipping.
 
     With loss "mean", L is the minibatch's mean cross-entropy as training computes it (time-major
-    outputs, targets Y.T); dL/dH_t is the total derivative, through step t's output and through every
-    later step. With "last step", L is the mean cross-entropy of the last step's predictions only, so
-    dL/dH_t is what reaches H_t from num_steps - t steps later: the classic picture of a gradient that
-    vanishes or explodes with distance. The norm is over the whole (batch_size, num_hiddens) tensor.
-    `state` is the model's state before the minibatch (default zeros). The weights and their .grad are
-    left as they are."""
+    outputs, targets Y.T), without dropout; dL/dH_t is the total derivative, through step t's output
+    and through every later step. With "last step", L is the mean cross-entropy of the last step's
+    predictions only, so dL/dH_t is what reaches H_t from num_steps - t steps later: the classic picture
+    of a gradient that vanishes or explodes with distance. The norm is over the whole (batch_size,
+    num_hiddens) tensor. `state` is the model's state before the minibatch, in its own shape (default
+    zeros). The weights and their .grad are left as they are."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
-    weights = book_weights(model)
-    W_hq, b_q = weights[3:]
-    batch_size, num_hiddens = X.shape[0], weights[1].shape[0]
-    H0 = torch.zeros((batch_size, num_hiddens), device=X.device) if state is None else state[0]
+    state = model.begin_state(X.shape[0], X.device) if state is None else state
     with torch.enable_grad():
-        # A leaf H_0 that requires grad puts every H_t in the graph, whatever the weights' requires_grad.
-        states = unroll(weights, X, H0.reshape(batch_size, num_hiddens).detach().requires_grad_())
+        # A leaf state that requires grad puts every H_t in the graph, whatever the weights' requires_grad.
+        steps = model.trace(X, tuple(s.detach().requires_grad_() for s in state))
+        Hs = [seen["H"] for seen in steps]  # num_steps of (batch_size, num_hiddens)
         if loss == "mean":
-            logits = torch.cat(states) @ W_hq + b_q  # (num_steps * batch_size, vocab_size), time-major
-            L = F.cross_entropy(logits, Y.t().reshape(-1))
+            L = F.cross_entropy(model.head(torch.cat(Hs)), Y.t().reshape(-1))  # time-major, as training
         else:
-            L = F.cross_entropy(states[-1] @ W_hq + b_q, Y[:, -1])  # (batch_size, vocab_size) against Y_T
-        grads = torch.autograd.grad(L, states)
+            L = F.cross_entropy(model.head(Hs[-1]), Y[:, -1])  # (batch_size, vocab_size) against Y_T
+        grads = torch.autograd.grad(L, Hs)
     return [float(torch.linalg.vector_norm(g)) for g in grads]
 
 
@@ -109,16 +111,18 @@ def grad_norms_through_time(model, X: torch.Tensor, Y: torch.Tensor, state=None,
 def minibatch_with_state(model, indices: list[int], batch_size: int, num_steps: int, k: int, seed: int = 0):
     """(X, Y, state): the k-th (1-based) minibatch of the first epoch of the sequential iterator over
     `indices` and the state training carries into it (zeros for the first; later ones get the state
-    the model, at its current weights, leaves after the minibatches before it)."""
-    device = book_weights(model)[0].device
+    the model, at its current weights and without dropout, leaves after the minibatches before it).
+    The state has the model's own shape (whatever its kind, cell and depth): it goes back to the model."""
+    device = _device(model)
     loader = SeqDataLoader(indices, batch_size, num_steps, "sequential", seed=seed, device=device)
     if not 1 <= k <= len(loader):
         raise ValueError(f"minibatch must be between 1 and {len(loader)}, not {k}")
     state = model.begin_state(batch_size, device)
-    for i, (X, Y) in enumerate(loader, 1):
-        if i == k:
-            return X, Y, state
-        _, state = model(X, state)
+    with evaluating(model):  # dropout would make the carried state a random draw
+        for i, (X, Y) in enumerate(loader, 1):
+            if i == k:
+                return X, Y, state
+            _, state = model(X, state)
 
 
 # ---- features of the text, one value per character ------------------------------------------------

@@ -1,4 +1,5 @@
-"""Inside: the hidden state over a text, and the gradient through time (D2L 8.5's two ideas, made visible)."""
+"""Inside: the top layer's state and gates over a text, and the gradient through time (D2L 8.5 and 9.1-9.3's
+ideas, made visible) for any cell and depth."""
 
 import streamlit as st
 
@@ -11,14 +12,17 @@ ui.via_entry(__file__)
 
 st.title("Inside")
 st.write(
-    "The network's memory is its hidden state: 512 numbers (the recipe's), each between -1 and 1, that it "
-    "updates after every character, H_t = tanh(x_t W_xh + H_t-1 W_hh + b_h). Below, the state over a text "
-    "of your choice, one row per unit: some units follow what the text is doing (a space, a word's letters). "
-    "Then the chapter's second idea: training sends the loss's gradient back through every step, multiplying "
-    "it by W_hh and tanh' once per step, so it can grow or shrink step after step; the book clips it to a norm of 1."
+    "The network's memory is its hidden state: num_hiddens numbers a layer (512 in the recipe), each between -1 "
+    "and 1, that it updates after every character. An RNN computes H_t = tanh(x_t W_xh + H_t-1 W_hh + b_h); a GRU "
+    "(9.1) adds an update gate Z and a reset gate R, numbers between 0 and 1 that choose how much of the old state "
+    "to keep and to use; an LSTM (9.2) keeps a memory cell C beside H, with input, forget and output gates I, F, O. "
+    "Below, the top layer (the one the output reads) over a text of your choice, one row per unit: some units "
+    "follow what the text is doing (a space, a word's letters). Then the chapter's second idea: training sends "
+    "the loss's gradient back through every step, so it can grow or shrink step after step; the book clips it "
+    "to a norm of 1, and the gates are there to carry it further."
 )
 subject = inside.choose_model()
-st.caption(ui.literal(f"Looking inside {subject.label}."))
+st.caption(ui.literal(f"Looking inside {subject.named()}."))
 UNIT_PICKS = ["largest variance", "by number", "best match for a feature"]
 
 
@@ -40,10 +44,18 @@ def units_to_show(states, text: str) -> tuple[list[int], list[str]]:
     return units, [f"unit {u} (r {r[u]:+.2f})" for u in units]
 
 
+def heat_caption(show: str, top: float) -> str:
+    if show not in ("H", "C"):
+        return "Red: the gate is open (near 1) after reading that character, white: shut (near 0). Hover for values."
+    scale = f" The scale reaches ±{top:.2f}, the largest |C| here: C is not held within ±1." if top > 1 else ""
+    return f"Red: the unit is positive after reading that character, blue: negative.{scale} Hover for the values."
+
+
 def hidden_units():
     text = inside.choose_text()
+    show = inside.choose_shown(subject.model)
     try:
-        states = core.hidden_states(subject.model, subject.vocab, text)  # (len(text), num_hiddens)
+        states = core.hidden_states(subject.model, subject.vocab, text, show)  # (len(text), num_hiddens)
     except ValueError as e:
         ui.error(f"Text: {e}")
         return
@@ -53,14 +65,15 @@ def hidden_units():
         ui.error(str(e))
         return
     inside.unknown_chars(text, subject.vocab)
-    st.caption("Red: the unit is positive after reading that character, blue: negative. Hover for the values.")
-    st.plotly_chart(inside.heatmap_figure(states, text, units, labels), key="ins_heatmap")
+    colour = inside.colours(show, states)
+    st.caption(heat_caption(show, colour["zmax"]))
+    st.plotly_chart(inside.heatmap_figure(states, text, units, labels, colour), key="ins_heatmap")
     if st.session_state.get("ins_unit") not in units:
         st.session_state["ins_unit"] = units[0]
     unit = st.selectbox(
         "One unit over the text", units, format_func=dict(zip(units, labels, strict=True)).get, key="ins_unit"
     )
-    st.html(inside.unit_html(text, states[:, unit].tolist(), unit))
+    st.html(inside.unit_html(text, states[:, unit].tolist(), unit, colour["zmax"]))
 
 
 LOSS_NAMES = {"mean": "the minibatch's mean loss (what training uses)", "last step": "the last step's loss alone"}
@@ -86,7 +99,7 @@ def gradients():
         curves[f"initial weights (seed {subject.config.seed})"] = norms(initial, indices, T)
     st.plotly_chart(inside.grad_figure(curves), key="ins_grads")
     if initial is None:
-        st.caption("This model brings no training config, so its initial weights cannot be rebuilt.")
+        st.caption("This model brings no training config that fits it, so its initial weights cannot be rebuilt.")
     if any(0 in curve for curve in curves.values()):
         st.caption("A norm of exactly 0 (it underflowed: the gradient vanished) cannot be drawn on a log axis.")
     if subject.history:
@@ -105,13 +118,14 @@ def norms(model, indices, T) -> list[float]:
     return core.grad_norms_through_time(model, X, Y, state, loss=st.session_state["ins_loss"])
 
 
-st.header("The hidden state over a text")
+st.header("The top layer over a text")
 hidden_units()
 st.header("Gradients through time")
 st.write(
     "For one minibatch of The Time Machine (the recipe's 32 rows of the first 10,000 characters): the norm of the "
-    "gradient of the loss with respect to each step's hidden state H_t, before clipping. With the training loss, "
-    "step t's gradient gathers the loss at t and, through W_hh, at every later step; with the last step's loss "
-    "alone, you see how much of it reaches each step back, which shrinks (vanishes) or grows (explodes) with distance."
+    "gradient of the loss with respect to each step's hidden state H_t of the top layer, before clipping. With the "
+    "training loss, step t's gradient gathers the loss at t and, through the recurrence, at every later step; with "
+    "the last step's loss alone, you see how much of it reaches each step back, which shrinks (vanishes) or grows "
+    "(explodes) with distance in an RNN, and which a GRU's or an LSTM's gates can carry further."
 )
 gradients()

@@ -1,5 +1,6 @@
 """charrnn.inside against the book's formulation written out here: explicit one-hot inputs, per-step
-matmuls, autograd (D2L 8.5); and its text features and unit pickers on hand-made cases."""
+matmuls, autograd (D2L 8.5); the gated cells and deep models (9.1-9.3) against the models' own forward
+and torch's modules; and its text features and unit pickers on hand-made cases."""
 
 import pytest
 import torch
@@ -14,11 +15,13 @@ from charrnn.inside import (
     feature_values,
     grad_norms_through_time,
     hidden_states,
+    minibatch_with_state,
     parse_units,
+    shown_for,
     top_correlated,
     top_variance,
 )
-from charrnn.models import KINDS, ModelConfig, make_model
+from charrnn.models import CELLS, KINDS, ModelConfig, make_model
 from charrnn.vocab import Vocab
 
 TEXT = "the time traveller for so it will be convenient to speak of him was expounding a recondite matter "
@@ -26,17 +29,29 @@ VOCAB = Vocab(TEXT)
 HIDDEN = 24
 # Weight scales that push the states far from 0 (|H| up to ~0.9) while the recurrence stays stable: past
 # them the map is chaotic, and float rounding alone (the fast model adds b_h in another order) grows
-# to 2 over a few hundred steps.
+# to 2 over a few hundred steps. The gated cells take twice these.
 LARGE = {"scratch": 20.0, "concise": 2.0}
+# Every cell of either kind, one and two layers deep.
+MODELS = [(kind, cell, layers) for kind in KINDS for cell in CELLS for layers in (1, 2)]
 
 
-def model_of(kind: str, scale: float = 1.0):
-    """A fresh model; `scale` multiplies every weight so that the states and gradients are not all tiny."""
-    model = make_model(ModelConfig(len(VOCAB), HIDDEN, kind), generator=torch.Generator().manual_seed(3))
+def model_of(kind: str, large: bool = False, cell: str = "rnn", layers: int = 1, dropout: float = 0.0):
+    """A fresh model; `large` multiplies every weight by LARGE (twice that in a gated cell) so that the
+    states and gradients are not all tiny."""
+    scale = LARGE[kind] * (1 if cell == "rnn" else 2) if large else 1.0
+    config = ModelConfig(len(VOCAB), HIDDEN, kind, cell, layers, dropout)
+    model = make_model(config, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(scale)
     return model
+
+
+def top_layer(model, state: tuple) -> tuple:
+    """The top layer's (H,) or (H, C) out of a state of the model's own shape."""
+    if model.config.kind == "concise":  # each (num_layers, batch_size, num_hiddens)
+        return tuple(s[-1] for s in state)
+    return state[len(state) - len(state) // model.config.num_layers :]  # a flat tuple, bottom layer first
 
 
 def book_params(model):
@@ -62,45 +77,70 @@ def book_rnn(X_onehot, H, params):
     return torch.cat(outputs, dim=0), states
 
 
+def one_hot(text: str):  # (steps, 1, vocab)
+    return F.one_hot(torch.tensor([VOCAB.encode(text)]).t(), len(VOCAB)).float()
+
+
 # ---- activations ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("large", [False, True])
-def test_hidden_states_are_the_books_recurrence_from_a_zero_state(kind, large):
-    model = model_of(kind, LARGE[kind] if large else 1.0)
-    text = TEXT * 3
-    X = F.one_hot(torch.tensor([VOCAB.encode(text)]).t(), len(VOCAB)).float()  # (steps, 1, vocab)
+def test_rnn_hidden_states_are_the_books_recurrence_from_a_zero_state(kind, large):
+    """The book's 8.5 on a text that ends in chars outside the vocab, read as `<unk>` (as Generate does)."""
+    model = model_of(kind, large)
+    text = TEXT * 3 + "the QZ time"
+    X = one_hot(text)
+    assert X[-7, 0, 0] == 1 and X[-6, 0, 0] == 1  # Q and Z are index 0, <unk>
     with torch.no_grad():
         _, oracle = book_rnn(X, torch.zeros(1, HIDDEN), book_params(model))
-    expected = torch.cat(oracle)  # (len(text), HIDDEN)
     got = hidden_states(model, VOCAB, text)
     assert got.shape == (len(text), HIDDEN)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got, torch.cat(oracle), rtol=1e-5, atol=1e-6)
     if large:  # states far from 0: the comparison bites
         assert got.abs().max() > 0.5
-    # And the model's own fast forward ends in the same state.
+
+
+@pytest.mark.parametrize("kind, cell, layers", MODELS)
+def test_the_top_layer_shown_is_what_forward_feeds_its_head(kind, cell, layers):
+    """Its H through the head gives forward's logits; its last H (and C) are forward's final top state."""
+    model = model_of(kind, True, cell, layers)
+    text = TEXT * 2
+    H = hidden_states(model, VOCAB, text)  # (len(text), HIDDEN)
     with torch.no_grad():
-        _, (last,) = model(torch.tensor([VOCAB.encode(text)]), model.begin_state(1, "cpu"))
-    torch.testing.assert_close(got[-1], last.reshape(-1), rtol=1e-5, atol=1e-6)
+        logits, state = model(torch.tensor([VOCAB.encode(text)]), model.begin_state(1, "cpu"))
+        torch.testing.assert_close(model.head(H), logits, rtol=1e-5, atol=1e-5)
+    assert H.abs().max() > 0.4  # far from 0: the comparison bites
+    shown = [hidden_states(model, VOCAB, text, show)[-1] for show in ("H", "C")[: len(top_layer(model, state))]]
+    for got, expected in zip(shown, top_layer(model, state), strict=True):
+        torch.testing.assert_close(got, expected.reshape(-1), rtol=1e-5, atol=1e-5)
 
 
-def test_concise_states_are_nn_rnns_own_outputs():
-    model = model_of("concise", LARGE["concise"])
-    X = F.one_hot(torch.tensor([VOCAB.encode(TEXT)]).t(), len(VOCAB)).float()
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_concise_states_are_torchs_own_outputs(cell, layers):
+    model = model_of("concise", True, cell, layers)
     with torch.no_grad():
-        Y, _ = model.rnn(X, torch.zeros(1, 1, HIDDEN))  # (steps, 1, HIDDEN)
-    torch.testing.assert_close(hidden_states(model, VOCAB, TEXT), Y[:, 0], rtol=1e-5, atol=1e-6)
+        Y, _ = model.rnn(one_hot(TEXT))  # (steps, 1, HIDDEN): the top layer, from zeros
+    torch.testing.assert_close(hidden_states(model, VOCAB, TEXT), Y[:, 0], rtol=1e-5, atol=1e-5)
 
 
-def test_chars_outside_the_vocab_are_read_as_unk():
-    model = model_of("scratch", LARGE["scratch"])
-    got = hidden_states(model, VOCAB, "the QZ time")
-    X = F.one_hot(torch.tensor([VOCAB.encode("the QZ time")]).t(), len(VOCAB)).float()
-    assert X[4, 0, 0] == 1 and X[5, 0, 0] == 1  # Q and Z are index 0, <unk>
-    with torch.no_grad():
-        _, oracle = book_rnn(X, torch.zeros(1, HIDDEN), book_params(model))
-    torch.testing.assert_close(got, torch.cat(oracle), rtol=1e-5, atol=1e-6)
+SHOWN = {"rnn": ("H",), "gru": ("H", "Z", "R"), "lstm": ("H", "I", "F", "O", "C")}
+
+
+@pytest.mark.parametrize("kind, cell, layers", [m for m in MODELS if m[1] != "rnn"])
+def test_gates_lie_between_0_and_1_and_the_lstms_H_is_O_tanh_C(kind, cell, layers):
+    model = model_of(kind, True, cell, layers)
+    assert shown_for(model) == SHOWN[cell]
+    got = {show: hidden_states(model, VOCAB, TEXT, show) for show in shown_for(model)}
+    for gate in set(got) - {"H", "C"}:
+        assert 0 < got[gate].min() and got[gate].max() < 1, gate
+        assert got[gate].std() > 0.05, gate  # they open and shut over the text: not all 0.5
+    if cell == "lstm":
+        torch.testing.assert_close(got["H"], got["O"] * torch.tanh(got["C"]), rtol=1e-5, atol=1e-6)
+        assert got["C"].abs().max() > 0.3
+    with pytest.raises(ValueError, match=f"show must be one of {', '.join(SHOWN[cell])} for a {cell}"):
+        hidden_states(model, VOCAB, TEXT, "F" if cell == "gru" else "Z")
 
 
 @pytest.mark.parametrize(
@@ -115,10 +155,12 @@ def test_bad_texts_are_refused_naming_the_limit(text, needle):
 # ---- gradients through time --------------------------------------------------------------------
 
 
+INDICES = VOCAB.encode(TEXT * 6)
+
+
 def minibatch(num_steps: int, k: int = 1):
     """The k-th sequential minibatch (batch 4) of TEXT repeated, as the iterators yield it."""
-    loader = SeqDataLoader(VOCAB.encode(TEXT * 6), 4, num_steps, "sequential", seed=0)
-    return list(loader)[k - 1]
+    return list(SeqDataLoader(INDICES, 4, num_steps, "sequential", seed=0))[k - 1]
 
 
 def oracle_grad_norms(model, X, Y, H0, loss="mean"):
@@ -137,51 +179,54 @@ def oracle_grad_norms(model, X, Y, H0, loss="mean"):
 @pytest.mark.parametrize("num_steps", [5, 35])
 @pytest.mark.parametrize("large", [False, True])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_grad_norms_match_autograd_on_the_books_formulation(kind, num_steps, large, loss):
-    model = model_of(kind, LARGE[kind] if large else 1.0)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+def test_rnn_grad_norms_match_autograd_on_the_books_formulation(kind, num_steps, large, loss):
+    model = model_of(kind, large)
     X, Y = minibatch(num_steps)
     got = grad_norms_through_time(model, X, Y, loss=loss)
-    expected = oracle_grad_norms(model, X, Y, torch.zeros(4, HIDDEN), loss)
     assert len(got) == num_steps
-    assert got == pytest.approx(expected, rel=1e-4)
+    assert got == pytest.approx(oracle_grad_norms(model, X, Y, torch.zeros(4, HIDDEN), loss), rel=1e-4)
     assert got[-1] > 0
     if loss == "mean":  # every step has its own output in the loss; the last step's alone can underflow to 0
         assert min(got) > 0
+
+
+@pytest.mark.parametrize("kind, cell, layers", MODELS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_grad_norms_of_every_cell_from_the_carried_state(kind, cell, layers, loss):
+    """One finite norm per step; the last step's is (softmax - onehot) W_out / n on forward's own logits
+    at step T (H_T reaches the loss through that output alone), n = T*B or, for the last step's loss, B."""
+    model = model_of(kind, True, cell, layers)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    X, Y, state = minibatch_with_state(model, INDICES, 4, 10, 2)
+    with torch.no_grad():
+        _, carried = model(minibatch(10, 1)[0], model.begin_state(4, "cpu"))  # what training carries in
+        logits, _ = model(X, state)
+    assert [s.shape for s in state] == [s.shape for s in model.begin_state(4, "cpu")]
+    assert all(torch.equal(a, b) for a, b in zip(state, carried, strict=True))
+    got = grad_norms_through_time(model, X, Y, state, loss=loss)
+    assert len(got) == 10 and all(0 < g < float("inf") for g in got)
+    W_out = (model.W_hq.T if kind == "scratch" else model.linear.weight).detach()  # (vocab_size, num_hiddens)
+    n = Y.numel() if loss == "mean" else Y.shape[0]
+    dH_T = (torch.softmax(logits[-4:], -1) - F.one_hot(Y[:, -1], len(VOCAB))) / n @ W_out
+    assert got[-1] == pytest.approx(float(dH_T.norm()), rel=1e-4)
+    if (cell, layers) == ("rnn", 1):  # the book's RNN: every step against autograd on its formulation
+        assert got == pytest.approx(oracle_grad_norms(model, X, Y, top_layer(model, state)[0], loss), rel=1e-4)
+    assert got != pytest.approx(grad_norms_through_time(model, X, Y, loss=loss), rel=1e-3)  # the state matters
     # Nothing was changed on the model: same weights, no .grad left behind.
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_grad_norms_start_from_a_carried_state(kind):
-    model = model_of(kind, LARGE[kind])
-    X1, _ = minibatch(10, 1)
-    X2, Y2 = minibatch(10, 2)
-    with torch.no_grad():
-        _, state = model(X1, model.begin_state(4, "cpu"))  # the state training carries into minibatch 2
-    got = grad_norms_through_time(model, X2, Y2, state)
-    expected = oracle_grad_norms(model, X2, Y2, state[0].reshape(4, HIDDEN))
-    assert got == pytest.approx(expected, rel=1e-4)
-    assert got != pytest.approx(grad_norms_through_time(model, X2, Y2), rel=1e-3)  # the state matters
+def test_dropout_does_not_draw_in_the_views_and_the_mode_is_kept():
+    model = model_of("scratch", True, "lstm", 2, dropout=0.5)  # in training mode
+    norms = [grad_norms_through_time(model, *minibatch_with_state(model, INDICES, 4, 10, 3)) for _ in range(2)]
+    assert norms[0] == norms[1] and model.training
+    torch.testing.assert_close(hidden_states(model, VOCAB, TEXT), hidden_states(model.eval(), VOCAB, TEXT))
 
 
 def test_an_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="loss must be one of mean, last step"):
         grad_norms_through_time(model_of("scratch"), *minibatch(5), loss="sum")
-
-
-def test_the_last_step_has_only_its_own_output_and_earlier_steps_add_the_future():
-    """dL/dH_T reaches only step T's output: its norm is that of (softmax - onehot) W_hq^T / (T*B)."""
-    model = model_of("scratch", LARGE["scratch"])
-    X, Y = minibatch(8)
-    got = grad_norms_through_time(model, X, Y)
-    W_xh, W_hh, b_h, W_hq, b_q = book_params(model)
-    H = torch.zeros(4, HIDDEN)
-    for x in X.T:
-        H = torch.tanh(W_xh[x] + H @ W_hh + b_h)
-    dlogits = (torch.softmax(H @ W_hq + b_q, -1) - F.one_hot(Y[:, -1], len(VOCAB))) / Y.numel()
-    assert got[-1] == pytest.approx(float((dlogits @ W_hq.T).norm()), rel=1e-4)
 
 
 # ---- features and units --------------------------------------------------------------------------
@@ -232,11 +277,7 @@ def test_top_variance_orders_units_by_how_much_they_vary():
     assert top_variance(states, 10) == [1, 3, 0, 2]
 
 
-UNIT_SPECS = [
-    ("3, 17, 40-42", [3, 17, 40, 41, 42]),
-    ("5,5, 4-6", [5, 4, 6]),
-    (" 0 ", [0]),
-]
+UNIT_SPECS = [("3, 17, 40-42", [3, 17, 40, 41, 42]), ("5,5, 4-6", [5, 4, 6]), (" 0 ", [0])]
 BAD_UNIT_SPECS = [  # (spec, num_hiddens, what the message must say)
     ("", 64, "units is empty"),
     ("3, x", 64, "'x' is not a unit number"),

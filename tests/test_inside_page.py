@@ -173,7 +173,7 @@ def test_an_uploaded_checkpoint_of_the_concise_model(corpus, recipe_text, monkey
     monkeypatch.setattr(st, "file_uploader", lambda *args, **kwargs: Upload(data, "mine.pt"))
     at = inside(gen_model="checkpoint file")
     no_error(at)
-    assert "Looking inside checkpoint file mine.pt." in captions(at)
+    assert "Looking inside checkpoint file mine.pt: a concise rnn, 16 hidden units a layer." in captions(at)
     curves = figure(at, "ins_grads")["data"]
     assert curves[0]["y"] == pytest.approx(grads(model, recipe_text), rel=1e-4)
     if with_config:
@@ -249,3 +249,47 @@ def test_the_last_generation_can_be_read(corpus):
     at = inside(gen_model="saved run", gen_run=run_id, ins_text="last generation", gen_result=(0, result))
     no_error(at)
     assert len(figure(at, "ins_heatmap")["data"][0]["x"]) == len("time traveller was here")
+
+
+# (run settings, what Show offers in words, the gate picked, the name the caption gives the model)
+GATED = [
+    (dict(cell="gru"), ["hidden state H", "update gate Z", "reset gate R"], "R", "a scratch gru"),
+    (
+        dict(cell="lstm", model="concise", num_layers=2),
+        ["hidden state H", "input gate I", "forget gate F", "output gate O", "memory cell C"],
+        "F",
+        "a 2-layer concise lstm",
+    ),
+]
+
+
+@pytest.mark.parametrize("settings, offered, gate, name", GATED, ids=["gru", "deep lstm"])
+def test_a_gated_run_offers_its_gates_and_shows_the_one_picked(corpus, recipe_text, settings, offered, gate, name):
+    run_id = record(corpus, **settings)
+    # The units matched to a feature, and a gate picked earlier that this cell lacks (it falls back to H).
+    at = inside(gen_model="saved run", gen_run=run_id, ins_show="Z" if "lstm" in name else "I", ins_n=5)
+    no_error(at)
+    assert f"{run_id}), checkpoint after epoch 3: {name}, 16 hidden units a layer." in captions(at)
+    show = at.radio(key="inside_ins_show")
+    assert show.options == offered and show.value == "H"
+    assert figure(at, "ins_heatmap")["data"][0]["colorbar"]["title"]["text"] == "H"
+    model, vocab = run_model(run_id)
+    text = recipe_text[10000:10150]
+    at.session_state["ins_pick"] = "best match for a feature"
+    show.set_value(gate).run()
+    no_error(at)
+    gates = core.hidden_states(model, vocab, text, gate)  # (150, 16), what the top layer's gate did
+    r = core.correlations(gates, core.feature_values(text, "space"))
+    units = core.top_correlated(r, 5)
+    heat = figure(at, "ins_heatmap")["data"][0]
+    assert heat["y"] == [f"unit {u} (r {r[u]:+.2f})" for u in units]
+    torch.testing.assert_close(torch.tensor(heat["z"]), gates[:, units].T, rtol=1e-5, atol=1e-6)
+    assert (heat["zmin"], heat["zmax"], heat["colorbar"]["title"]["text"]) == (0, 1, gate)  # shut white, open red
+    assert "the gate is open" in captions(at)
+    # The gradient through time of its top layer, at its weights and at the initial ones of its cell and depth.
+    curves = figure(at, "ins_grads")["data"]
+    assert curves[0]["y"] == pytest.approx(grads(model, recipe_text), rel=1e-4)
+    initial = build_model(len(vocab), TrainConfig(**{**TINY, **settings}))
+    initial.vocab = vocab
+    assert curves[1]["name"] == "initial weights (seed 0)"
+    assert curves[1]["y"] == pytest.approx(grads(initial, recipe_text), rel=1e-4)

@@ -1,5 +1,5 @@
-"""The Inside page's glue: the model looked into, the text it reads, and the figures of its hidden
-units and of the gradient through time (charrnn.inside computes them)."""
+"""The Inside page's glue: the model looked into, the text it reads, what of its top layer to show, and
+the figures of its units and of the gradient through time (charrnn.inside computes them)."""
 
 import html
 from dataclasses import asdict, dataclass, field, replace
@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from charrnn import inside as core
-from charrnn.checkpoint import read_checkpoint
+from charrnn.checkpoint import describe, read_checkpoint
 from charrnn.data import CorpusError
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig, build_model
@@ -27,6 +27,7 @@ SETTINGS = {  # the page's permanent settings (see ui.state.bound), with their d
     "ins_start": RECIPE_TOKENS,
     "ins_length": 150,
     "ins_typed": "the time traveller for so it will be convenient to speak of him",
+    "ins_show": "H",
     "ins_pick": "largest variance",
     "ins_n": 12,
     "ins_units": "0-7",
@@ -57,6 +58,11 @@ class Subject:
     label: str  # what it is, for a caption
     config: TrainConfig | None = None  # its run's settings: rebuilds the initial weights
     history: list[dict] = field(default_factory=list)  # its run's epochs: grad_norm and clipped
+
+    def named(self) -> str:
+        """Where it comes from and what it is (kind, cell, layers, width), for a caption."""
+        c = self.model.config
+        return f"{self.label}: {describe(c)}, {c.num_hiddens:,} hidden units a layer"
 
 
 def choose_model() -> Subject:
@@ -139,9 +145,10 @@ def recorded(ckpt: dict) -> tuple[TrainConfig | None, list[dict]]:
 
 
 def initial_model(subject: Subject):
-    """The model's weights before training, rebuilt from its run's seed; None without a config."""
+    """The model's weights before training, rebuilt from its run's seed; None without a config, or with one
+    for another model (kind, cell, layers, width: a checkpoint's train config is the file's word)."""
     c = subject.config
-    if c is None or c.num_hiddens != subject.model.config.num_hiddens or c.model != subject.model.config.kind:
+    if c is None or c.model_config(len(subject.vocab)) != subject.model.config:
         return None
     model = build_model(len(subject.vocab), replace(c, device="cpu"))  # built on the CPU, then moved
     return model.to(next(subject.model.parameters()).device)
@@ -181,6 +188,13 @@ def choose_text() -> str:
     return text[start : start + st.session_state["ins_length"]]
 
 
+def choose_shown(model) -> str:
+    """What of the top layer to show: H, or one of the gates its cell has (a GRU's Z, R; an LSTM's I, F, O, C)."""
+    options = list(core.shown_for(model))
+    keep_valid("ins_show", "inside", options)  # a gate the model looked at before may not be this cell's
+    return st.radio("Show", options, format_func=core.SHOWN.get, horizontal=True, **setting("ins_show"))
+
+
 # ---- figures -------------------------------------------------------------------------------------------
 
 
@@ -190,10 +204,20 @@ def shown_chars(text: str) -> list[str]:
 
 
 LABELLED = 150  # up to this many characters each gets a tick label; longer texts get position numbers
+RED, BLUE = "178,24,43", "33,102,172"  # the ends of the RdBu scale
+LEGEND_ON_TOP = dict(margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
 
 
-def heatmap_figure(states, text: str, units: list[int], labels: list[str]) -> go.Figure:
-    """Units (rows) over the characters (columns), -1..1 on a diverging scale (red +, blue -)."""
+def colours(show: str, states) -> dict:
+    """The heatmap's colour scale for `show` over core.value_range: a diverging one for H and C (red +,
+    blue -); white (shut) to red (open) for a gate."""
+    lo, hi = core.value_range(show, states)
+    scale = dict(colorscale=[[0, "white"], [1, f"rgb({RED})"]]) if lo == 0 else dict(colorscale="RdBu", zmid=0)
+    return dict(zmin=lo, zmax=hi, reversescale=lo < 0, colorbar=dict(title=show), **scale)
+
+
+def heatmap_figure(states, text: str, units: list[int], labels: list[str], colour: dict) -> go.Figure:
+    """Units (rows) over the characters (columns), coloured on the scale `colours` gives."""
     chars = shown_chars(text)
     fig = go.Figure(
         go.Heatmap(
@@ -201,12 +225,7 @@ def heatmap_figure(states, text: str, units: list[int], labels: list[str]) -> go
             x=list(range(len(text))),
             y=labels,
             customdata=[[[ch, i] for i, ch in enumerate(chars)]] * len(units),  # %{x} would show the tick label
-            colorscale="RdBu",
-            reversescale=True,
-            zmin=-1,
-            zmax=1,
-            zmid=0,
-            colorbar=dict(title="H"),
+            **colour,
             hovertemplate="char %{customdata[0]} at position %{customdata[1]}<br>%{y}: %{z:.3f}<extra></extra>",
         )
     )
@@ -220,13 +239,14 @@ def heatmap_figure(states, text: str, units: list[int], labels: list[str]) -> go
     return fig
 
 
-def unit_html(text: str, values: list[float], unit: int) -> str:
-    """The text with each character's background coloured by the unit's value (red +, blue -), escaped."""
+def unit_html(text: str, values: list[float], unit: int, top: float) -> str:
+    """The text with each character's background coloured by the unit's value (red +, blue -; as strong
+    as |value| / top, top the heatmap's end), escaped."""
     spans = []
     for ch, v in zip(views.visible_chars(text), values, strict=True):
-        rgb = "178,24,43" if v >= 0 else "33,102,172"  # the ends of the heatmap's RdBu scale
         title = html.escape(f"{ch!r}: unit {unit} = {v:+.3f}")
-        spans.append(f'<span title="{title}" style="background: rgba({rgb},{abs(v):.2f})">{html.escape(ch)}</span>')
+        style = f"background: rgba({RED if v >= 0 else BLUE},{min(1.0, abs(v) / top):.2f})"
+        spans.append(f'<span title="{title}" style="{style}">{html.escape(ch)}</span>')
     return (
         '<div style="font-family: monospace; font-size: 1.05rem; line-height: 1.6; white-space: pre-wrap; '
         f'word-break: break-all">{"".join(spans)}</div>'
@@ -237,13 +257,10 @@ def grad_figure(curves: dict[str, list[float]]) -> go.Figure:
     """||dL/dH_t|| per step t, one line per set of weights, on a log axis."""
     fig = go.Figure()
     for name, norms in curves.items():
-        steps = list(range(1, len(norms) + 1))
-        fig.add_trace(go.Scatter(x=steps, y=norms, mode="lines+markers", name=name))
+        fig.add_trace(go.Scatter(x=list(range(1, len(norms) + 1)), y=norms, mode="lines+markers", name=name))
     fig.update_yaxes(type="log", exponentformat="power", title_text="||dL/dH_t|| (before clipping)")
     fig.update_xaxes(title_text="time step t")
-    fig.update_layout(
-        height=340, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0)
-    )
+    fig.update_layout(height=340, **LEGEND_ON_TOP)
     return fig
 
 
@@ -265,18 +282,11 @@ def grad_history_figure(history: list[dict], clip: float | None) -> go.Figure:
         )
     )
     if clip:  # a trace, not add_hline: its annotation lands at 10**clip on a log axis
-        line = dict(dash="dash", color="grey")
-        fig.add_trace(
-            go.Scatter(x=[epochs[0], epochs[-1]], y=[clip, clip], mode="lines", line=line, name=f"clip θ = {clip:g}")
-        )
+        ends = dict(x=[epochs[0], epochs[-1]], y=[clip, clip], mode="lines", line=dict(dash="dash", color="grey"))
+        fig.add_trace(go.Scatter(**ends, name=f"clip θ = {clip:g}"))
     fig.update_yaxes(type="log", exponentformat="power", title_text="gradient norm (before clipping)")
     fig.update_xaxes(title_text="epoch")
-    fig.update_layout(
-        height=320,
-        showlegend=True,
-        margin=dict(l=10, r=10, t=30, b=10),
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
-    )
+    fig.update_layout(height=320, showlegend=True, **LEGEND_ON_TOP)
     return fig
 
 
