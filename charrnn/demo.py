@@ -1,14 +1,16 @@
 """Demo mode: the caps a public server needs, on when `CHARRNN_DEMO=1` is in the server's environment.
 
 A teacher who serves the studio to a class wants no visitor to take the machine for an hour or fill its
-disk: a run's width, length and text, an upload's size and a study's trials are capped. Plain Python (no
-streamlit): the app asks it, and a test can too. Which runs a visitor may change is the app's business
-(`ui.demo`), since only the app knows its browser sessions.
+disk: a run's width, length and text, its model's size (its cell and depth count), an upload's size and a
+study's trials are capped. Plain Python (no streamlit): the app asks it, and a test can too. Which runs a
+visitor may change is the app's business (`ui.demo`), since only the app knows its browser sessions.
 """
 
 import os
 from dataclasses import asdict
 
+from charrnn.checkpoint import describe
+from charrnn.models import ModelConfig, param_count
 from charrnn.train import TrainConfig
 
 ENV = "CHARRNN_DEMO"
@@ -20,6 +22,11 @@ DEMO_CAPS = {
     "num_hiddens": 512,  # the book's width: a (32, 512) state trains in minutes on a CPU
     "num_epochs": 500,  # the book's recipe
     "max_tokens": 50_000,  # five times the book's 10,000 characters
+    # The weights of the recurrent layers (`layer_weights`), which set a step's cost: an LSTM layer has 4 of the
+    # RNN's H x H blocks and every layer above the first another 4. 1.1 million admits one layer of any cell at
+    # 512 (the LSTM's 1,050,624 is 4 times the book's RNN) and the book's deep LSTM (two layers of 256, 790,528);
+    # a 4-layer LSTM of 512 (7.3 million) is refused.
+    "layer_weights": 1_100_000,
     "upload_bytes": 1 << 20,  # texts and checkpoints alike
     "trials": 16,  # per study, on the Tune page
 }
@@ -28,6 +35,7 @@ LABELS = {
     "num_hiddens": "num_hiddens",
     "num_epochs": "Epochs (num_epochs)",
     "max_tokens": "max_tokens",
+    "layer_weights": "Model size (cell, num_layers, num_hiddens)",
     "upload_bytes": "Upload size",
     "trials": "Trials per study",
 }
@@ -35,6 +43,8 @@ FIXES = {
     "num_hiddens": "lower it (512 is the book's)",
     "num_epochs": "lower it (500 is the book's)",
     "max_tokens": "lower it (10,000 is the book's)",
+    "layer_weights": "use fewer layers, a smaller num_hiddens or a cheaper cell (a gru layer costs about 3 rnn layers, "
+    "an lstm 4)",
     "upload_bytes": "use a smaller file",
     "trials": "run fewer trials",
 }
@@ -50,15 +60,43 @@ def _shown(field: str, value: int) -> str:
     return f"{value / 2**20:.1f} MiB" if field == "upload_bytes" else f"{value:,}"
 
 
+def _cap(field: str) -> str:
+    cap = DEMO_CAPS[field]
+    if field == "upload_bytes":
+        return f"{cap / 2**20:g} MiB"
+    return f"{cap:,} weights in the recurrent layers" if field == "layer_weights" else f"{cap:,}"
+
+
 def over_cap(field: str, value, what: str = "") -> str | None:
     """The message for `value` of `field` when it is above its cap, else None; `what` (a file name)
     is named beside the value. A value that is not a number is left to the field's own check
     (TrainConfig.validate), which names it better."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= DEMO_CAPS[field]:
         return None
-    cap = f"{DEMO_CAPS[field] / 2**20:g} MiB" if field == "upload_bytes" else f"{DEMO_CAPS[field]:,}"
     shown = _shown(field, value) + (f" ({what})" if what else "")
-    return f"{LABELS[field]}: at most {cap} in this demo, not {shown}; {FIXES[field]}."
+    return f"{LABELS[field]}: at most {_cap(field)} in this demo, not {shown}; {FIXES[field]}."
+
+
+def model_of(values: dict) -> ModelConfig | None:
+    """The model a run's settings (a dict of TrainConfig fields; a stored run's may lack the chapter 9 ones,
+    so it is a 1-layer rnn) would train, without its vocab; None when a field is out of range (left to
+    TrainConfig.validate, which names it)."""
+    defaults = asdict(TrainConfig())
+    get = {k: values.get(k, defaults[k]) for k in ("num_hiddens", "model", "cell", "num_layers", "dropout")}
+    hiddens = get["num_hiddens"]
+    if not isinstance(hiddens, int) or isinstance(hiddens, bool) or hiddens < 1:
+        return None
+    try:
+        return ModelConfig(0, hiddens, get["model"], get["cell"], get["num_layers"], get["dropout"]).check()
+    except ValueError:
+        return None
+
+
+def layer_weights(config: ModelConfig) -> int:
+    """The recurrent layers' weights and biases: the parameters less those of the input and output
+    characters (the vocab's), i.e. what the cell, num_layers and num_hiddens cost per step. The vocab is
+    left out so that a cap on it means the same for every text (and is known before the text is read)."""
+    return param_count(ModelConfig(0, config.num_hiddens, config.kind, config.cell, config.num_layers))
 
 
 def check_caps(config: TrainConfig | dict, text_chars: int | None = None) -> list[str]:
@@ -66,9 +104,13 @@ def check_caps(config: TrainConfig | dict, text_chars: int | None = None) -> lis
 
     `config` is a TrainConfig or a dict of its fields (a stored run's, maybe partial). max_tokens 0
     means the whole text: above the cap when the text (`text_chars` characters) is longer, or its
-    length is not known."""
+    length is not known. The model's size counts its cell and layers (see `layer_weights`)."""
     values = asdict(config) if isinstance(config, TrainConfig) else dict(config)
     problems = [over_cap(field, values.get(field)) for field in CONFIG_CAPS]
+    model = model_of(values)
+    if model is not None:
+        what = f"{describe(model)} with num_hiddens {model.num_hiddens:,}"
+        problems.append(over_cap("layer_weights", layer_weights(model), what))
     if values.get("max_tokens") == 0 and (text_chars is None or text_chars > DEMO_CAPS["max_tokens"]):
         whole = f"the whole text, {text_chars:,} characters" if text_chars is not None else "the whole text"
         problems.append(
@@ -97,6 +139,8 @@ def caption() -> str:
     c = DEMO_CAPS
     return (
         f"Demo mode: num_hiddens up to {c['num_hiddens']}, epochs up to {c['num_epochs']}, "
-        f"max_tokens up to {c['max_tokens']:,}, uploads up to {c['upload_bytes'] / 2**20:g} MiB, "
+        f"max_tokens up to {c['max_tokens']:,}, models up to {c['layer_weights']:,} recurrent weights "
+        "(one layer of any cell at 512, or two LSTM layers of 256), "
+        f"uploads up to {c['upload_bytes'] / 2**20:g} MiB, "
         f"{c['trials']} trials per study; you can change only your own runs."
     )

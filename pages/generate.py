@@ -45,6 +45,7 @@ elif snap.model is None:
 else:
     model, vocab = snap.model, snap.vocab
     st.caption(f"This session's model, {snap.status} after {len(snap.history)} epochs: {snap.summary}")
+st.caption(ui.literal(f"The model: {ui.views.model_text(model.config)}, a vocab of {len(vocab)} tokens."))
 
 c = st.columns([3, 1, 2])
 c[0].text_input("prefix", max_chars=MAX_PREFIX, **ui.bound("gen_prefix", "generate"))

@@ -45,6 +45,7 @@ else:
     run_id = st.selectbox("Run", list(by_id), format_func=labels.get, key="runs_one")
     run = by_id[run_id]
     st.text(f"{run['status']}{': ' + run['reason'] if run['reason'] else ''}, {run['epochs']} epochs, id {run_id}")
+    st.text(ui.views.run_model_text(run))
     if run["status"] == "running" and st.toggle("Follow it live (read-only)", key="runs_follow"):
         ui.watch.watch(run_id, "runs")
     busy = ui.runner().snapshot().running
@@ -107,5 +108,5 @@ if file is not None:
     except ValueError as e:  # CheckpointError, the demo's upload cap, or a device that is not there
         ui.error(f"Checkpoint file: {e}")
         st.stop()
-    st.text(f"{file.name}: {model.config.num_hiddens} hidden units, a vocab of {len(vocab)} tokens")
+    st.text(f"{file.name}: {ui.views.model_text(model.config)}, a vocab of {len(vocab)} tokens")
     st.button("Generate from it", on_click=ui.runs.generate_from, args=("checkpoint file",), key="runs_gen_upload")

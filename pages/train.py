@@ -9,7 +9,7 @@ import ui
 import ui.links
 import ui.training
 import ui.watch
-from charrnn.models import KINDS
+from charrnn.models import CELLS, KINDS, MAX_DROPOUT, MAX_LAYERS
 from charrnn.train import MAX_HIDDENS, STATES
 
 ui.via_entry(__file__)
@@ -47,6 +47,48 @@ with st.expander(label, expanded=not snap.running, icon=":material/tune:"):
         c[2].number_input("max_tokens (0 = all)", min_value=0, step=1000, **ui.bound("hp_max_tokens", "train"))
         c[3].number_input("seed", step=1, **ui.bound("hp_seed", "train"))
         c[4].selectbox("device", ui.device_choices(), **ui.bound("hp_device", "train"))
+        c = st.columns(5)  # the model (8.5-8.6, 9.1-9.3)
+        c[0].selectbox(
+            "model",
+            KINDS,
+            help="scratch: the book's explicit parameters (W_xh, W_hh, b_h, ..., W_hq, b_q). "
+            "concise: torch.nn's RNN, GRU or LSTM with a Linear head (8.6, 9.1-9.3).",
+            **ui.bound("hp_model", "train"),
+        )
+        c[1].selectbox(
+            "cell",
+            CELLS,
+            help="rnn: 8.4-8.6's tanh RNN. gru: 9.1's gated recurrent unit. lstm: 9.2's long short-term memory.",
+            **ui.bound("hp_cell", "train"),
+        )
+        c[2].number_input(
+            "num_layers",
+            min_value=1,
+            max_value=MAX_LAYERS,
+            help="Stacked recurrent layers (9.3): each reads the hidden states of the one below. The book's deep "
+            "LSTM has 2.",
+            **ui.bound("hp_num_layers", "train"),
+        )
+        c[3].number_input(
+            "dropout",
+            min_value=0.0,
+            max_value=MAX_DROPOUT,
+            step=0.05,
+            format="%g",
+            help="The share of activations dropped between layers and before the head, in training only "
+            "(0: none, the book's).",
+            **ui.bound("hp_dropout", "train"),
+        )
+        c[4].selectbox(
+            "state between minibatches",
+            STATES,
+            help="carry: the recipe. reset: a zero state before every minibatch (the book's second run; "
+            "random sampling always resets).",
+            **ui.bound("hp_state", "train"),
+        )
+        note = ui.training.model_note(st.session_state["hp_model"], st.session_state["hp_cell"])
+        if note:
+            st.caption(note)
         c = st.columns(5)
         c[0].number_input(
             "checkpoint every N epochs",
@@ -54,27 +96,14 @@ with st.expander(label, expanded=not snap.running, icon=":material/tune:"):
             help="Also at the end. A stopped run resumes from its last checkpoint (Runs page).",
             **ui.bound("checkpoint_every", "train"),
         )
-        c[1].selectbox(
-            "model",
-            KINDS,
-            help="scratch: 8.5's explicit W_xh, W_hh, b_h, W_hq, b_q. concise: 8.6's nn.RNN with a Linear head.",
-            **ui.bound("hp_model", "train"),
-        )
-        c[2].selectbox(
-            "state between minibatches",
-            STATES,
-            help="carry: the recipe. reset: a zero state before every minibatch (the book's second run; "
-            "random sampling always resets).",
-            **ui.bound("hp_state", "train"),
-        )
-        c[3].number_input(
+        c[1].number_input(
             "held-out chars (0 = none)",
             min_value=0,
             step=500,
             help="The characters after the training text, never trained on (the last 10% when there is no room).",
             **ui.bound("hp_val_tokens", "train"),
         )
-        c[4].number_input("evaluate every N epochs", min_value=1, **ui.bound("hp_eval_every", "train"))
+        c[2].number_input("evaluate every N epochs", min_value=1, **ui.bound("hp_eval_every", "train"))
         st.button("Start", type="primary", on_click=ui.submit_training, disabled=snap.running, key="train_start")
 c = st.columns([1, 3])
 c[0].button(

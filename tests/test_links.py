@@ -45,10 +45,34 @@ def test_train_settings_come_from_the_address_and_go_back_to_it(time_machine_pat
     }
 
 
+def test_the_model_fields_come_from_the_address_and_go_back_to_it(time_machine_path):
+    at = open_page("train", cell="gru", num_layers="3", dropout="0.25", model="concise")
+    assert not at.warning, warnings(at)
+    assert at.selectbox(key="train_hp_cell").value == "gru"
+    assert at.number_input(key="train_hp_num_layers").value == 3
+    assert at.number_input(key="train_hp_dropout").value == 0.25
+    assert dict(at.query_params) == {"cell": "gru", "num_layers": "3", "dropout": "0.25", "model": "concise"}
+    at.selectbox(key="train_hp_cell").set_value("lstm")
+    at.number_input(key="train_hp_dropout").set_value(0.0).run()  # back to the recipe's: out of the address
+    assert dict(at.query_params) == {"cell": "lstm", "num_layers": "3", "model": "concise"}
+
+
+def test_no_link_holds_none(time_machine_path):
+    """Settings that are None (no run picked, no run watched) are left out of every page's address."""
+    at = open_page("train", cell="lstm")
+    at.session_state["hp_dropout"] = None  # as a cleared field would leave it
+    for page in ("train", "generate", "runs", "data"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception and "None" not in str(dict(at.query_params)), (page, dict(at.query_params))
+
+
 BAD = [
     ("unknown name", "train", {"colour": "blue"}, "colour"),
     ("out of range", "train", {"batch_size": "0"}, "batch_size"),
     ("not a number", "train", {"lr": "fast"}, "lr"),
+    ("not a cell", "train", {"cell": "transformer"}, "cell"),
+    ("too many layers", "train", {"num_layers": "9"}, "num_layers"),
+    ("dropout of 1", "train", {"dropout": "1"}, "dropout"),
     ("not a choice", "data", {"mode": "shouty"}, "mode"),
     ("an upload is never in a link", "data", {"source": "upload"}, "source"),
     ("run id not in the store", "generate", {"run": "abcdef1234"}, "run"),

@@ -36,9 +36,11 @@ def eta_text(history, num_epochs: int) -> str:
 
 
 def show_run(history, config: TrainConfig, status: str, chart_key: str, summary: str = ""):
-    """A run's progress, last epoch's figures, perplexity chart, the book's summary line once it has
+    """The model, a run's progress, last epoch's figures, perplexity chart, the book's summary line once it has
     one, and greedy continuations: the Train page's own run and a watched one (`history`: EpochStats)."""
     num_epochs = config.num_epochs
+    model = config.model_config(vocab_size=0)  # naming the model needs no vocab
+    st.caption(literal(f"The model: {views.model_text(model)}."))
     ended = f"{status} after {len(history)} of {num_epochs} epochs"
     done = history[-1].epoch / num_epochs if history else 0.0
     st.progress(done, text=eta_text(history, num_epochs) if status == "running" else ended)

@@ -161,8 +161,8 @@ def address_params(page: str) -> dict[str, str]:
     out = {}
     for p in PAGE_PARAMS.get(page, []):
         value = st.session_state.get(p.setting, DEFAULTS.get(p.setting))
-        if value == DEFAULTS.get(p.setting, 1 if p.setting == "data_batch_no" else None):
-            continue
+        if value is None or value == DEFAULTS.get(p.setting, 1 if p.setting == "data_batch_no" else None):
+            continue  # None is "nothing chosen", never a value: a link with "None" in it could not be opened
         if p.setting == "gen_run" and st.session_state.get("gen_model") != "saved run":
             continue
         if p.setting == "corpus_source" and value == "upload":

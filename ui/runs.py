@@ -125,7 +125,11 @@ def train_again(run_id: str):
     Every value is taken as it was; one that this machine cannot take (a device it lacks) is named."""
     st.session_state.pop("runs_error", None)
     run = RunStore().run(run_id)
-    config = TrainConfig.from_dict(run["config"])
+    try:  # a value no form field can hold (a store written by hand) is named, not copied into the form
+        config = TrainConfig.from_dict(run["config"]).validate()
+    except ValueError as e:
+        st.session_state["runs_error"] = f"Train again: {e}"
+        return
     if demo.demo_enabled():  # settings above a cap are refused here, not copied into a form that refuses them
         try:
             demo.require_caps(config, len(corpus_for_run(run)) if config.max_tokens == 0 else None)

@@ -130,6 +130,17 @@ def queue_text(run: Runner) -> str:
     return f"{where}; about {left:,.0f} s to wait. It starts by itself; Cancel takes it out of the line."
 
 
+def model_note(kind: str, cell: str) -> str | None:
+    """A caption for the model the Train form picks, where the book's name would mislead: torch's GRU."""
+    if (kind, cell) != ("concise", "gru"):
+        return None
+    return (
+        "concise gru: torch's `nn.GRU` applies the reset gate after the recurrent product, "
+        "`R_t ⊙ (H_t-1 W_hh + b_hn)`; the book's GRU (9.1, the scratch model) applies it before, "
+        "`(R_t ⊙ H_t-1) W_hh`. A different function: its curve need not match the scratch GRU's."
+    )
+
+
 def checkpoint_bytes(snap) -> bytes:
     buffer = io.BytesIO()
     torch.save(make_checkpoint(snap.model, snap.vocab, snap.config, snap.corpus, snap.history), buffer)

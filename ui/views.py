@@ -11,6 +11,8 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from charrnn.batches import SeqDataLoader
+from charrnn.checkpoint import describe
+from charrnn.models import ModelConfig
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig
 
@@ -131,13 +133,38 @@ def layout_figure(n: int, b: int, t: int, seed: int) -> go.Figure:
 
 
 KEY_HPARAMS = ("num_hiddens", "num_steps", "batch_size", "lr", "num_epochs", "clip", "sampling", "max_tokens", "seed")
+MODEL_FIELDS = ("model", "cell", "num_layers", "dropout")
+
+
+def run_settings(run: dict) -> dict:
+    """A stored run's config, with the model fields that older runs lack at what they trained: a 1-layer
+    scratch rnn without dropout (TrainConfig's defaults, as an old checkpoint loads)."""
+    return {**{k: getattr(TrainConfig, k) for k in MODEL_FIELDS}, **run["config"]}
+
+
+def model_text(config: ModelConfig) -> str:
+    """'a 2-layer scratch lstm, num_hiddens 256, dropout 0.2 in training': the model, as the pages name it."""
+    dropout = f", dropout {config.dropout} in training" if config.dropout else ""
+    return f"{describe(config)}, num_hiddens {config.num_hiddens}{dropout}"
+
+
+def run_model_text(run: dict) -> str:
+    """`model_text` of a stored run's settings (no vocab is needed to name it)."""
+    s = run_settings(run)
+    return model_text(ModelConfig(0, s.get("num_hiddens"), s["model"], s["cell"], s["num_layers"], s["dropout"]))
 
 
 def runs_table(runs: list[dict]) -> pd.DataFrame:
     """One row per run: the figures that compare runs first (a tuner reads them before anything else),
-    then the hyperparameters, then the bookkeeping."""
+    then the model (its kind, cell, layers, and dropout when any run has it), the other hyperparameters,
+    then the bookkeeping."""
+    settings = [run_settings(r) for r in runs]
+    any_dropout = any(s["dropout"] for s in settings)
     rows = []
-    for r in runs:
+    for r, s in zip(runs, settings, strict=True):
+        model = {"model": s["model"], "cell": s["cell"], "layers": s["num_layers"]}
+        if any_dropout:
+            model["dropout"] = s["dropout"]
         rows.append(
             {
                 "name": r["name"],
@@ -147,7 +174,8 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
                 "held-out (best)": r.get("best_val_perplexity"),
                 "best perplexity": r["best_perplexity"],
                 "epochs": r["epochs"],
-                **{k: r["config"].get(k) for k in KEY_HPARAMS},
+                **model,
+                **{k: s.get(k) for k in KEY_HPARAMS},
                 "tokens/s": r["tokens_per_sec"],
                 "reason": r["reason"],
                 "device": r["device"],
@@ -169,6 +197,8 @@ RUNS_COLUMNS = {
     "tokens/s": st.column_config.NumberColumn(format="%.0f"),
     "duration (s)": st.column_config.NumberColumn(format="%.1f"),
     "lr": st.column_config.NumberColumn(format="%g"),
+    "layers": st.column_config.NumberColumn(help="stacked recurrent layers (num_layers)"),
+    "dropout": st.column_config.NumberColumn(format="%g", help="in training only"),
     "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
 }
 
@@ -197,7 +227,8 @@ def runs_figure(runs: list[dict], labels: dict, metric: str = "perplexity") -> g
 
 def config_table(runs: list[dict], labels: dict):
     """The runs' settings side by side (a column per run); the rows that differ are highlighted."""
-    rows = {name: [str(r["config"].get(name, "")) for r in runs] for name in (f.name for f in fields(TrainConfig))}
+    settings = [run_settings(r) for r in runs]  # an old run's missing cell is the rnn it trained
+    rows = {name: [str(s.get(name, "")) for s in settings] for name in (f.name for f in fields(TrainConfig))}
     rows["text"] = [str(r["corpus"].get("name", "")) for r in runs]
     rows["text mode"] = [str(r["corpus"].get("mode", "")) for r in runs]
     rows["text SHA-1"] = [str(r["corpus"].get("sha1", ""))[:12] for r in runs]
