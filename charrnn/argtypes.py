@@ -15,7 +15,7 @@ from pathlib import Path
 from charrnn.generate import MAX_PREDS, MAX_PREFIX
 from charrnn.models import MAX_DROPOUT, MAX_LAYERS
 from charrnn.store import check_id
-from charrnn.train import MAX_STEP
+from charrnn.train import MAX_STEP, MAX_WEIGHT_DECAY
 
 MAX_SEED = 2**63  # torch.manual_seed takes any 64-bit value; sqlite stores signed 64-bit integers
 
@@ -104,6 +104,7 @@ def non_negative_float(text: str) -> float:
 # update turns every weight into NaN. Useful values are far below MAX_STEP (1e6).
 step_size = at_most(positive_float, MAX_STEP, " (weights are float32)")
 clip_theta = at_most(non_negative_float, MAX_STEP, " (weights are float32)")
+weight_decay = at_most(non_negative_float, MAX_WEIGHT_DECAY, " (useful values are 1e-5 to 0.1)")
 
 
 def prefix(text: str) -> str:

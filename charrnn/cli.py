@@ -100,7 +100,8 @@ def print_epoch(as_json: bool, s) -> None:
 
 def cmd_train(args) -> int:
     settings = ("lr", "batch_size", "num_steps", "num_hiddens", "max_tokens", "sampling", "clip", "seed", "device")
-    settings += ("val_tokens", "eval_every", "state", "model", "cell", "num_layers", "dropout")
+    settings += ("val_tokens", "eval_every", "state", "model", "cell", "num_layers", "dropout", "optimizer")
+    settings += ("weight_decay", "patience")
     config = TrainConfig(num_epochs=args.epochs or TrainConfig.num_epochs, **{k: getattr(args, k) for k in settings})
     config.validate()
     resolve_device(args.device)  # refused here, before any text is read or downloaded

@@ -18,11 +18,12 @@ from charrnn.argtypes import (
     run_id,
     seed,
     step_size,
+    weight_decay,
 )
 from charrnn.batches import SAMPLINGS
 from charrnn.data import MODES
 from charrnn.models import CELLS, KINDS
-from charrnn.train import STATES, TrainConfig
+from charrnn.train import OPTIMIZERS, STATES, TrainConfig
 
 # The library's names for settings, as the flags that set them: anywhere in a message...
 FLAGS = {
@@ -37,10 +38,11 @@ FLAGS = {
     "val_tokens": "--val-tokens",
     "eval_every": "--eval-every",
     "num_layers": "--num-layers",
+    "weight_decay": "--weight-decay",
 }
 # ...and plain words only as a message's first word, where they name the setting ("device 'tpu' ...").
 LEADING = ("lr", "clip", "seed", "device", "sampling", "mode", "prefix", "temperature", "state", "model", "cell")
-LEADING += ("dropout",)
+LEADING += ("dropout", "optimizer")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -89,13 +91,28 @@ def add_train_args(p):
         default=None,
         help=f"number of epochs (default: {d.num_epochs}); with --resume, the new total (default: the run's own)",
     )
-    p.add_argument("--lr", type=step_size, default=d.lr, help="SGD learning rate (default: %(default)s)")
+    p.add_argument("--lr", type=step_size, default=d.lr, help="learning rate (default: %(default)s, the book's SGD)")
+    p.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="'sgd' (the book's) or 'adam' (AdamW)"
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=weight_decay,
+        default=d.weight_decay,
+        help="sgd: L2 on the gradient; adam: AdamW's decoupled decay (default: 0, none)",
+    )
     p.add_argument("--num-hiddens", type=positive_int, default=d.num_hiddens, help="hidden width (default: 512)")
     p.add_argument("--clip", type=clip_theta, default=d.clip, help="gradient clipping theta, 0 for none")
     p.add_argument("--seed", type=seed, default=d.seed, help="seeds the init and the iterator (default: 0)")
     p.add_argument("--device", default=d.device, help="auto (CUDA if present), cpu, cuda or cuda:N")
     p.add_argument("--save", metavar="PATH", type=output_file, help="also write the final checkpoint here")
     p.add_argument("--overwrite", action="store_true", help="let --save replace a file that exists")
+    p.add_argument(
+        "--patience",
+        type=positive_int,
+        default=d.patience,
+        help="stop after K held-out evaluations without a new best (default: never, as the book)",
+    )
     p.add_argument("--name", help="a name for the run in the run store (default: the date and time)")
     p.add_argument(
         "--checkpoint-every",

@@ -6,6 +6,7 @@ so a resumed run continues exactly where the checkpoint left it: same offsets, s
 Run-store checkpoints hold no history (the store has it): a long run's files stay the size of the model.
 """
 
+import copy
 import math
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from charrnn.device import resolve_device
 from charrnn.models import ModelConfig
 from charrnn.store import RunStore
 from charrnn.store_schema import training_elsewhere
-from charrnn.train import TrainConfig, TrainResult, build_model, train
+from charrnn.train import TrainConfig, Trainer, TrainResult, build_model, train
 
 
 def check_compatible(ckpt: dict, vocab, config: TrainConfig, name: str) -> None:
@@ -85,9 +86,12 @@ def check_resumable(store: RunStore, run_id: str, num_epochs: int | None = None)
     return run, total
 
 
-def save_run_checkpoint(store: RunStore, run_id: str, model, corpus, config, epoch: int, loader_state, state_dict=None):
+def save_run_checkpoint(
+    store: RunStore, run_id: str, model, corpus, config, epoch: int, loader_state, state_dict=None, optimizer_state=None
+):
     """Checkpoint epoch `epoch` of a run in the store: `model`'s weights (or `state_dict`, a copy of
-    them taken earlier) with the iterator's state, so that the run can be resumed from there."""
+    them taken earlier) with the iterator's state (and Adam's, if any), so that the run can be resumed there."""
+    extra = {"optimizer_state": optimizer_state} if optimizer_state is not None else {}
     path = store.checkpoint_path(run_id, epoch)
     save_checkpoint(
         path,
@@ -99,6 +103,7 @@ def save_run_checkpoint(store: RunStore, run_id: str, model, corpus, config, epo
         epoch=epoch,
         loader_state=loader_state,
         run_id=run_id,
+        **extra,
     )
     store.add_checkpoint(run_id, epoch, path)
 
@@ -128,8 +133,11 @@ def train_recorded(
     config = config.validate()
     device = resolve_device(config.device)
     elapsed_before = 0.0  # a resumed run's clock continues from its checkpoint
+    optimizer_state = None
     if resume is not None:
-        config, model, split, loader, start_epoch = _resume(store, resume, corpus, config, num_epochs, device, on_note)
+        config, model, split, loader, start_epoch, optimizer_state = _resume(
+            store, resume, corpus, config, num_epochs, device, on_note
+        )
         elapsed_before = next((e["elapsed"] for e in store.history(resume) if e["epoch"] == start_epoch), 0.0) or 0.0
         store.resume_run(resume, start_epoch, config.num_epochs)
         run_id = resume
@@ -140,16 +148,33 @@ def train_recorded(
         run_id = store.create_run(config, corpus.fingerprint(), str(device), name)
     if on_start is not None:
         on_start(run_id)
+    trainer = Trainer(model.to(device), config, optimizer_state=optimizer_state)
     saved = {"epoch": start_epoch}  # the newest epoch that has a checkpoint
+    kept = [e["val_perplexity"] for e in store.history(run_id) if e["val_perplexity"] is not None]
+    best = {"val": min(kept, default=math.inf), "only": None}  # the best held-out figure; an epoch kept for it alone
     good = {}  # the newest finite epoch: its weights and iterator state, for a checkpoint at the end
 
-    def save(epoch: int, state_dict, loader_state) -> None:
-        save_run_checkpoint(store, run_id, model, corpus, config, epoch, loader_state, state_dict)
+    def save(epoch: int, state_dict, loader_state, optimizer=None) -> None:
+        optimizer = optimizer if state_dict is not None else trainer.optimizer_state()
+        save_run_checkpoint(store, run_id, model, corpus, config, epoch, loader_state, state_dict, optimizer)
         saved["epoch"] = epoch
 
     def save_good() -> None:  # stopped or diverged between checkpoints
         if good and good["epoch"] > saved["epoch"]:
-            save(good["epoch"], good["state"], good["loader_state"])
+            save(good["epoch"], good["state"], good["loader_state"], good["optimizer"])
+
+    def keep_best(stats) -> None:
+        """A new best held-out figure gets a checkpoint of its own; the previous one kept only as the best goes."""
+        if stats.val_perplexity is None or not stats.val_perplexity < best["val"]:
+            return
+        best["val"] = stats.val_perplexity
+        if saved["epoch"] != stats.epoch:
+            save(stats.epoch, None, loader.state_dict())
+            if best["only"] is not None:
+                store.delete_checkpoint(run_id, best["only"])
+            best["only"] = stats.epoch
+        else:
+            best["only"] = None
 
     def record(stats):
         stats.elapsed += elapsed_before
@@ -159,7 +184,9 @@ def train_recorded(
                 save(stats.epoch, None, loader.state_dict())
             else:  # kept (a copy on the device, no sync) in case the run stops before the next checkpoint
                 state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                good.update(epoch=stats.epoch, state=state, loader_state=loader.state_dict())
+                optimizer = copy.deepcopy(trainer.optimizer_state())
+                good.update(epoch=stats.epoch, state=state, loader_state=loader.state_dict(), optimizer=optimizer)
+            keep_best(stats)
         if on_epoch is not None:
             on_epoch(stats)
 
@@ -174,6 +201,8 @@ def train_recorded(
             start_epoch=start_epoch,
             loader=loader,
             val=split.val,
+            trainer=trainer,
+            best_val=best["val"],
         )
     except KeyboardInterrupt:  # the finished epochs are worth keeping: this run can be resumed
         save_good()
@@ -187,6 +216,9 @@ def train_recorded(
         store.finish(run_id, "diverged", f"the perplexity became infinite in epoch {result.history[-1].epoch}")
     elif result.stopped:
         store.finish(run_id, "stopped", "stopped by the user")
+    elif result.patience_ran_out:
+        why = f"no better held-out perplexity in {config.patience} evaluations (best {best['val']:.3f})"
+        store.finish(run_id, "finished", f"stopped early: {why}")
     else:
         store.finish(run_id, "finished")
     return run_id, result
@@ -218,4 +250,4 @@ def _resume(store: RunStore, run_id: str, corpus, config: TrainConfig, num_epoch
         raise CheckpointError(
             f"{ckpt['path']} holds a damaged iterator state ({type(e).__name__}); train again instead"
         ) from e
-    return config, model.train(), split, loader, start_epoch
+    return config, model.train(), split, loader, start_epoch, ckpt.get("optimizer_state")

@@ -22,8 +22,9 @@ import time
 import uuid
 from contextlib import closing, contextmanager
 from dataclasses import asdict
-from pathlib import Path, PurePath
+from pathlib import Path
 
+from charrnn import store_files
 from charrnn import store_schema as schema
 from charrnn.store_schema import EPOCH_FIELDS, StoreError, alive, process_start, training_elsewhere
 
@@ -226,34 +227,17 @@ class RunStore:
             folder.rmdir()
 
     def owns(self, path: str | Path) -> bool:
-        """Whether `path`, once symlinks and ``..`` are resolved, is the store's database (with its -wal, -shm and
-        -journal files) or anything under its checkpoint folder: a file that writing over would damage the store."""
-        try:
-            real, db = Path(path).expanduser().resolve(), self.path.resolve()
-        except (OSError, RuntimeError):  # a symlink loop: not a file of ours
-            return False
-        owned = {db, *(db.with_name(db.name + end) for end in ("-wal", "-shm", "-journal"))}
-        return real in owned or real.is_relative_to(self.checkpoint_dir.resolve())
+        """Whether writing over `path` would damage this store (see `store_files.owns`)."""
+        return store_files.owns(path, self.path, self.checkpoint_dir)
 
     def _inside(self, stored: str, folder: Path) -> Path | None:
-        """The file a stored checkpoint path names, as a path under this store's home; None unless it is
-        inside `folder` once symlinks and ``..`` are resolved (an absolute path never is used)."""
-        if PurePath(stored).is_absolute():
-            return None
-        try:
-            real = (self.home / stored).resolve()
-        except (OSError, RuntimeError):  # a symlink loop
-            return None
-        base = self._real / folder.relative_to(self.home)  # not resolved: a symlinked folder leads elsewhere
-        return self.home / real.relative_to(self._real) if real.is_relative_to(base) else None
+        return store_files.inside(self.home, self._real, stored, folder)
 
     def _own_files(self, run_id: str, pattern: str) -> list[Path]:
         """Files matching `pattern` in the run's checkpoint folder, only if they really are inside it."""
-        folder = self.checkpoint_dir / run_id
-        if not re.fullmatch(RUN_ID, run_id) or not folder.is_dir():  # an id from an old or foreign row
+        if not re.fullmatch(RUN_ID, run_id):  # an id from an old or foreign row
             return []
-        names = [p.relative_to(self.home).as_posix() for p in folder.glob(pattern)]
-        return [p for p in (self._inside(n, folder) for n in names) if p is not None]
+        return store_files.own_files(self.home, self._real, self.checkpoint_dir / run_id, pattern)
 
     def runs(self, status: str | None = None, run_id: str | None = None) -> list[dict]:
         """Every run (or those with `status`, or the one `run_id`), newest first, with final and best
@@ -291,6 +275,32 @@ class RunStore:
         leads outside the home (an old absolute path, a symlink) is kept in the file but not listed."""
         found = [(c, self._inside(c["path"], self.home)) for c in self._checkpoint_rows(run_id)]
         return [{**c, "path": str(path)} for c, path in found if path is not None]
+
+    def best_checkpoint(self, run_id: str) -> dict | None:
+        """The checkpoint of the run's best held-out evaluation, with its `val_perplexity`; None without one."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT c.epoch, e.val_perplexity FROM checkpoints c JOIN epochs e ON e.run_id=c.run_id "
+                "AND e.epoch=c.epoch WHERE c.run_id=? AND e.val_perplexity IS NOT NULL "
+                "ORDER BY e.val_perplexity, c.epoch LIMIT 1",
+                (check_id(run_id),),
+            ).fetchone()
+        found = [c for c in self.checkpoints(run_id) if row is not None and c["epoch"] == row["epoch"]]
+        return (
+            {**found[0], "val_perplexity": row["val_perplexity"]}
+            if found and Path(found[0]["path"]).is_file()
+            else None
+        )
+
+    def delete_checkpoint(self, run_id: str, epoch: int) -> None:
+        """Forget one checkpoint of the run and remove its file (only inside the run's own folder)."""
+        rows = [c for c in self._checkpoint_rows(run_id) if c["epoch"] == epoch]
+        with self._connect() as db:
+            db.execute("DELETE FROM checkpoints WHERE run_id=? AND epoch=?", (run_id, epoch))
+        for c in rows:
+            path = self._inside(c["path"], self.checkpoint_dir / run_id)
+            if path is not None:
+                path.unlink(missing_ok=True)
 
     def last_checkpoint(self, run_id: str) -> dict | None:
         existing = [c for c in self.checkpoints(run_id) if Path(c["path"]).is_file()]

@@ -27,6 +27,8 @@ MAX_HIDDENS = 8192
 # useful value is far below it.
 MAX_STEP = 1e6
 STATES = ("carry", "reset")
+OPTIMIZERS = ("sgd", "adam")
+MAX_WEIGHT_DECAY = 1.0  # a decay of 1 per step already wipes the weights; useful values are 1e-5..0.1
 MAX_PARAMS = 240_000_000  # float32 weights that fit a checkpoint (charrnn.checkpoint.MAX_CHECKPOINT_BYTES, 1 GiB)
 
 
@@ -53,6 +55,9 @@ class TrainConfig:
     cell: str = "rnn"  # "rnn" (8.5), "gru" (9.1) or "lstm" (9.2)
     num_layers: int = 1  # stacked recurrent layers (9.3)
     dropout: float = 0.0  # between layers and before the head, in training only (0 = the book's, none)
+    optimizer: str = "sgd"  # "sgd": the book's plain update; "adam": AdamW (Adam with decoupled weight decay)
+    weight_decay: float = 0.0  # sgd: L2 added to the gradient after clipping; adam: AdamW's decay (0 = none)
+    patience: int = 0  # stop after this many held-out evaluations without a new best (0 = never: the book's)
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The model these settings train, for a vocab of `vocab_size`."""
@@ -65,6 +70,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError naming the first field that is out of range and how to fix it."""
+        if not _is_int(self.patience) or self.patience < 0:
+            raise ValueError(f"patience must be a positive number of evaluations, or 0 for none, not {self.patience!r}")
         for name in ("num_epochs", "batch_size", "num_steps", "num_hiddens", "predict_every", "eval_every"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
@@ -80,7 +87,12 @@ class TrainConfig:
                 f"clip (theta) must be positive and at most {MAX_STEP:,.0f}, or 0 to turn clipping off, "
                 f"not {self.clip!r}"
             )
-        for name, choices in (("sampling", SAMPLINGS), ("state", STATES), ("model", KINDS)):
+        if not (_is_number(self.weight_decay) and 0 <= self.weight_decay <= MAX_WEIGHT_DECAY):
+            raise ValueError(
+                f"weight_decay must be 0 (none) or a positive number at most {MAX_WEIGHT_DECAY}, "
+                f"not {self.weight_decay!r}"
+            )
+        for name, choices in (("sampling", SAMPLINGS), ("state", STATES), ("model", KINDS), ("optimizer", OPTIMIZERS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         if not (_is_int(self.seed) and 0 <= self.seed < 2**63):
@@ -127,6 +139,7 @@ class TrainResult:
     device: str = "cpu"
     stopped: bool = False  # True when the stop signal ended the run early
     diverged: bool = False  # True when the perplexity stopped being a finite number (the run ends there)
+    patience_ran_out: bool = False  # True when `patience` evaluations in a row found no new best held-out figure
 
     @property
     def perplexity(self) -> float:
@@ -163,11 +176,28 @@ class Trainer:
     `cuda_graph=False` always runs it eagerly (the graph test compares the two).
     """
 
-    def __init__(self, model: nn.Module, config: TrainConfig, cuda_graph: bool = True):
+    def __init__(self, model: nn.Module, config: TrainConfig, cuda_graph: bool = True, optimizer_state=None):
         self.model, self.config = model, config
         self.params = list(model.parameters())
         on_cuda = self.params[0].device.type == "cuda"
+        self.adam = None
+        if config.optimizer == "adam":  # capturable: its step counter stays on the device, as a CUDA graph needs
+            self.adam = torch.optim.AdamW(
+                self.params, lr=config.lr, weight_decay=config.weight_decay, foreach=True, capturable=on_cuda
+            )
+            if optimizer_state:
+                try:
+                    self.adam.load_state_dict(optimizer_state)
+                except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
+                    raise ValueError(
+                        f"the checkpoint's optimizer state does not fit this model ({type(e).__name__}); "
+                        "train again instead"
+                    ) from e
         self.graph = CudaGraphStep(self.eager_step) if cuda_graph and on_cuda else None
+
+    def optimizer_state(self) -> dict | None:
+        """What a resumed run needs to continue the update exactly (Adam's moments); None for SGD."""
+        return self.adam.state_dict() if self.adam is not None else None
 
     def step(self, X: torch.Tensor, Y: torch.Tensor, state):
         """One minibatch: forward, mean cross-entropy, backward, clip, SGD.
@@ -187,7 +217,14 @@ class Trainer:
         grads = torch.autograd.grad(loss, self.params)
         norm, clipped = clip_gradients(list(grads), self.config.clip)
         with torch.no_grad():
-            torch._foreach_add_(self.params, grads, alpha=-self.config.lr)
+            if self.adam is not None:
+                for p, g in zip(self.params, grads, strict=True):
+                    p.grad = g
+                self.adam.step()
+            else:
+                if self.config.weight_decay > 0:  # L2: the gradient of wd/2 ||p||^2, after clipping as torch's SGD
+                    torch._foreach_add_(grads, self.params, alpha=self.config.weight_decay)
+                torch._foreach_add_(self.params, grads, alpha=-self.config.lr)
         return loss.detach(), norm, clipped, state
 
 
@@ -236,6 +273,8 @@ def train(
     start_epoch: int = 0,
     loader: SeqDataLoader | None = None,
     val: list[int] | None = None,
+    trainer: Trainer | None = None,
+    best_val: float = math.inf,
 ) -> TrainResult:
     """Train the RNN on `corpus` (a list of token indices) as the book's `train_ch8` does.
 
@@ -248,7 +287,10 @@ def train(
     at the last epoch, on the training device, into `stats.val_perplexity`. A diverged epoch is not
     evaluated (its weights are not finite), and a stopped run's unfinished epoch is never reported,
     so its last held-out figure is the last one on the cadence. Evaluation draws no random numbers,
-    so the training figures are the same with `val` as without.
+    so the training figures are the same with `val` as without. `trainer` (a `Trainer` over `model`, on its
+    device) lets a caller read the optimizer's state for checkpoints, or continue it. With `config.patience`
+    K > 0 the run ends after K evaluations in a row without a held-out figure below the best so far
+    (`best_val`: a resumed run's best before it stopped) with `result.patience_ran_out`.
     """
     config = (config or TrainConfig()).validate()
     device = resolve_device(config.device)
@@ -261,7 +303,8 @@ def train(
         loader = SeqDataLoader(
             corpus, config.batch_size, config.num_steps, config.sampling, seed=config.seed, device=device
         )
-    trainer = Trainer(model, config)
+    trainer = trainer or Trainer(model, config)
+    best, stale = best_val, 0  # the best held-out figure so far, and evaluations since it
     result = TrainResult(model=model, config=config, device=str(device))
     begin = time.perf_counter()
     for epoch in range(start_epoch, config.num_epochs):
@@ -298,9 +341,11 @@ def train(
         last = epoch + 1 == config.num_epochs
         if val and ((epoch + 1) % config.eval_every == 0 or last) and not result.diverged:
             stats.val_perplexity = heldout_perplexity(model, val, device)
+            best, stale = (stats.val_perplexity, 0) if stats.val_perplexity < best else (best, stale + 1)
         result.history.append(stats)
         if on_epoch is not None:
             on_epoch(stats)
-        if result.diverged:
+        result.patience_ran_out = 0 < config.patience <= stale
+        if result.diverged or result.patience_ran_out:
             break
     return result
