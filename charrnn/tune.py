@@ -1,7 +1,7 @@
 """`python -m charrnn tune`: a hyperparameter search on Optuna, one worker per process.
 
     python -m charrnn tune --study NAME [--storage URL] [--trials N] [--epochs E]
-        [--space "lr=0.1:10:log,num_hiddens=128|256|512,clip=0.25:4:log,num_steps=16|35|64"]
+        [--space "lr=0.1:10:log,num_hiddens=128|256|512,clip=0.25:4:log,cell=gru|lstm,num_layers=1:3"]
         [--sampler tpe|random|grid] [--pruner median|hyperband|none] [--seed S] [--parallel K] [--json]
         [the train flags, for every hyperparameter not in the space]
 
@@ -34,7 +34,7 @@ from charrnn.batches import SAMPLINGS
 from charrnn.data import MODES, load_corpus
 from charrnn.device import resolve_device
 from charrnn.devicequeue import DeviceQueue
-from charrnn.models import KINDS
+from charrnn.parser import add_model_args
 from charrnn.train import STATES, TrainConfig
 from charrnn.tune_parallel import MAX_PARALLEL
 from charrnn.tune_space import FieldError, parse_space
@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--parallel",
         type=at_most(positive_int, MAX_PARALLEL),
         default=1,
-        help="trials asked at once and trained batched in this process (scratch model; default: %(default)s)",
+        help="trials asked at once and trained batched in this process (one-layer scratch rnn; default: %(default)s)",
     )
     p.add_argument("--heartbeat", type=positive_int, default=10, help="seconds between a worker's heartbeats")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -75,13 +75,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", type=non_negative_float, default=d.clip, help="0 turns clipping off")
     p.add_argument("--sampling", choices=SAMPLINGS, default=d.sampling)
     p.add_argument("--state", choices=STATES, default=d.state)
-    p.add_argument("--model", choices=KINDS, default=d.model)
+    add_model_args(p)  # --model, --cell, --num-layers, --dropout, as train takes them
     p.add_argument("--device", default=d.device, help="auto (CUDA if present), cpu, cuda or cuda:N")
 
 
 # The train flags a worker takes as they are (each a TrainConfig field of the same name).
 FIXED = ("lr", "batch_size", "num_steps", "num_hiddens", "max_tokens", "sampling", "clip", "device")
-FIXED += ("val_tokens", "eval_every", "state", "model")
+FIXED += ("val_tokens", "eval_every", "state", "model", "cell", "num_layers", "dropout")
 
 
 # The flags a Search takes by name.

@@ -38,21 +38,31 @@ MAX_PARALLEL = 64
 WAITING = (optuna.trial.TrialState.WAITING,)
 
 
+# What `charrnn.batched` trains: the one-layer scratch rnn of 8.5 without dropout. Each entry: the
+# field, whether a value of it batches, and why the search cannot be batched otherwise (with the fix).
+BATCHABLE = (
+    ("model", lambda v: v == "scratch", "only with the scratch model; use --model scratch"),
+    ("cell", lambda v: v == "rnn", "only as the rnn cell (no batched gru or lstm); use --cell rnn"),
+    ("num_layers", lambda v: v == 1, "only with one layer; use --num-layers 1"),
+    ("dropout", lambda v: v == 0, "only without dropout; use --dropout 0"),
+)
+
+
 def check_parallel(search, corpus, device) -> None:
-    """Refuse, naming --parallel, a K that cannot train: a model other than scratch anywhere in the
-    search, or K of the space's largest trials that would not fit in the device's memory together."""
+    """Refuse, naming --parallel, a K that cannot train: a trial of the search that is not the
+    one-layer scratch rnn without dropout, or K of the space's largest trials that would not fit in
+    the device's memory together."""
     k = search.parallel
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_PARALLEL:
         raise FieldError("parallel", f"parallel must be a whole number from 1 to {MAX_PARALLEL}, not {k!r}")
     if k == 1:
         return
-    models = search.space["model"].choices if "model" in search.space else (search.base.model,)
-    if any(m != "scratch" for m in models):
-        raise FieldError(
-            "parallel",
-            "trials train batched only with the scratch model; use --model scratch and leave model out "
-            "of the space, or --parallel 1",
-        )
+    for name, batches, why in BATCHABLE:
+        dim = search.space.get(name)
+        if not all(map(batches, dim.bounds() if dim else [getattr(search.base, name)])):
+            raise FieldError(
+                "parallel", f"trials train batched {why} and leave {name} out of the space, or --parallel 1"
+            )
     corner = {d.name: max(d.bounds()) for d in search.space.values() if d.name in MEMORY}
     try:
         check_group_fits([dataclasses.replace(search.base, **corner)] * k, len(corpus.vocab), device)

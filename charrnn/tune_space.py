@@ -7,12 +7,14 @@ so a space that cannot train is refused in one line, not trial by trial.
 """
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 
-from charrnn.batches import SeqDataLoader
+from charrnn.batches import SAMPLINGS, SeqDataLoader
 from charrnn.data import split_heldout
-from charrnn.train import TrainConfig, check_fits
+from charrnn.models import CELLS, KINDS
+from charrnn.train import STATES, TrainConfig, check_fits
 
 # What a search may vary, and its type. The rest is fixed for a whole study: num_epochs is each trial's
 # budget, and max_tokens / val_tokens would change the held-out text the trials are judged on.
@@ -25,14 +27,21 @@ TUNABLE = {
     "sampling": str,
     "state": str,
     "model": str,
+    "cell": str,
+    "num_layers": int,
+    "dropout": float,
 }
+CHOICES = {"sampling": SAMPLINGS, "state": STATES, "model": KINDS, "cell": CELLS}  # what each str field takes
 FIXED_WHY = {
     "num_epochs": "it is each trial's budget (--epochs)",
     "max_tokens": "every trial must be judged on the same held-out text (--max-tokens)",
     "val_tokens": "every trial must be judged on the same held-out text (--val-tokens)",
     "eval_every": "the pruner compares trials at the same epochs (--eval-every)",
 }
-MEMORY = ("num_hiddens", "batch_size", "num_steps")  # what check_fits grows with
+MEMORY = ("num_hiddens", "batch_size", "num_steps", "num_layers")  # what check_fits grows with
+# Choices whose points have no order: the corner check tries each (model and cell change the weights
+# and the gates kept per step, sampling the minibatches a text of that length gives).
+CORNER_CHOICES = ("sampling", "model", "cell")
 GRID_POINTS = 3  # a range becomes low, middle, high for the grid sampler
 EXAMPLE = "lr=0.1:10:log"
 
@@ -96,6 +105,8 @@ def parse_value(name: str, text: str):
     if kind is str:
         if not text:
             raise ValueError(f"{name} has an empty choice")
+        if text not in CHOICES[name]:
+            raise ValueError(f"{name} takes one of {', '.join(CHOICES[name])}, not {text!r}")
         return text
     try:
         value = kind(text)
@@ -161,17 +172,28 @@ def space_text(space: dict[str, Dimension]) -> str:
 def check_space(space: dict[str, Dimension], base: TrainConfig, corpus, device) -> None:
     """Refuse, before any trial, a space with a point that cannot train: each bound or choice with the
     fixed settings (TrainConfig.validate, the device's memory), and the largest shapes together (memory,
-    and a text long enough for one minibatch)."""
+    and a text long enough for one minibatch): the largest num_hiddens, batch_size, num_steps and
+    num_layers with each sampling, model and cell the search can give."""
     for dim in space.values():
         for value in dim.bounds():
             _check_point(
                 dataclasses.replace(base, **{dim.name: value}), corpus, device, f"{dim.name}={value}", dim.name
             )
+    for point in corners(space):
+        where = ", ".join(f"{k}={v}" for k, v in point.items()) or "the fixed settings"
+        dim = next(iter(point), None)
+        _check_point(dataclasses.replace(base, **point), corpus, device, where, dim)
+
+
+def corners(space: dict[str, Dimension]) -> list[dict]:
+    """The space's largest shapes: the largest num_hiddens, batch_size, num_steps and num_layers it
+    varies, with each sampling, model and cell it can give (one empty point when it varies none)."""
     corner = {d.name: max(d.bounds()) for d in space.values() if d.name in MEMORY}
-    for sampling in space["sampling"].choices if "sampling" in space else (base.sampling,):
-        where = ", ".join(f"{k}={v}" for k, v in corner.items()) or "the fixed settings"
-        dim = next(iter(corner), None)
-        _check_point(dataclasses.replace(base, sampling=sampling, **corner), corpus, device, where, dim)
+    varied = [n for n in CORNER_CHOICES if n in space]
+    return [
+        {**corner, **dict(zip(varied, values, strict=True))}
+        for values in itertools.product(*(space[n].choices for n in varied))
+    ]
 
 
 def _check_point(config: TrainConfig, corpus, device, where: str, dim: str | None) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from charrnn.store import home_dir
+from charrnn.train import TrainConfig
 from charrnn.tune_space import FieldError
 
 ENV = "CHARRNN_TUNE_STORAGE"
@@ -29,6 +30,8 @@ RETRIES = 1  # a trial failed by its heartbeat is run again once, with the same 
 CONNECT_TIMEOUT = 10  # seconds to wait for a database server
 OPEN_TRIES = 5  # workers starting together on a new database may race to create its tables
 USERINFO = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+# Fixed settings a study written before they existed does not store: it trained their defaults.
+LATER_FIELDS = ("cell", "num_layers", "dropout")
 
 
 def storage_url(url: str | None = None) -> str:
@@ -138,3 +141,17 @@ def study_names(storage: RDBStorage) -> list[str]:
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     summaries.sort(key=lambda s: (s.datetime_start is None, s.datetime_start or datetime.min), reverse=True)
     return [s.study_name for s in summaries]
+
+
+def stored_settings(study: optuna.Study) -> dict | None:
+    """The settings charrnn stored with the study (None when there are none), with the fields added since
+    (LATER_FIELDS) at the value its trials trained, so that a study from before them can be joined."""
+    settings = study.user_attrs.get("charrnn")
+    if not isinstance(settings, dict):
+        return None
+    if not isinstance(settings.get("fixed"), dict):
+        return settings
+    fixed, default = settings["fixed"], TrainConfig()
+    varied = {item.split("=")[0] for item in str(settings.get("space", "")).split(",")}
+    names = [n for n in LATER_FIELDS if n not in fixed and n not in varied]
+    return {**settings, "fixed": {**fixed, **{n: getattr(default, n) for n in names}}}

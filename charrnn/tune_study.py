@@ -33,7 +33,7 @@ from charrnn.store import RunStore
 from charrnn.train import TrainConfig
 from charrnn.tune_parallel import check_parallel, run_parallel
 from charrnn.tune_space import Dimension, FieldError, check_space, grid, space_text
-from charrnn.tune_storage import check_study_name, open_storage
+from charrnn.tune_storage import check_study_name, open_storage, stored_settings
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
@@ -106,7 +106,7 @@ def open_study(search: Search, corpus) -> optuna.Study:
             pruner=make_pruner(search),
             load_if_exists=True,
         )
-    ours, theirs = search.settings(corpus), study.user_attrs.get("charrnn")
+    ours, theirs = search.settings(corpus), stored_settings(study)
     if theirs is None and study.trials:
         raise FieldError("study", f"study {search.study!r} was not made by charrnn tune; use another study name")
     if theirs is None:

@@ -18,8 +18,10 @@ import optuna
 import pytest
 
 from charrnn import tune
+from charrnn.checkpoint import read_checkpoint
+from charrnn.data import load_corpus
 from charrnn.store import RunStore
-from charrnn.train import TrainConfig
+from charrnn.train import TrainConfig, estimate_bytes
 from charrnn.tune_space import FieldError, parse_space
 from charrnn.tune_storage import masked, open_storage
 from charrnn.tune_study import Search, make_pruner, make_sampler
@@ -136,6 +138,9 @@ BAD_SPACES = [
     ("lr", "'lr' is not name=SPEC"),
     ("lr=1:2,lr=3:4", "lr appears twice"),
     ("num_hiddens=16|16", "lists a choice twice"),
+    ("cell=rnn|transformer", "cell takes one of rnn, gru, lstm, not 'transformer'"),
+    ("num_layers=1.5:3", "num_layers takes a whole number, not '1.5'"),
+    ("model=scratch|keras", "model takes one of scratch, concise, not 'keras'"),
 ]
 
 
@@ -182,6 +187,10 @@ BAD_RUNS = [
     (["--space", "num_hiddens=4096|8192", "--batch-size", "50000"], "--space: num_hiddens=4096: num_hiddens 4096"),
     (["--space", "num_steps=8|5000"], "--space: num_steps=5000: "),
     (["--device", "cuda:7"], "--device: device 'cuda:7'"),
+    (["--space", "dropout=0:0.99"], "--space: dropout=0.99: dropout must be a probability from 0 (off) to 0.95"),
+    (["--space", "num_layers=0:2"], "--space: num_layers=0: num_layers must be a whole number from 1 to 8, not 0"),
+    (["--space", "num_layers=2:9"], "--space: num_layers=9: num_layers must be a whole number from 1 to 8"),
+    (["--space", "cell=gru|cnn"], "--space: cell takes one of rnn, gru, lstm, not 'cnn'"),
 ]
 
 
@@ -204,13 +213,55 @@ def test_an_unreachable_server_is_named_with_its_password_masked(tmp_path, capsy
     assert "s3cret" not in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("argv", [["--trials", "0"], ["--epochs", "-3"], ["--epochs", "x"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--trials", "0"], ["--epochs", "-3"], ["--epochs", "x"], ["--num-layers", "0"], ["--dropout", "0.99"]]
+    + [["--cell", "transformer"], ["--num-layers", "9"], ["--dropout", "-0.1"]],
+)
 def test_trials_and_epochs_must_be_positive(argv, capsys):
     with pytest.raises(SystemExit) as e:
         parse("--study", "s", *argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and argv[0] in err, err
+
+
+def test_the_largest_shape_is_checked_with_each_cell_and_the_most_layers(
+    tmp_path, capsys, monkeypatch, time_machine_path
+):
+    """Each bound fits alone (one rnn or lstm layer, four rnn layers); the space's largest shape, four
+    lstm layers, does not fit in the free memory set here, and is refused before the study exists."""
+    corpus = load_corpus("time_machine", "book", 2000, download=False)
+    base = TrainConfig(num_hiddens=256, batch_size=4, num_steps=8)
+    need = {
+        (cell, layers): estimate_bytes(replace(base, cell=cell, num_layers=layers), len(corpus.vocab))
+        for cell in ("rnn", "lstm")
+        for layers in (1, 4)
+    }
+    largest_alone = max(v for k, v in need.items() if k != ("lstm", 4))
+    free = (largest_alone + need["lstm", 4]) / 2 / 0.8  # check_fits keeps a fifth of the device free
+    monkeypatch.setattr(sys.modules["charrnn.train"], "free_bytes", lambda device: free)  # the module, not train()
+    argv = ["--study", "deep", "--storage", STORE.format(tmp=tmp_path), *TINY]
+    args = parse(*argv, "--num-hiddens", "256", "--space", "cell=rnn|lstm,num_layers=1:4")
+    assert tune.run(args) == 2
+    err = capsys.readouterr().err
+    assert "--space: num_layers=4, cell=lstm: num_hiddens 256" in err and "GiB free" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "t.sqlite").exists()
+
+
+def test_a_study_from_before_cells_and_layers_is_joined_as_the_rnn_it_trained(tmp_path, monkeypatch, time_machine_path):
+    """A study stored before cell, num_layers and dropout existed trained the one-layer rnn: a worker
+    with those settings joins it; one with another cell is refused, naming it."""
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    argv = ["--study", "old", "--storage", STORE.format(tmp=tmp_path), *TINY]
+    study = tune.prepare(parse(*argv)).study
+    settings = study.user_attrs["charrnn"]
+    for name in ("cell", "num_layers", "dropout"):
+        del settings["fixed"][name]
+    study.set_user_attr("charrnn", settings)
+    assert tune.prepare(parse(*argv)).study.study_name == "old"
+    with pytest.raises(FieldError, match="cell 'gru', not 'rnn'"):
+        tune.prepare(parse(*argv, "--cell", "gru"))
 
 
 def test_passwords_never_show():
@@ -222,20 +273,35 @@ def test_passwords_never_show():
 # ---- studies -----------------------------------------------------------------------------------
 
 
-def test_one_worker_prints_a_line_per_trial_and_a_table_with_the_best(tmp_path, capsys, monkeypatch, recipe_corpus):
-    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+def test_one_worker_over_cells_and_layers_prints_each_trial_a_table_and_records_each_model(
+    tmp_path, capsys, monkeypatch, time_machine_path
+):
+    """Three trials of a space with cell and num_layers (dropout fixed): a line each, the table with the
+    best marked, and each trial's run and checkpoint hold the cell and layers it was given."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("CHARRNN_HOME", str(home))
     storage = STORE.format(tmp=tmp_path)
-    argv = ["--study", "one", "--storage", storage, "--trials", "3", "--epochs", "2", "--space", SPACE]
-    assert tune.run(parse(*argv, "--sampler", "random", "--seed", "1", *TINY)) == 0
+    space = f"{SPACE},cell=rnn|gru|lstm,num_layers=1:2"
+    argv = ["--study", "one", "--storage", storage, "--trials", "3", "--epochs", "2", "--space", space]
+    assert tune.run(parse(*argv, "--sampler", "random", "--seed", "1", "--dropout", "0.2", *TINY)) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in out[:3]] == [["trial", "0"], ["trial", "1"], ["trial", "2"]]
     assert out[3].startswith(f"study 'one' in {storage}: 3 trials")
+    assert {"cell", "num_layers"} <= set(out[4].split())
     study = load(storage, "one")
     best = study.best_trial.number
     marked = [line for line in out[5:8] if line.startswith("*")]
     assert len(marked) == 1 and marked[0].split()[1] == str(best)
     assert out[-1].startswith(f"best (*): trial {best}, held-out perplexity {study.best_value:.3f}")
-    check_trials_and_runs(study, tmp_path / "home", 3)
+    trials = check_trials_and_runs(study, home, 3)
+    assert len({(t.params["cell"], t.params["num_layers"]) for t in trials}) > 1
+    store = RunStore(home)
+    for t in trials:
+        given = (t.params["cell"], t.params["num_layers"], 0.2)
+        run = store.run(t.user_attrs["run_id"])
+        assert (run["config"]["cell"], run["config"]["num_layers"], run["config"]["dropout"]) == given
+        model = read_checkpoint(store.last_checkpoint(run["id"])["path"])["model_config"]
+        assert (model["cell"], model["num_layers"], model["dropout"]) == given  # what it trained
 
 
 def two_workers(storage: str, home, name: str = "pair", flags=((), ())) -> optuna.Study:

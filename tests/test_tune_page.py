@@ -7,7 +7,9 @@ import time
 import pytest
 from support import app, figure
 
+from charrnn import demo
 from charrnn.store import RunStore
+from charrnn.train import TrainConfig
 
 # The Train page's settings a study keeps fixed: tiny, so that a trial takes a few seconds.
 TINY = dict(num_hiddens=16, max_tokens=2000, batch_size=4, num_steps=8, val_tokens=200, eval_every=1, device="cpu")
@@ -48,6 +50,13 @@ FORM_ERRORS = [
     ({"tune_spec_num_hiddens": "16|9000"}, "num_hiddens=9000: num_hiddens must be at most 8,192"),
     ({"tune_vary_lr": False, "tune_vary_clip": False, "tune_vary_num_hiddens": False}, "Vary at least one"),
     ({"tune_name": "no/slashes"}, "is not a study name"),
+    (
+        {"tune_vary_cell": True, "tune_spec_cell": "rnn|transformer"},
+        "cell takes one of rnn, gru, lstm, not 'transformer'",
+    ),
+    ({"tune_vary_num_layers": True, "tune_spec_num_layers": "0:2"}, "num_layers=0: num_layers must be a whole number"),
+    ({"tune_vary_num_layers": True, "tune_spec_num_layers": "1|two"}, "num_layers takes a whole number, not 'two'"),
+    ({"tune_vary_dropout": True, "tune_spec_dropout": "0:0.99"}, "dropout=0.99: dropout must be a probability"),
 ]
 
 
@@ -58,6 +67,24 @@ def test_the_form_says_what_is_wrong_at_the_field(settings, message, time_machin
     shown = errors(at)
     assert len(shown) == 1 and message in shown[0], shown
     assert not at.button(key="tune_start").disabled  # nothing started
+    varied = [k.removeprefix("tune_spec_") for k in settings if k.startswith("tune_spec_")]
+    for name in varied:  # the error sits under that field's own box, in its row
+        row = next(c for c in at.columns if any(t.key == f"tune_tune_spec_{name}" for t in c.text_input))
+        assert [e.value for e in row.error] == [at.error[0].value], name
+
+
+def test_demo_caps_apply_to_the_largest_model_the_space_gives(monkeypatch, time_machine_path):
+    """In demo mode a 4-layer LSTM of 512 is over the model-size cap while one layer is not: a space
+    whose num_layers reaches 4 is refused under Start with the cap's message for its largest model."""
+    monkeypatch.setenv("CHARRNN_DEMO", "1")
+    fixed = {**TINY, "num_hiddens": 512, "cell": "lstm"}
+    assert not demo.check_caps(TrainConfig(**fixed))  # one layer: within the caps
+    expected = demo.check_caps(TrainConfig(**fixed, num_layers=4))
+    assert expected, "this demo no longer caps a 4-layer LSTM of 512"
+    form = {"tune_vary_num_hiddens": False, "tune_vary_num_layers": True, "tune_spec_num_layers": "1:4"}
+    at = start(tune_page(hp_num_hiddens=512, hp_cell="lstm", **form))
+    assert errors(at) == expected
+    assert not at.button(key="tune_start").disabled
 
 
 def test_an_unreachable_storage_is_named_with_its_password_masked(monkeypatch, time_machine_path):
@@ -70,7 +97,11 @@ def test_an_unreachable_storage_is_named_with_its_password_masked(monkeypatch, t
 
 
 def test_a_study_started_here_fills_the_table_figures_and_best_card(time_machine_path):
+    """Three trials over lr, clip, num_hiddens, cell and num_layers: the table shows each trial's cell
+    and layers, as its run trained them."""
     settings = {"tune_trials": 3, "tune_epochs": 2, "tune_pruner": "none", "tune_name": "page study"}
+    settings |= {"tune_vary_cell": True, "tune_vary_num_layers": True, "tune_spec_num_layers": "1|2"}
+    settings |= {"tune_spec_num_hiddens": "8|16"}  # tiny: a 2-layer LSTM of 1024 would take minutes here
     at = start(tune_page(**settings))
     end = time.monotonic() + 240
     while time.monotonic() < end and at.button(key="tune_start").disabled:
@@ -86,13 +117,15 @@ def test_a_study_started_here_fills_the_table_figures_and_best_card(time_machine
     for key in FIGURES:
         assert figure(at, key)["data"], key
     runs = {r["id"]: r for r in RunStore().runs()}
+    trained = [(runs[r]["config"]["cell"], runs[r]["config"]["num_layers"]) for r in table["run"]]
+    assert list(zip(table["cell"], table["layers"], strict=True)) == trained
     best = table[table["best"] == "*"].iloc[0]
     assert runs[best["run"]]["name"] == f"page study trial {best['trial']}"
     assert at.selectbox(key="tune_tune_study").value == "page study"
 
     at.button(key="tune_train_fully").click().run()  # the Train page with the trial's settings
     assert not at.exception, [e.value for e in at.exception]
-    for name in ("lr", "clip", "num_hiddens"):
+    for name in ("lr", "clip", "num_hiddens", "cell", "num_layers"):
         assert at.session_state[f"hp_{name}"] == runs[best["run"]]["config"][name]
     assert at.session_state["hp_num_epochs"] == 500  # the recipe's budget, not the trial's 2
 
@@ -113,7 +146,9 @@ def test_generate_from_the_best_trial_opens_generate_on_its_run(time_machine_pat
 
 
 def test_stop_ends_the_trial_after_its_epoch_and_marks_it_stopped(time_machine_path):
-    at = start(tune_page(tune_trials=3, tune_epochs=100_000, tune_name="stopped"))
+    """A 2-layer GRU fixed on the Train page: the table's cell and layers columns show it."""
+    settings = {"hp_cell": "gru", "hp_num_layers": 2, "tune_spec_num_hiddens": "8|16"}
+    at = start(tune_page(tune_trials=3, tune_epochs=100_000, tune_name="stopped", **settings))
     end = time.monotonic() + 120
     while time.monotonic() < end and not [r for r in RunStore().runs() if r["epochs"] >= 1]:
         time.sleep(0.5)
@@ -127,5 +162,6 @@ def test_stop_ends_the_trial_after_its_epoch_and_marks_it_stopped(time_machine_p
     assert not at.exception and not errors(at), errors(at)
     table = next(df.value for df in at.dataframe if "held-out perplexity" in df.value.columns)
     assert list(table["state"]) == ["FAIL"] and list(table["reason"]) == ["stopped by the user"]
+    assert (list(table["cell"]), list(table["layers"])) == (["gru"], [2])
     (run,) = RunStore().runs()
     assert run["status"] == "stopped" and run["epochs"] == table["epochs"][0] >= 1

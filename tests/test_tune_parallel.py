@@ -181,15 +181,24 @@ def test_a_killed_parallel_worker_trials_fail_by_heartbeat_and_are_retried(tmp_p
 BAD = [
     (["--parallel", "2", "--model", "concise"], "--parallel: trials train batched only with the scratch model"),
     (["--parallel", "2", "--space", "lr=1:2,model=scratch|concise"], "--parallel: trials train batched only"),
+    (["--parallel", "2", "--cell", "lstm"], "--parallel: trials train batched only as the rnn cell"),
+    (["--parallel", "2", "--space", "cell=rnn|gru"], "--parallel: trials train batched only as the rnn cell"),
+    (["--parallel", "2", "--num-layers", "2"], "--parallel: trials train batched only with one layer"),
+    (["--parallel", "2", "--space", "num_layers=1:2"], "--parallel: trials train batched only with one layer"),
+    (["--parallel", "2", "--dropout", "0.1"], "--parallel: trials train batched only without dropout"),
+    (["--parallel", "2", "--space", "lr=1:2,dropout=0:0.3"], "--parallel: trials train batched only without dropout"),
 ]
 
 
 @pytest.mark.parametrize(("argv", "message"), BAD)
 def test_a_parallel_search_that_cannot_batch_is_refused_naming_the_flag(argv, message, tmp_path, capsys):
+    """Only the one-layer scratch rnn without dropout trains batched: anything else the space or the
+    fixed settings can give is refused before the study exists."""
     args = parse("--study", "s", "--storage", STORE.format(tmp=tmp_path), "--trials", "1", *TINY, *argv)
     assert tune.run(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+    assert "or --parallel 1" in err and not (tmp_path / "t.sqlite").exists()
 
 
 def test_k_trials_that_would_not_fit_together_are_refused_before_any_trial(tmp_path, capsys, monkeypatch):

@@ -7,7 +7,7 @@ Errors are kept per field in session state ("tune_errors": field -> message) and
 import sqlite3
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import optuna
 import streamlit as st
@@ -16,7 +16,7 @@ from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
 from charrnn.store import RunStore
-from charrnn.tune_space import FieldError, parse_dimension
+from charrnn.tune_space import FieldError, corners, parse_dimension
 from charrnn.tune_storage import masked, open_storage, storage_url
 from charrnn.tune_study import Search, Tuner
 from ui.corpus import load_chosen_corpus
@@ -35,6 +35,9 @@ SPECS = {
     "sampling": "sequential|random",
     "state": "carry|reset",
     "model": "scratch|concise",
+    "cell": "rnn|gru|lstm",  # 8.5, 9.1, 9.2
+    "num_layers": "1:3",  # 9.3's deep RNN stacks 2
+    "dropout": "0:0.5",  # between layers and before the head
 }
 VARIED = ("lr", "clip", "num_hiddens")
 DEFAULTS = {
@@ -115,11 +118,15 @@ def storage_text() -> str:
 def fixed_text() -> str:
     """What the next study keeps fixed: the Train page's settings for what does not vary."""
     config = train_config()
-    fixed = [
-        n for n in ("lr", "clip", "num_hiddens", "num_steps", "batch_size") if not st.session_state[f"tune_vary_{n}"]
-    ]
-    shown = [f"{n} {getattr(config, n):g}" for n in (*fixed, "max_tokens", "val_tokens", "eval_every")]
-    return "Fixed, from the Train page: " + ", ".join(shown) + f"; device {config.device}."
+    names = ("lr", "clip", "num_hiddens", "num_steps", "batch_size", "model", "cell", "num_layers", "dropout")
+    fixed = [n for n in names if not st.session_state[f"tune_vary_{n}"]]
+    kept = [f"{n} {shown(getattr(config, n))}" for n in (*fixed, "max_tokens", "val_tokens", "eval_every")]
+    return "Fixed, from the Train page: " + ", ".join(kept) + f"; device {config.device}."
+
+
+def shown(value) -> str:
+    """A setting as the page writes it: numbers short (0.25, 1e-05, 512), words as they are."""
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def set_error(field: str, message: str):
@@ -146,17 +153,19 @@ def space_from_form() -> dict:
 
 def check_demo_caps(space: dict, base, text_chars: int) -> None:
     """In demo mode, an error at each field above a cap: trials, epochs, the varied num_hiddens' largest
-    value, and what the Train page fixes (its num_hiddens when it does not vary, max_tokens)."""
+    value, and the caps of the space's largest shapes (each cell and model with the largest num_hiddens
+    and num_layers, the Train page's settings for what does not vary) under Start."""
     if not demo.demo_enabled():
         return
     checks = [("trials", demo.over_cap("trials", st.session_state["tune_trials"]))]
     checks.append(("epochs", demo.over_cap("num_epochs", base.num_epochs)))
     if "num_hiddens" in space:
         checks.append(("num_hiddens", demo.over_cap("num_hiddens", max(space["num_hiddens"].bounds()))))
-    fixed = {k: v for k, v in asdict(base).items() if k not in space and k != "num_epochs"}
-    checks += [("start", problem) for problem in demo.check_caps(fixed, text_chars)]
-    for field, problem in checks:
-        if problem and field not in errors():  # the first problem of a field is the one shown
+    for point in corners(space):
+        largest = {k: v for k, v in asdict(replace(base, **point)).items() if k != "num_epochs"}
+        checks += [("start", problem) for problem in demo.check_caps(largest, text_chars)]
+    for field, problem in checks:  # a field's first problem, and each problem once
+        if problem and field not in errors() and problem not in errors().values():
             set_error(field, problem)
 
 

@@ -6,16 +6,16 @@ import pandas as pd
 import streamlit as st
 
 from charrnn.batches import SAMPLINGS
-from charrnn.models import KINDS
+from charrnn.models import CELLS, KINDS
 from charrnn.store import RunStore
 from charrnn.train import STATES
 from charrnn.tune_space import TUNABLE, FieldError
-from charrnn.tune_storage import storage_url, study_names
+from charrnn.tune_storage import storage_url, stored_settings, study_names
 from charrnn.tune_study import trial_rows
 from ui.display import error, eta_text, literal
 from ui.state import bound, follow_switch, keep_valid
 from ui.training import runner
-from ui.tune import generate_from, storage, storage_for, train_fully, tune_job
+from ui.tune import generate_from, shown, storage, storage_for, train_fully, tune_job
 
 
 def studies() -> list[str]:
@@ -26,8 +26,9 @@ def load_study(name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage())
 
 
-KNOWN_CHOICES = {*SAMPLINGS, *STATES, *KINDS}
-SHOWN_FIXED = ("lr", "clip", "num_hiddens", "num_steps", "batch_size", "max_tokens", "val_tokens", "eval_every")
+KNOWN_CHOICES = {*SAMPLINGS, *STATES, *KINDS, *CELLS}
+SHOWN_FIXED = ("lr", "clip", "num_hiddens", "num_steps", "batch_size", "model", "cell", "num_layers", "dropout")
+SHOWN_FIXED += ("max_tokens", "val_tokens", "eval_every")
 
 
 def plain(study: optuna.Study) -> bool:
@@ -42,18 +43,26 @@ def plain(study: optuna.Study) -> bool:
     )
 
 
+def fixed_settings(study: optuna.Study) -> dict:
+    """What the study keeps fixed, as stored with it (empty for a study charrnn did not make)."""
+    fixed = (stored_settings(study) or {}).get("fixed")
+    return fixed if isinstance(fixed, dict) else {}
+
+
 def search_text(study: optuna.Study) -> str:
     """What the study searches and keeps fixed, from its stored settings."""
-    settings = study.user_attrs.get("charrnn", {})
-    fixed = settings.get("fixed", {})
-    kept = ", ".join(f"{k} {fixed[k]:g}" for k in SHOWN_FIXED if isinstance(fixed.get(k), (int, float)))
+    settings, fixed = stored_settings(study) or {}, fixed_settings(study)
+    kept = ", ".join(f"{k} {shown(fixed[k])}" for k in SHOWN_FIXED if isinstance(fixed.get(k), (int, float, str)))
     return f"Space {settings.get('space', '?')}, {fixed.get('num_epochs', '?')} epochs per trial; fixed: {kept}."
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: state, held-out perplexity (complete trials only), epochs run, parameters."""
+    """One row per trial: state, held-out perplexity (complete trials only), epochs run, the cell and
+    layers it trained (searched or fixed), the other parameters searched."""
+    fixed = fixed_settings(study)
     rows = []
     for r in trial_rows(study):
+        params = dict(r["params"])
         rows.append(
             {
                 "best": "*" if r["best"] else "",
@@ -61,7 +70,9 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
                 "state": r["state"],
                 "held-out perplexity": r["value"],
                 "epochs": r["epochs"],
-                **r["params"],
+                "cell": params.pop("cell", fixed.get("cell")),
+                "layers": params.pop("num_layers", fixed.get("num_layers")),
+                **params,
                 "run": r["run_id"] or "",
                 "reason": r["reason"],
             }
