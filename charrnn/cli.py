@@ -9,7 +9,7 @@ import sqlite3
 import sys
 from dataclasses import asdict
 
-from charrnn import bench
+from charrnn import baseline_command, bench
 from charrnn.batches import SeqDataLoader
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.console import print_json, printable, stop_on_signals
@@ -19,7 +19,7 @@ from charrnn.files import check_save
 from charrnn.generate import generate, predict
 from charrnn.parser import build_parser, flagged
 from charrnn.recorder import check_resumable, load_run_checkpoint, train_recorded
-from charrnn.reproduce import format_table, run_experiments
+from charrnn.reproduce import CHAPTERS, format_table, run_experiments
 from charrnn.store import RunStore, home_dir
 from charrnn.train import TrainConfig
 
@@ -224,7 +224,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    """The chapter's three runs, recorded in the run store, then the table beside the book's figures."""
+    """The book's runs of `--chapter` 8 or 9, recorded in the run store, then the table beside its figures."""
     resolve_device(args.device)
     overrides = {"device": args.device} | ({"num_epochs": args.epochs} if args.epochs else {})
     c = load_corpus(args.corpus, "book", TrainConfig.max_tokens)
@@ -241,7 +241,7 @@ def cmd_reproduce(args) -> int:
                 raise KeyboardInterrupt
             return train_recorded(store, corpus, config, should_stop=lambda: bool(caught), **kwargs)
 
-        rows = run_experiments(c, record, overrides, on_epoch=progress)
+        rows = run_experiments(c, record, overrides, experiments=CHAPTERS[int(args.chapter)], on_epoch=progress)
     if args.json:
         print_json([asdict(r) for r in rows])
     else:
@@ -280,7 +280,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(bench.add_arguments, add_tune_arguments(argv)).parse_args(argv)
     commands = {"info": cmd_info, "train": cmd_train, "generate": cmd_generate, "runs": cmd_runs, "bench": bench.run}
-    commands |= {"reproduce": cmd_reproduce, "tune": cmd_tune}
+    commands |= {"reproduce": cmd_reproduce, "tune": cmd_tune, "baseline": baseline_command.run}
     try:
         return commands[args.command](args)
     except ValueError as e:  # CorpusError, CheckpointError, StoreError and every check of the core

@@ -4,6 +4,7 @@ import argparse
 import re
 
 from charrnn.argtypes import (
+    at_most,
     clip_theta,
     corpus,
     dropout,
@@ -20,10 +21,14 @@ from charrnn.argtypes import (
     step_size,
     weight_decay,
 )
+from charrnn.baseline import MAX_ORDER, SMOOTHINGS
 from charrnn.batches import SAMPLINGS
 from charrnn.data import MODES
 from charrnn.models import CELLS, KINDS
+from charrnn.runner import run_name  # one cap (200 characters) for the app's names and --name
 from charrnn.train import OPTIMIZERS, STATES, TrainConfig
+
+ngram_order = at_most(positive_int, MAX_ORDER)
 
 # The library's names for settings, as the flags that set them: anywhere in a message...
 FLAGS = {
@@ -42,7 +47,7 @@ FLAGS = {
 }
 # ...and plain words only as a message's first word, where they name the setting ("device 'tpu' ...").
 LEADING = ("lr", "clip", "seed", "device", "sampling", "mode", "prefix", "temperature", "state", "model", "cell")
-LEADING += ("dropout", "optimizer")
+LEADING += ("dropout", "optimizer", "order")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -92,9 +97,7 @@ def add_train_args(p):
         help=f"number of epochs (default: {d.num_epochs}); with --resume, the new total (default: the run's own)",
     )
     p.add_argument("--lr", type=step_size, default=d.lr, help="learning rate (default: %(default)s, the book's SGD)")
-    p.add_argument(
-        "--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="'sgd' (the book's) or 'adam' (AdamW)"
-    )
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="'sgd' (the book's) or 'adam' (AdamW)")
     p.add_argument(
         "--weight-decay",
         type=weight_decay,
@@ -113,7 +116,7 @@ def add_train_args(p):
         default=d.patience,
         help="stop after K held-out evaluations without a new best (default: never, as the book)",
     )
-    p.add_argument("--name", help="a name for the run in the run store (default: the date and time)")
+    p.add_argument("--name", type=run_name, help="a name for the run in the run store (default: the date and time)")
     p.add_argument(
         "--checkpoint-every",
         type=positive_int,
@@ -216,11 +219,23 @@ def build_parser(add_bench_arguments, add_tune_arguments=None) -> argparse.Argum
     ):
         actions.add_parser(action, help=text).add_argument("run_id", metavar="RUN_ID", type=run_id)
     add_bench_arguments(sub.add_parser("bench", help="time the book's loop, charrnn and nn.RNN"))
-    p = sub.add_parser("reproduce", help="the chapter's three runs (500 epochs each) beside the book's figures")
+    p = sub.add_parser(
+        "reproduce", help="the book's runs (500 epochs each) beside its figures: chapter 8's three or 9's five"
+    )
+    # Strings, so that "--chapter nine" is told the choices too (an int type would only say "invalid int").
+    p.add_argument("--chapter", choices=("8", "9"), default="8", help="8: the RNN (default); 9: GRU, LSTM, deep")
     p.add_argument("--corpus", type=corpus, default="time_machine", help="time_machine (default) or fallback")
     p.add_argument("--epochs", type=positive_int, default=None, help="epochs of each run (default: the book's 500)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
-    p.add_argument("--json", action="store_true", help="print one JSON list of the three rows")
+    p.add_argument("--json", action="store_true", help="print one JSON list, a row per run")
+    p = sub.add_parser("baseline", help="the n-gram yardstick's held-out perplexity on a run's split")
+    add_corpus_args(p)
+    p.add_argument(
+        "--val-tokens", type=non_negative_int, default=TrainConfig.val_tokens, help="held-out chars, as in train"
+    )
+    p.add_argument("--order", type=ngram_order, default=5, help="n: predict from the n - 1 chars before (default: 5)")
+    p.add_argument("--smoothing", choices=SMOOTHINGS, default="kneser-ney", help="interpolated smoothing")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p = sub.add_parser("tune", help="a hyperparameter search on Optuna (see README: Tune)")
     if add_tune_arguments is not None:  # only when the command is tune: the others never import optuna
         add_tune_arguments(p)

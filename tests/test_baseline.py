@@ -62,3 +62,33 @@ def test_the_five_gram_beats_the_book_rnn_on_the_whole_text(time_machine_path):
     absolute = baseline(s.train, s.val, 5, len(c.vocab), "absolute").val_perplexity
     kn = baseline(s.train, s.val, 5, len(c.vocab), "kneser-ney").val_perplexity
     assert 4.2 <= kn < absolute <= 5.0
+
+
+def baseline_cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "charrnn", "baseline", *args], capture_output=True, text=True)
+
+
+def test_the_command_prints_the_whole_text_figure(time_machine_path):
+    import json
+
+    proc = baseline_cli("--order", "5", "--max-tokens", "0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert 4.2 <= result["val_perplexity"] <= 5.0 and result["val_range"] == [153522, 170580]
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["--order", "0"], "argument --order: must be a positive integer"),
+        (["--order", "40"], "argument --order: must be at most 12"),
+        (["--order", "12", "--max-tokens", "5", "--val-tokens", "3"], "--order 12 is longer than the training text"),
+        (["--val-tokens", "0"], "--val-tokens is 0"),
+    ],
+)
+def test_bad_input_is_one_line(time_machine_path, args, phrase):
+    proc = baseline_cli(*args)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and phrase in proc.stderr, proc.stderr
