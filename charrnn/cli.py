@@ -7,7 +7,7 @@ one line naming the flag (exit status 2). Ctrl-C or SIGTERM stops `train` as the
 import os
 import sqlite3
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 from charrnn import baseline_command, bench
 from charrnn.batches import SeqDataLoader
@@ -17,7 +17,7 @@ from charrnn.data import load_corpus, split_heldout
 from charrnn.device import resolve_device
 from charrnn.files import check_save
 from charrnn.generate import generate, predict
-from charrnn.parser import build_parser, flagged
+from charrnn.parser import apply_preset, build_parser, flagged
 from charrnn.recorder import check_resumable, load_run_checkpoint, train_recorded
 from charrnn.reproduce import CHAPTERS, format_table, run_experiments
 from charrnn.store import RunStore, home_dir
@@ -99,9 +99,7 @@ def print_epoch(as_json: bool, s) -> None:
 
 
 def cmd_train(args) -> int:
-    settings = ("lr", "batch_size", "num_steps", "num_hiddens", "max_tokens", "sampling", "clip", "seed", "device")
-    settings += ("val_tokens", "eval_every", "state", "model", "cell", "num_layers", "dropout", "optimizer")
-    settings += ("weight_decay", "patience")
+    settings = {f.name for f in fields(TrainConfig)} - {"num_epochs", "prefix", "predict_every"}  # each is a flag
     config = TrainConfig(num_epochs=args.epochs or TrainConfig.num_epochs, **{k: getattr(args, k) for k in settings})
     config.validate()
     resolve_device(args.device)  # refused here, before any text is read or downloaded
@@ -279,6 +277,8 @@ def os_error(e: OSError) -> str:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(bench.add_arguments, add_tune_arguments(argv)).parse_args(argv)
+    if getattr(args, "preset", None):
+        apply_preset(args, argv)
     commands = {"info": cmd_info, "train": cmd_train, "generate": cmd_generate, "runs": cmd_runs, "bench": bench.run}
     commands |= {"reproduce": cmd_reproduce, "tune": cmd_tune, "baseline": baseline_command.run}
     try:

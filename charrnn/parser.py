@@ -25,6 +25,7 @@ from charrnn.baseline import MAX_ORDER, SMOOTHINGS
 from charrnn.batches import SAMPLINGS
 from charrnn.data import MODES
 from charrnn.models import CELLS, KINDS
+from charrnn.presets import PRESETS, preset
 from charrnn.runner import run_name  # one cap (200 characters) for the app's names and --name
 from charrnn.train import OPTIMIZERS, STATES, TrainConfig
 
@@ -90,6 +91,12 @@ def add_corpus_args(p, default_max_tokens=10000):
 
 def add_train_args(p):
     d = TrainConfig()
+    p.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        help="fill the settings from a recipe: the book's (book-rnn, book-gru, book-lstm, book-deep-lstm) or "
+        "whole-text; flags given beside it override it",
+    )
     p.add_argument(
         "--epochs",
         type=positive_int,
@@ -240,6 +247,14 @@ def build_parser(add_bench_arguments, add_tune_arguments=None) -> argparse.Argum
     if add_tune_arguments is not None:  # only when the command is tune: the others never import optuna
         add_tune_arguments(p)
     return parser
+
+
+def apply_preset(args, argv: list[str]) -> None:
+    """Put `args.preset`'s settings into `args`, except those whose flag is in `argv` (given there, they win)."""
+    for name, value in preset(args.preset).items():
+        flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+        if not any(a == flag or a.startswith(flag + "=") for a in argv):
+            setattr(args, "epochs" if name == "num_epochs" else name, value)
 
 
 def flagged(message: str) -> str:

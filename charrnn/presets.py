@@ -1,0 +1,41 @@
+"""Named recipes that fill a run's settings: the book's runs (8.5, 9.1, 9.2, 9.3) and the studio's whole-text
+recipe. A preset is a TrainConfig's fields; any field the user gives after it overrides it."""
+
+from charrnn.reproduce import CHAPTER_9
+from charrnn.train import TrainConfig
+
+_BY_NAME = {e.name: e.overrides for e in CHAPTER_9}
+
+PRESETS = {
+    "book-rnn": {},  # 8.5's recipe: TrainConfig's defaults
+    "book-gru": _BY_NAME["scratch GRU"],
+    "book-lstm": _BY_NAME["scratch LSTM"],
+    "book-deep-lstm": _BY_NAME["deep nn.LSTM, 2 layers"],
+    # The whole text, the last 10% held out: an LSTM regularised by dropout, trained by Adam in long windows,
+    # evaluated every epoch, kept at its best and stopped once held-out stops improving (see the README's
+    # "Beat counting" for what it reaches and how it was found).
+    "whole-text": {
+        "max_tokens": 0,
+        "model": "concise",
+        "cell": "lstm",
+        "num_hiddens": 512,
+        "dropout": 0.5,
+        "optimizer": "adam",
+        "lr": 0.002,
+        "batch_size": 32,
+        "num_steps": 100,
+        "clip": 1.0,
+        "num_epochs": 60,
+        "eval_every": 1,
+        "patience": 5,
+    },
+}
+
+
+def preset(name: str) -> dict:
+    """The fields of preset `name`, or ValueError naming the choices."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, not {name!r}")
+    fields = dict(PRESETS[name])
+    TrainConfig(**fields).validate()  # a preset is always a valid recipe
+    return fields
