@@ -1,14 +1,16 @@
-"""Two figures for `python -m charrnn bench`, timed as its contenders are (`charrnn.bench_timing`):
+"""Two figures for `python -m charrnn bench`, for the tanh RNN only, timed as its contenders are
+(`charrnn.bench_timing`):
 
 - `bench_trials` (`--trials K`): K trials of one shape (lr spread from 0.5 to 2, seeds 0..K-1, each on
   its own minibatches) run one after another, charrnn's single step K times per round, against the same
   K trials as one batched step (`charrnn.batched_step`). The sequential side is what Tune does today.
-- `bench_ceiling`: charrnn's step against the matmuls it cannot avoid, alone, at the same shapes, in the
+- `bench_ceiling`: charrnn's scratch step against the matmuls it cannot avoid, alone, at the same shapes, in the
   same process: the T recurrent (B, H) @ (H, H) products, the output layer, and backward's T - 1
   recurrent products, dW_hh, dW_hq and the output layer's input gradient, into preallocated buffers,
   with nothing between them. The input projection is a row gather in charrnn (no matmul), so it is not
   in the ceiling. No version of the step can run faster than this; `ceiling_share` is how close
-  charrnn comes (1.0 would be the matmuls alone).
+  the scratch step comes (1.0 would be the matmuls alone).
+Each step here follows the contenders' contract, `step(X, Y, state) -> (loss, state)` (loss None).
 """
 
 import itertools
@@ -18,7 +20,7 @@ import torch
 from charrnn.batched import check_group_fits
 from charrnn.batched_step import BatchedScratch, BatchedTrainer
 from charrnn.batches import SeqDataLoader
-from charrnn.bench_contenders import charrnn_step
+from charrnn.bench_contenders import scratch_step
 from charrnn.bench_timing import ROUNDS, minibatches, time_round
 from charrnn.models import ModelConfig, ScratchModel, detach_state
 from charrnn.train import TrainConfig, Trainer
@@ -63,7 +65,8 @@ def sequential_step(V: int, configs: list[TrainConfig], device):
 
     def step(X, Y, states):
         states = states or [m.begin_state(X.shape[1], device) for m in models]
-        return [t.step(X[k], Y[k], detach_state(s))[3] for k, (t, s) in enumerate(zip(trainers, states, strict=True))]
+        pairs = zip(trainers, states, strict=True)
+        return None, [t.step(X[k], Y[k], detach_state(s))[3] for k, (t, s) in enumerate(pairs)]
 
     return step
 
@@ -75,13 +78,13 @@ def batched_step(V: int, configs: list[TrainConfig], device):
 
     def step(X, Y, state):
         state = detach_state(state) if state else model.begin_state(X.shape[1], device)
-        return trainer.step(X, Y, state)[3]
+        return None, trainer.step(X, Y, state)[3]
 
     return step
 
 
 def matmul_only_step(V: int, H: int, batch_size: int, num_steps: int, device):
-    """charrnn's step reduced to its matmuls (see the module docstring), into buffers made once."""
+    """The scratch rnn step reduced to its matmuls (see the module docstring), into buffers made once."""
     B, T = batch_size, num_steps
     g = torch.Generator().manual_seed(0)
 
@@ -103,7 +106,7 @@ def matmul_only_step(V: int, H: int, batch_size: int, num_steps: int, device):
             torch.mm(dA[t + 1], W_hh.t(), out=out_state[t])
         torch.mm(H0.t(), dA[0], out=dW_first)
         torch.addmm(dW_first, Hs[:-1].reshape(-1, H).t(), dA[1:].reshape(-1, H), out=dW_hh)
-        return state
+        return None, state
 
     return step
 
@@ -113,7 +116,7 @@ def _interleaved(contenders: dict, warmup: int, timed: int, device) -> dict:
     for c in contenders.values():
         for _ in range(warmup):
             X, Y = next(c["batches"])
-            c["state"] = c["step"](X, Y, c["state"])
+            _, c["state"] = c["step"](X, Y, c["state"])
     rounds = min(ROUNDS, timed)
     for r in range(rounds):
         for c in contenders.values():
@@ -152,9 +155,9 @@ def bench_trials(corpus, V, batch_size, num_steps, num_hiddens, K, warmup, timed
 
 
 def bench_ceiling(corpus, V, batch_size, num_steps, num_hiddens, warmup, timed, device) -> dict:
-    """charrnn's step against its matmuls alone, at one shape: both in tokens/s, and charrnn's share."""
+    """The scratch rnn step against its matmuls alone, at one shape: both in tokens/s, and its share."""
     contenders = {
-        "charrnn": charrnn_step(V, num_hiddens, device),
+        "scratch": scratch_step("rnn", V, num_hiddens, device),
         "matmul_only": matmul_only_step(V, num_hiddens, batch_size, num_steps, device),
     }
     contenders = {
@@ -164,5 +167,5 @@ def bench_ceiling(corpus, V, batch_size, num_steps, num_hiddens, warmup, timed, 
     speed = _interleaved(contenders, warmup, timed, device)
     return {
         "tokens_per_sec_ceiling": speed,
-        "ceiling_share": speed["charrnn"] / speed["matmul_only"],
+        "ceiling_share": speed["scratch"] / speed["matmul_only"],
     }

@@ -1,6 +1,7 @@
-"""How `python -m charrnn bench` times its contenders: the same minibatches, the same warm-up, and
+"""How `python -m charrnn bench` times a cell's contenders: the same minibatches, the same warm-up, and
 interleaved rounds of which each contender's best counts."""
 
+import functools
 import itertools
 import resource
 import time
@@ -24,16 +25,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def warm_up(name: str, V: int, H: int, batches, warmup: int, device) -> dict:
-    """Build a contender and run its untimed warm-up; records the peak memory that took."""
+def warm_up(make, batches, warmup: int, device) -> dict:
+    """Build a contender (`make()`) and run its untimed warm-up (on CUDA this includes the Trainer's graph
+    capture); records the peak memory that took: on CUDA above what was allocated before, on the CPU the
+    process's peak RSS so far."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    c = {"step": MAKERS[name](V, H, device), "state": None, "batches": batches, "rounds": []}
+        before = torch.cuda.memory_allocated(device)
+    c = {"step": make(), "state": None, "batches": batches, "rounds": []}
     for _ in range(warmup):
         X, Y = next(batches)
-        c["state"] = c["step"](X, Y, c["state"])
+        _, c["state"] = c["step"](X, Y, c["state"])
     _sync(device)
-    c["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb()
+    if device.type == "cuda":
+        c["peak_memory_mb"] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    else:
+        c["peak_memory_mb"] = peak_rss_mb()
     return c
 
 
@@ -43,7 +50,7 @@ def time_round(c: dict, n: int, device) -> None:
     tokens, t0 = 0, time.perf_counter()
     for _ in range(n):
         X, Y = next(c["batches"])
-        c["state"] = c["step"](X, Y, c["state"])
+        _, c["state"] = c["step"](X, Y, c["state"])
         tokens += Y.numel()
     _sync(device)
     c["rounds"].append((tokens, time.perf_counter() - t0))
@@ -62,14 +69,14 @@ def minibatches(corpus: list[int], batch_size: int, num_steps: int, device):
     return itertools.chain.from_iterable(loader for _ in itertools.count())
 
 
-def bench_shape(corpus, V, batch_size, num_steps, num_hiddens, warmup, timed, device) -> dict:
-    """Time the three contenders at one shape. The timed minibatches run in interleaved rounds, and
+def bench_shape(corpus, V, cell, batch_size, num_steps, num_hiddens, warmup, timed, device, cuda_graph=True) -> dict:
+    """Time a cell's three contenders at one shape. The timed minibatches run in interleaved rounds, and
     each contender's figure is its best round (as `timeit` takes the minimum): other processes on the
     machine only ever add time, and interleaving exposes every contender to the same quiet spells."""
     contenders = {}
-    for name in ("charrnn", "book", "nn_rnn"):  # charrnn first: its peak RSS is then its own
-        batches = minibatches(corpus, batch_size, num_steps, device)
-        contenders[name] = warm_up(name, V, num_hiddens, batches, warmup, device)
+    for name in ("scratch", "book", "nn"):  # scratch first: in a one-cell run its peak RSS is then its own
+        make = functools.partial(MAKERS[name], cell, V, num_hiddens, device, cuda_graph=cuda_graph)
+        contenders[name] = warm_up(make, minibatches(corpus, batch_size, num_steps, device), warmup, device)
     rounds = min(ROUNDS, timed)
     for r in range(rounds):
         for c in contenders.values():
@@ -80,12 +87,13 @@ def bench_shape(corpus, V, batch_size, num_steps, num_hiddens, warmup, timed, de
         for name in CONTENDERS
     }
     return {
+        "cell": cell,
         "batch_size": batch_size,
         "num_steps": num_steps,
         "num_hiddens": num_hiddens,
         "tokens_per_sec": speed,
         "tokens_per_sec_overall": overall,
         "peak_memory_mb": {name: contenders[name]["peak_memory_mb"] for name in CONTENDERS},
-        "ratio_charrnn_book": speed["charrnn"] / speed["book"],
-        "ratio_charrnn_nn_rnn": speed["charrnn"] / speed["nn_rnn"],
+        "ratio_scratch_book": speed["scratch"] / speed["book"],
+        "ratio_scratch_nn": speed["scratch"] / speed["nn"],
     }

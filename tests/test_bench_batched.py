@@ -1,5 +1,5 @@
-"""`python -m charrnn bench`'s additions (charrnn.bench_batched): the matmul-only ceiling does exactly the
-matmuls of charrnn's step, the batched step exactly K times those of one trial, and `--trials K` reports
+"""`python -m charrnn bench`'s rnn-only additions (charrnn.bench_batched): the matmul-only ceiling does exactly
+the matmuls of the scratch rnn step, the batched step exactly K times those of one trial, and `--trials K` reports
 both sides and their ratio (figures only: no timing thresholds on a shared machine)."""
 
 import json
@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from charrnn.batched_step import BatchedScratch, BatchedTrainer
 from charrnn.bench_batched import matmul_only_step, trial_configs
-from charrnn.bench_contenders import charrnn_step
+from charrnn.bench_contenders import scratch_step
 from charrnn.train import Trainer, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,11 +44,11 @@ def step_flops(step, *args) -> int:
     return counter.flops
 
 
-def test_the_ceiling_times_exactly_the_matmuls_of_charrnns_step():
+def test_the_ceiling_times_exactly_the_matmuls_of_the_scratch_step():
     V, H, B, T = 28, 64, 32, 35
     X = torch.randint(0, V, (B, T))
-    single = charrnn_step(V, H, "cpu")
-    state = single(X, X, None)
+    single = scratch_step("rnn", V, H, torch.device("cpu"))
+    _, state = single(X, X, None)
     ours = step_flops(single, X, X, state)
     assert ours == step_flops(matmul_only_step(V, H, B, T, "cpu"), X, X, None)
     assert ours == 2 * B * H * (T * H + (T - 1) * H + 3 * T * V + T * H)  # recurrence, its backward, output, dW_hh
@@ -66,7 +66,7 @@ def test_the_batched_step_does_k_times_the_matmuls_of_one_and_no_more():
 
 def bench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "charrnn", "bench", "--device", "cpu", *args],
+        [sys.executable, "-m", "charrnn", "bench", "--device", "cpu", "--cell", "rnn", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -81,14 +81,14 @@ def test_bench_trials_reports_both_sides_the_ratio_and_the_ceiling():
     assert report["trials"] == 3 and report["trial_lrs"] == [0.5, 1.25, 2.0]
     figures = [report["ratio_batched_sequential"], report["ceiling_share"]]
     figures += [report["tokens_per_sec_trials"][side] for side in ("sequential", "batched")]
-    figures += [report["tokens_per_sec_ceiling"][side] for side in ("charrnn", "matmul_only")]
+    figures += [report["tokens_per_sec_ceiling"][side] for side in ("scratch", "matmul_only")]
     for value in figures:
         assert isinstance(value, float) and math.isfinite(value) and value > 0, figures
     speed = report["tokens_per_sec_trials"]
     assert report["ratio_batched_sequential"] == pytest.approx(speed["batched"] / speed["sequential"])
     human = bench("--minibatches", "1", "--num-hiddens", "32", "--trials", "2")
     assert human.returncode == 0, human.stderr
-    assert "of the matmul-only ceiling" in human.stdout and "2 trials:" in human.stdout
+    assert "of the matmul-only ceiling" in human.stdout and "rnn, 2 trials:" in human.stdout
     assert "batched / sequential:" in human.stdout
 
 

@@ -5,33 +5,47 @@
 #
 # Steps (each under `timeout`, each one's exit code and wall seconds recorded; a failed step does not
 # stop the next):
-#   1. python -m charrnn bench --device D --json            the three contenders at the recipe's shape
-#   2. python -m charrnn bench --device D --sweep --json    ... and at batch 32/128/512 x hidden 256/512/1024
-#   3. python -m charrnn train --device D --json            the book's full recipe (500 epochs): wall time,
-#                                                           final perplexity, tokens/s
-#   4. python -m pytest tests/test_cuda_graph.py -q         the CUDA-graph step against the eager one
-#                                                           (recorded as missing where pytest is not installed)
-#   5. python -m charrnn bench --device D --num-hiddens 256 --trials 16 --json   (trials16) and
+#   1. python -m charrnn bench --device D --json            (bench) a table per cell: the book's loop, the
+#                                                           scratch step and nn.* for rnn at hidden 512 (8.5),
+#                                                           gru and lstm at 256 (9.1, 9.2), batch 32 x 35 steps;
+#                                                           on CUDA the Trainer's step is a CUDA graph
+#   2. ... --eager                                          (bench_eager) the same, the Trainer's step eager
+#   3. python -m charrnn bench --device D --cell rnn --sweep --json   (sweep) ... the rnn at batch
+#                                                           32/128/512 x hidden 256/512/1024
+#   4. python -m charrnn train --device D --json            (train) the book's full recipe (500 epochs): wall
+#                                                           time, final perplexity, tokens/s
+#   5. python -m charrnn bench --device D --cell rnn --num-hiddens 256 --trials 16 --json   (trials16) and
 #      ... --trials 64 (trials64): K trials one after another against the same K batched
-#   6. python -m pytest tests/test_batched.py -q -k gpu     (batched_gpu_test) each member of a batched
-#                                                           run on the device equals its single run there
+#   6. pytest tests/models/test_cuda_graph.py               (cuda_graph_test) the CUDA-graph step against the
+#                                                           eager one
+#   7. pytest tests/models/test_gated_parity.py and the bench's book-against-scratch test
+#                                                           (gated_parity_test) the scratch GRU and LSTM
+#                                                           against the book's chapter 9 loop (the first on the
+#                                                           CPU; the second on the device too, graph included)
+#   8. pytest tests/test_batched.py -k gpu                  (batched_gpu_test) each member of a batched run on
+#                                                           the device equals its single run there
+# The tests are recorded as missing where pytest is not installed.
 # A GPU machine may have its own PyTorch and no package registry: only torch is needed (the CLI core
 # never imports streamlit or plotly). Python: $PYTHON if set, else .venv/bin/python if it imports
 # torch, else python3.
 #
-# Variables (defaults: the full work, in both modes; on 2 CPU cores the cpu mode takes 4-6 minutes,
-# nearly all of it the recipe, so lower EPOCHS there if the machine is busy):
+# Variables (defaults: the full work, in both modes; on 2 CPU cores the cpu mode takes well over 10
+# minutes, most of it the recipe and the gated cells' book loops, so lower EPOCHS and MINIBATCHES there):
 #   OUT              folder for the JSON file (default: ./artifacts/gpu_check); the file is
 #                    gpu_check_<mode>.json
 #   CHARRNN_DATA_DIR folder holding timemachine.txt (default: shared/data in the repo if present,
 #                    else ../shared/data next to the repo)
-#   EPOCHS           epochs of the recipe in step 3 (default: 500)
-#   MINIBATCHES      bench's timed minibatches in steps 1-2 (default: 50)
-#   T_BENCH T_SWEEP T_TRAIN T_TEST   per-step timeouts in seconds (defaults: cuda 60/100/180/60, which
-#                    with the trials steps (T_BENCH each) add up to 10 minutes at the very worst;
-#                    cpu 120/180/420/120)
-#   STEPS            the steps to run, by name (default: all of them: bench sweep train cuda_graph_test
-#                    trials16 trials64 batched_gpu_test); the environment is always recorded
+#   EPOCHS           epochs of the recipe in step 4 (default: 500)
+#   MINIBATCHES      bench's timed minibatches in steps 1-3 and 5 (default: 50)
+#   T_BENCH T_SWEEP T_TRAIN T_TEST T_PARITY   per-step timeouts in seconds (T_BENCH for bench, bench_eager,
+#                    trials16 and trials64; T_TEST for the CUDA-graph and batched tests; T_PARITY for the
+#                    gated parity tests, whose book loops run on the CPU). cuda: 50/80/90/40/60, so that
+#                    with the environment's 15 the limits add up to 15 + 4 x 50 + 80 + 90 + 2 x 40 + 60 =
+#                    525 s, and 575 s if every one of the 10 steps ignored SIGTERM and waited out its 5 s
+#                    before SIGKILL: within one 10-minute call. cpu: 600/600/600/300/600.
+#   STEPS            the steps to run, by name (default: all of them: bench bench_eager sweep train trials16
+#                    trials64 cuda_graph_test gated_parity_test batched_gpu_test); the environment is always
+#                    recorded
 # CHARRNN_HOME is a temporary folder, removed at the end: the runs this records are thrown away.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,14 +53,14 @@ repo="$(pwd)"
 
 mode="${1:-cuda}"
 case "$mode" in
-  cuda) defaults=(60 100 180 60) ;;
-  cpu) defaults=(120 180 420 120) ;;
+  cuda) defaults=(50 80 90 40 60) ;;
+  cpu) defaults=(600 600 600 300 600) ;;
   *) echo "tools/gpu_check.sh: error: the device must be cuda or cpu, not '$mode'" >&2; exit 2 ;;
 esac
 T_BENCH="${T_BENCH:-${defaults[0]}}" T_SWEEP="${T_SWEEP:-${defaults[1]}}"
-T_TRAIN="${T_TRAIN:-${defaults[2]}}" T_TEST="${T_TEST:-${defaults[3]}}"
+T_TRAIN="${T_TRAIN:-${defaults[2]}}" T_TEST="${T_TEST:-${defaults[3]}}" T_PARITY="${T_PARITY:-${defaults[4]}}"
 EPOCHS="${EPOCHS:-500}" MINIBATCHES="${MINIBATCHES:-50}"
-STEPS=" ${STEPS:-bench sweep train cuda_graph_test trials16 trials64 batched_gpu_test} "
+STEPS=" ${STEPS:-bench bench_eager sweep train trials16 trials64 cuda_graph_test gated_parity_test batched_gpu_test} "
 
 if [ -n "${PYTHON:-}" ]; then
   py="$PYTHON"
@@ -77,7 +91,7 @@ step() {
   echo "== $name (timeout ${limit}s)" >&2
   local t0 t1 rc
   t0="$(date +%s%N)"
-  timeout --kill-after=10 "$limit" "$@" >"$work/$name.out" 2>"$work/$name.err"
+  timeout --kill-after=5 "$limit" "$@" >"$work/$name.out" 2>"$work/$name.err"
   rc=$?
   t1="$(date +%s%N)"
   echo "$name $rc $(((t1 - t0) / 1000000))" >>"$work/steps" # milliseconds
@@ -85,7 +99,7 @@ step() {
 }
 
 : >"$work/steps"
-step environment 30 "$py" -c '
+step environment 15 "$py" -c '
 import json, platform, torch
 cuda = torch.cuda.is_available()
 cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), None)
@@ -100,17 +114,22 @@ print(json.dumps({
     "capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
     "cpu_threads": torch.get_num_threads(),
 }))'
-step bench "$T_BENCH" "$py" -m charrnn bench --device "$mode" --minibatches "$MINIBATCHES" --json
-step sweep "$T_SWEEP" "$py" -m charrnn bench --device "$mode" --minibatches "$MINIBATCHES" --sweep --json
+bench=("$py" -m charrnn bench --device "$mode" --minibatches "$MINIBATCHES" --json)
+step bench "$T_BENCH" "${bench[@]}"
+step bench_eager "$T_BENCH" "${bench[@]}" --eager
+step sweep "$T_SWEEP" "${bench[@]}" --cell rnn --sweep
 step train "$T_TRAIN" "$py" -m charrnn train --device "$mode" --epochs "$EPOCHS" --json
-step trials16 "$T_BENCH" "$py" -m charrnn bench --device "$mode" --num-hiddens 256 --minibatches "$MINIBATCHES" --trials 16 --json
-step trials64 "$T_BENCH" "$py" -m charrnn bench --device "$mode" --num-hiddens 256 --minibatches "$MINIBATCHES" --trials 64 --json
-for test in cuda_graph_test:tests/test_cuda_graph.py batched_gpu_test:"tests/test_batched.py -k gpu"; do
-  name="${test%%:*}"
+step trials16 "$T_BENCH" "${bench[@]}" --cell rnn --num-hiddens 256 --trials 16
+step trials64 "$T_BENCH" "${bench[@]}" --cell rnn --num-hiddens 256 --trials 64
+for test in cuda_graph_test:tests/models/test_cuda_graph.py \
+  gated_parity_test:"tests/models/test_gated_parity.py tests/test_bench.py::test_the_books_loop_computes_the_losses_of_the_scratch_step" \
+  batched_gpu_test:"tests/test_batched.py -k gpu"; do
+  name="${test%%:*}" limit="$T_TEST"
+  [ "$name" = gated_parity_test ] && limit="$T_PARITY"
   if "$py" -c "import pytest" 2>/dev/null; then
     # CI=true: a missing text fails the test instead of skipping it (the conftest's rule for CI).
-    # shellcheck disable=SC2086  # the test's path and its -k filter are two words on purpose
-    step "$name" "$T_TEST" env CI=true "$py" -m pytest ${test#*:} -q -rs -p no:cacheprovider
+    # shellcheck disable=SC2086  # the tests' paths and a -k filter are several words on purpose
+    step "$name" "$limit" env CI=true "$py" -m pytest ${test#*:} -q -rs -p no:cacheprovider
   elif [[ "$STEPS" == *" $name "* ]]; then
     echo "$name missing 0" >>"$work/steps"
   fi
@@ -187,7 +206,7 @@ for line in open(os.path.join(work, "steps")):
     elif int(rc) in (124, 137):
         entry["timed_out"] = True
     out, err = read(name, "out"), read(name, "err")
-    if name in ("environment", "bench", "sweep", "trials16", "trials64"):
+    if name in ("environment", "bench", "bench_eager", "sweep", "trials16", "trials64"):
         rows = json_lines(out)
         entry["result"] = rows[-1] if rows else None
     elif name == "train":
