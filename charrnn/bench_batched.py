@@ -23,7 +23,8 @@ from charrnn.batches import SeqDataLoader
 from charrnn.bench_contenders import scratch_step
 from charrnn.bench_timing import ROUNDS, minibatches, time_round
 from charrnn.models import ModelConfig, ScratchModel, detach_state
-from charrnn.train import TrainConfig, Trainer
+from charrnn.step import Trainer
+from charrnn.train import TrainConfig
 
 LR_RANGE = (0.5, 2.0)  # the trials' learning rates, spread evenly
 

@@ -13,7 +13,8 @@ import torch
 
 from charrnn.bench_book import book_step
 from charrnn.models import detach_state, make_model
-from charrnn.train import TrainConfig, Trainer
+from charrnn.step import Trainer
+from charrnn.train import TrainConfig
 
 CONTENDERS = ("book", "scratch", "nn")
 NN_NAMES = {"rnn": "nn.RNN", "gru": "nn.GRU", "lstm": "nn.LSTM"}

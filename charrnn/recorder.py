@@ -15,9 +15,10 @@ from charrnn.checkpoint import CheckpointError, describe, load_checkpoint, save_
 from charrnn.data import split_heldout
 from charrnn.device import resolve_device
 from charrnn.models import ModelConfig
+from charrnn.step import Trainer
 from charrnn.store import RunStore
 from charrnn.store_schema import training_elsewhere
-from charrnn.train import TrainConfig, Trainer, TrainResult, build_model, train
+from charrnn.train import TrainConfig, TrainResult, build_model, train
 
 
 def check_compatible(ckpt: dict, vocab, config: TrainConfig, name: str) -> None:

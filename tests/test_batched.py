@@ -11,7 +11,8 @@ from charrnn.batches import SeqDataLoader
 from charrnn.device import free_bytes
 from charrnn.evaluate import heldout_perplexity
 from charrnn.models import detach_state
-from charrnn.train import TrainConfig, Trainer, build_model, estimate_bytes, train
+from charrnn.step import Trainer
+from charrnn.train import TrainConfig, build_model, estimate_bytes, train
 
 HIDDEN = 48  # small enough to be quick, large enough that clipping and the state matter
 MINIBATCHES = 20

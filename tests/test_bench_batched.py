@@ -15,7 +15,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from charrnn.batched_step import BatchedScratch, BatchedTrainer
 from charrnn.bench_batched import matmul_only_step, trial_configs
 from charrnn.bench_contenders import scratch_step
-from charrnn.train import Trainer, build_model
+from charrnn.step import Trainer
+from charrnn.train import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,8 +14,9 @@ from charrnn.evaluate import heldout_perplexity
 from charrnn.models import ModelConfig, ScratchModel
 from charrnn.recorder import train_recorded
 from charrnn.reproduce import EXPERIMENTS, format_table, run_experiments, train_heldout
+from charrnn.step import Trainer
 from charrnn.store import RunStore
-from charrnn.train import TrainConfig, Trainer, build_model, train
+from charrnn.train import TrainConfig, build_model, train
 
 # ---- (b) the split -------------------------------------------------------------------------------
 

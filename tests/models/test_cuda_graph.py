@@ -5,7 +5,8 @@ import torch
 
 from charrnn.batches import SeqDataLoader
 from charrnn.models import detach_state
-from charrnn.train import TrainConfig, Trainer, build_model
+from charrnn.step import Trainer
+from charrnn.train import TrainConfig, build_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA graph path needs a CUDA GPU")
 

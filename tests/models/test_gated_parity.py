@@ -9,7 +9,8 @@ from torch.nn import functional as F
 
 from charrnn.batches import SeqDataLoader
 from charrnn.models import ConciseModel, ModelConfig, ScratchModel
-from charrnn.train import TrainConfig, Trainer
+from charrnn.step import Trainer
+from charrnn.train import TrainConfig
 
 HIDDEN = 48
 STEPS = 40  # minibatches: 5 epochs of the book's 8

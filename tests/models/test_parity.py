@@ -10,7 +10,8 @@ from torch.nn import functional as F
 
 from charrnn.batches import SeqDataLoader
 from charrnn.models import ModelConfig, ScratchModel
-from charrnn.train import TrainConfig, Trainer, clip_gradients, train
+from charrnn.step import Trainer, clip_gradients
+from charrnn.train import TrainConfig, train
 
 HIDDEN = 64  # small enough to be quick, large enough that clipping and the state matter
 
