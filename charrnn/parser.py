@@ -225,7 +225,7 @@ def build_parser(add_bench_arguments, add_tune_arguments=None) -> argparse.Argum
         ("mark-interrupted", "mark a run stuck as running (its process is gone) interrupted, to resume or delete it"),
     ):
         actions.add_parser(action, help=text).add_argument("run_id", metavar="RUN_ID", type=run_id)
-    add_bench_arguments(sub.add_parser("bench", help="time the book's loop, charrnn and nn.RNN"))
+    add_bench_arguments(sub.add_parser("bench", help="time the book's loop, the scratch step and nn.* per cell"))
     p = sub.add_parser(
         "reproduce", help="the book's runs (500 epochs each) beside its figures: chapter 8's three or 9's five"
     )
