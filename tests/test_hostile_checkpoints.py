@@ -271,3 +271,15 @@ def test_a_huge_claimed_width_is_refused_before_any_allocation(tmp_path):
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match="has shape"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("kind", ["scratch", "concise"])
+def test_a_checkpoint_from_before_chapter_9_loads_as_a_one_layer_rnn(tmp_path, kind):
+    """Written before cells existed: its model_config has vocab_size, num_hiddens and kind only."""
+    path, ckpt = model_checkpoint(tmp_path, kind=kind)
+    ckpt["model_config"] = {"vocab_size": len(VOCAB), "num_hiddens": H, "kind": kind}
+    torch.save(ckpt, path)
+    model, _, _ = load_checkpoint(path)
+    assert (model.config.cell, model.config.num_layers, model.config.dropout) == ("rnn", 1, 0.0)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, ckpt["state_dict"][key]), key
