@@ -2,6 +2,7 @@
 
     python -m charrnn tune --study NAME [--storage URL] [--trials N] [--epochs E]
         [--space "lr=0.1:10:log,num_hiddens=128|256|512,clip=0.25:4:log,cell=gru|lstm,num_layers=1:3"]
+        [--space "optimizer=sgd|adam,lr_sgd=0.25:4:log,lr_adam=0.0005:0.01:log,weight_decay=1e-5:0.1:log"]
         [--sampler tpe|random|grid] [--pruner median|hyperband|none] [--seed S] [--parallel K] [--json]
         [the train flags, for every hyperparameter not in the space]
 
@@ -16,7 +17,8 @@ and trains those of one shape together in this process, batched (`charrnn.tune_p
 A worker sends a heartbeat every `--heartbeat` seconds (10); a trial whose worker died (SIGKILL, a lost
 machine) is failed after 3 missed heartbeats by the next worker that starts a trial, and run again
 once with the same parameters. The median pruner judges a trial from its second evaluation on, once
-2 trials have finished (see `charrnn.tune_study.make_pruner`).
+2 trials have finished (see `charrnn.tune_study.make_pruner`); trials are evaluated at least 5 times
+unless `--eval-every` says otherwise, and a cadence the pruner cannot act on is said before the study.
 """
 
 import argparse
@@ -29,17 +31,24 @@ from contextlib import contextmanager
 import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
-from charrnn.argtypes import at_most, non_negative_float, non_negative_int, positive_float, positive_int
+from charrnn.argtypes import (
+    at_most,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    weight_decay,
+)
 from charrnn.batches import SAMPLINGS
 from charrnn.data import MODES, load_corpus
 from charrnn.device import resolve_device
 from charrnn.devicequeue import DeviceQueue
 from charrnn.parser import add_model_args
-from charrnn.train import STATES, TrainConfig
+from charrnn.train import OPTIMIZERS, STATES, TrainConfig
 from charrnn.tune_parallel import MAX_PARALLEL
-from charrnn.tune_space import FieldError, parse_space
-from charrnn.tune_storage import first_line, masked, storage_url
-from charrnn.tune_study import PRUNERS, SAMPLERS, Search, Tuner, trial_row, trial_rows
+from charrnn.tune_space import FieldError, one_line, parse_space
+from charrnn.tune_storage import first_line, masked, storage_url, trial_row, trial_rows
+from charrnn.tune_study import PRUNERS, SAMPLERS, Search, Tuner, eval_cadence, pruning_note, yardstick
 
 DEFAULT_SPACE = "lr=0.25:4:log,clip=0.25:4:log,num_hiddens=256|512|1024"  # the recipe (1, 1, 512) at the centre
 PROG = "python -m charrnn tune"
@@ -67,11 +76,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=MODES, default="book", help="book or raw preprocessing")
     p.add_argument("--max-tokens", type=non_negative_int, default=d.max_tokens, help="train on the first N chars")
     p.add_argument("--val-tokens", type=positive_int, default=d.val_tokens, help="held-out chars trials are judged on")
-    p.add_argument("--eval-every", type=positive_int, default=d.eval_every, help="epochs between evaluations")
+    p.add_argument(
+        "--eval-every", type=positive_int, help="epochs between evaluations (default: 5 or more a trial, for pruning)"
+    )
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     p.add_argument("--num-steps", type=positive_int, default=d.num_steps)
     p.add_argument("--num-hiddens", type=positive_int, default=d.num_hiddens)
     p.add_argument("--lr", type=positive_float, default=d.lr)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="'sgd' (the book's) or 'adam' (AdamW)")
+    p.add_argument("--weight-decay", type=weight_decay, default=d.weight_decay, help="0 (the book's) for none")
     p.add_argument("--clip", type=non_negative_float, default=d.clip, help="0 turns clipping off")
     p.add_argument("--sampling", choices=SAMPLINGS, default=d.sampling)
     p.add_argument("--state", choices=STATES, default=d.state)
@@ -81,7 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # The train flags a worker takes as they are (each a TrainConfig field of the same name).
 FIXED = ("lr", "batch_size", "num_steps", "num_hiddens", "max_tokens", "sampling", "clip", "device")
-FIXED += ("val_tokens", "eval_every", "state", "model", "cell", "num_layers", "dropout")
+FIXED += ("val_tokens", "eval_every", "state", "model", "cell", "num_layers", "dropout", "optimizer", "weight_decay")
 
 
 # The flags a Search takes by name.
@@ -90,8 +103,10 @@ SEARCH_FLAGS = ("trials", "sampler", "pruner", "seed", "storage", "heartbeat", "
 
 def base_config(args) -> TrainConfig:
     """The fixed hyperparameters; the trials' training seed is the recipe's, so that they differ only
-    in what the space varies. A sample is taken at the last epoch of every trial (Tune's best-trial card)."""
+    in what the space varies. A sample is taken at the last epoch of every trial (Tune's best-trial card).
+    Without --eval-every, trials are evaluated often enough for the pruner (`eval_cadence`)."""
     fixed = {name: getattr(args, name) for name in FIXED}
+    fixed["eval_every"] = args.eval_every or eval_cadence(args.epochs)
     predict_every = 10 if args.epochs % 10 == 0 else args.epochs
     return TrainConfig(num_epochs=args.epochs, predict_every=predict_every, **fixed).validate()
 
@@ -104,7 +119,7 @@ def prepare(args) -> Tuner:
     except ValueError as e:
         raise FieldError("device", str(e)) from None
     base = base_config(args)
-    corpus = load_corpus(args.corpus, args.mode, args.max_tokens)
+    corpus = load_corpus(args.corpus, args.mode, 0 if "max_tokens" in space else args.max_tokens)  # trials cut theirs
     search = Search(args.study, space, base, **{k: getattr(args, k) for k in SEARCH_FLAGS})
     tuner = Tuner(search, corpus, device_lock=DeviceQueue(), spawning=children_keep_sigint_away)
     tuner.prepare(device)
@@ -128,11 +143,15 @@ def run(args) -> int:
         tuner = prepare(args)
     except ValueError as e:  # FieldError and CorpusError included
         flag = f"--{e.field.replace('_', '-')}: " if isinstance(e, FieldError) else ""
-        print(f"{PROG}: error: {flag}{e}", file=sys.stderr)
+        print(one_line(f"{PROG}: error: {flag}{e}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    base = tuner.search.base
+    note = pruning_note(args.pruner, base.eval_every, base.num_epochs)
+    if note:  # said before the first trial: a study that cannot prune runs every trial to its end
+        print(f"note: {note} (--eval-every, --epochs)", file=sys.stderr, flush=True)
     if not args.json:
         tuner.on_trial = lambda study, trial: print(trial_line(trial_row(trial)), flush=True)
 
@@ -157,15 +176,26 @@ def run(args) -> int:
         return 130
     except (SQLAlchemyError, OSError, RuntimeError) as e:  # e.g. the database went away mid-study
         tuner.stop()
-        print(f"{PROG}: error: the search stopped: {first_line(e)}", file=sys.stderr)
+        print(one_line(f"{PROG}: error: the search stopped: {first_line(e)}"), file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGINT, old)
-    print(report(study) if args.json else table(trial_rows(study), study.study_name, masked(storage_url(args.storage))))
+    counting = yardsticks(tuner, study)
+    where = masked(storage_url(args.storage))
+    print(report(study, counting) if args.json else table(trial_rows(study), study.study_name, where, counting))
     return 130 if tuner.stop_asked else 0
 
 
-def report(study) -> str:
+def yardsticks(tuner: Tuner, study) -> dict[int, float]:
+    """max_tokens -> the 5-gram's held-out perplexity on the text the trials of that max_tokens are
+    judged on (one entry unless the space varies max_tokens)."""
+    search = tuner.search
+    values = sorted({t.params.get("max_tokens", search.base.max_tokens) for t in study.get_trials(deepcopy=False)})
+    found = {n: yardstick(tuner.corpus, n, search.base.val_tokens) for n in values or [search.base.max_tokens]}
+    return {n: v for n, v in found.items() if v is not None}
+
+
+def report(study, counting: dict[int, float]) -> str:
     """The --json object: strict JSON (no NaN or Infinity; null where there is no value)."""
     rows = trial_rows(study)
     best = next((r for r in rows if r["best"]), None)
@@ -176,6 +206,7 @@ def report(study) -> str:
             "best_params": best["params"] if best else None,
             "best_value": best["value"] if best else None,
             "trials": [{k: r[k] for k in keys} for r in rows],
+            "five_gram": [{"max_tokens": n, "val_perplexity": v} for n, v in counting.items()],
         },
         allow_nan=False,
     )
@@ -194,8 +225,16 @@ def trial_line(r: dict) -> str:
     return line + (f"  ({r['reason']})" if r["reason"] else "")
 
 
-def table(rows: list[dict], study: str, where: str) -> str:
-    """Every trial of the study (all workers'), the best marked with '*'."""
+def counting_text(counting: dict[int, float]) -> str:
+    """The yardstick as the table's last line says it, e.g. "5-gram (counting): 5.18"."""
+    if len(counting) == 1:
+        return f"5-gram (counting): {next(iter(counting.values())):.2f} on the same held-out text"
+    per = ", ".join(f"{v:.2f} (max_tokens {n})" for n, v in counting.items())
+    return f"5-gram (counting), on each max_tokens' held-out text: {per}" if counting else ""
+
+
+def table(rows: list[dict], study: str, where: str, counting: dict[int, float]) -> str:
+    """Every trial of the study (all workers'), the best marked with '*', and the 5-gram's figure."""
     names = list(dict.fromkeys(k for r in rows for k in r["params"]))
     counts = {s: sum(r["state"] == s for r in rows) for s in dict.fromkeys(r["state"] for r in rows)}
     head = f"study {study!r} in {where}: {len(rows)} trials (" + ", ".join(
@@ -216,4 +255,4 @@ def table(rows: list[dict], study: str, where: str) -> str:
     lines.append(
         f"best (*): trial {best['number']}, held-out perplexity {best['value']:.3f}" if best else "no trial completed"
     )
-    return "\n".join(lines)
+    return "\n".join(lines + [counting_text(counting)] * bool(counting))

@@ -32,26 +32,28 @@ from charrnn.data import split_heldout
 from charrnn.device import resolve_device
 from charrnn.recorder import save_run_checkpoint
 from charrnn.train import TrainConfig
-from charrnn.tune_space import MEMORY, FieldError, grid
+from charrnn.tune_space import MEMORY, FieldError, grid, trial_config, trial_corpus
 
 MAX_PARALLEL = 64
 WAITING = (optuna.trial.TrialState.WAITING,)
 
 
-# What `charrnn.batched` trains: the one-layer scratch rnn of 8.5 without dropout. Each entry: the
-# field, whether a value of it batches, and why the search cannot be batched otherwise (with the fix).
+# What `charrnn.batched` trains: the one-layer scratch rnn of 8.5 without dropout, by the book's SGD.
+# Each entry: the field, whether a value of it batches, and why the search cannot be batched otherwise.
 BATCHABLE = (
     ("model", lambda v: v == "scratch", "only with the scratch model; use --model scratch"),
     ("cell", lambda v: v == "rnn", "only as the rnn cell (no batched gru or lstm); use --cell rnn"),
     ("num_layers", lambda v: v == 1, "only with one layer; use --num-layers 1"),
     ("dropout", lambda v: v == 0, "only without dropout; use --dropout 0"),
+    ("optimizer", lambda v: v == "sgd", "only by sgd (no batched Adam); use --optimizer sgd"),
+    ("weight_decay", lambda v: v == 0, "only without weight decay; use --weight-decay 0"),
 )
 
 
 def check_parallel(search, corpus, device) -> None:
     """Refuse, naming --parallel, a K that cannot train: a trial of the search that is not the
-    one-layer scratch rnn without dropout, or K of the space's largest trials that would not fit in
-    the device's memory together."""
+    one-layer scratch rnn without dropout trained by SGD without weight decay, or K of the space's
+    largest trials that would not fit in the device's memory together."""
     k = search.parallel
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_PARALLEL:
         raise FieldError("parallel", f"parallel must be a whole number from 1 to {MAX_PARALLEL}, not {k!r}")
@@ -89,7 +91,6 @@ def run_parallel(tuner) -> optuna.Study:
     """`Tuner.run` for `search.parallel` > 1: this worker's trials, K at a time, then the retries of
     trials whose worker died that nobody has run yet; returns the study."""
     study, search = tuner.study, tuner.search
-    split = split_heldout(tuner.corpus, search.base.val_tokens)
     left = search.trials
     while not tuner.stop_asked:
         with warnings.catch_warnings():
@@ -114,7 +115,7 @@ def run_parallel(tuner) -> optuna.Study:
                     for m in group:
                         _tell_stopped(tuner, m)
                 else:
-                    _train_group(tuner, group, split)
+                    _train_group(tuner, group)
         finally:
             for m in members:
                 m.beat.join()
@@ -134,18 +135,19 @@ def _ask(tuner) -> Member:
         trial = tuner.study.ask()
     for key, value in (("run_id", None), ("epochs", 0), ("reason", "")):  # a retried trial inherits these
         trial.set_user_attr(key, value)
-    params = {d.name: d.suggest(trial) for d in tuner.search.space.values()}
-    m = Member(trial, dataclasses.replace(tuner.search.base, **params))
+    m = Member(trial, trial_config(tuner.search.space, tuner.search.base, trial))
     m.beat = get_heartbeat_thread(trial._trial_id, tuner.study._storage)
     m.beat.start()
     return m
 
 
-def _train_group(tuner, group: list[Member], split) -> None:
+def _train_group(tuner, group: list[Member]) -> None:
     """Train one group batched, recording each member as a run and telling each trial as it ends.
     A failure fails the group's trials that are not told yet and the search goes on; Ctrl-C (a second
     one) marks their runs "interrupted" and ends the search."""
-    store, corpus, search = tuner.store, tuner.corpus, tuner.search
+    store, search = tuner.store, tuner.search
+    corpus = trial_corpus(tuner.corpus, group[0].config.max_tokens)  # max_tokens is SHARED in a group
+    split = split_heldout(corpus, group[0].config.val_tokens)
     ticket, lock = object(), tuner.device_lock
     if lock is not None and not lock.acquire(ticket, cancelled=lambda: tuner.stop_asked):
         for m in group:
@@ -186,7 +188,7 @@ def _train_group(tuner, group: list[Member], split) -> None:
             return m.stopped or bool(m.reason)
 
         configs = [m.config for m in group]
-        on_end = lambda i, result: _end(tuner, group[i], result)  # noqa: E731
+        on_end = lambda i, result: _end(tuner, corpus, group[i], result)  # noqa: E731
         quit_now = lambda: tuner.quit_asked  # noqa: E731
         train_batched(split.train, corpus.vocab, configs, on_epoch, split.val, quit_now, should_prune, on_end)
         if tuner.quit_asked:
@@ -201,17 +203,17 @@ def _train_group(tuner, group: list[Member], split) -> None:
             lock.release()
 
 
-def _end(tuner, m: Member, result: MemberResult) -> None:
+def _end(tuner, corpus, m: Member, result: MemberResult) -> None:
     """Checkpoint a member that ended (a diverged one at its last finite epoch), finish its run, tell its trial."""
     store, TS, history = tuner.store, optuna.trial.TrialState, result.history
     if result.status == "stopped":  # quit within an epoch: its weights match no iterator state, no checkpoint
         return _fail(tuner, [m], "interrupted", "interrupted (Ctrl-C) during an epoch")
     if history and result.status != "diverged":
         loader_state = result.loader.state_dict()
-        save_run_checkpoint(store, m.run_id, result.model, tuner.corpus, m.config, history[-1].epoch, loader_state)
+        save_run_checkpoint(store, m.run_id, result.model, corpus, m.config, history[-1].epoch, loader_state)
     elif result.last_good is not None:  # diverged: its last finite epoch, as a run trained alone keeps
         epoch, model, loader_state = result.last_good
-        save_run_checkpoint(store, m.run_id, model, tuner.corpus, m.config, epoch, loader_state)
+        save_run_checkpoint(store, m.run_id, model, corpus, m.config, epoch, loader_state)
     if m.stopped:
         store.finish(m.run_id, "stopped", "stopped by the user")
         return _tell_stopped(tuner, m)

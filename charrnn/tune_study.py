@@ -24,22 +24,26 @@ import math
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import optuna
 
+from charrnn.baseline import baseline
+from charrnn.data import split_heldout
 from charrnn.runner import Runner
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig
 from charrnn.tune_parallel import check_parallel, run_parallel
-from charrnn.tune_space import Dimension, FieldError, check_space, grid, space_text
-from charrnn.tune_storage import check_study_name, open_storage, stored_settings
+from charrnn.tune_space import Dimension, FieldError, check_space, grid, space_text, trial_config, trial_corpus
+from charrnn.tune_storage import check_study_name, differences, open_storage, stored_settings
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 TPE_STARTUP = 4  # random trials before TPE models the results
 MEDIAN_STARTUP = 2  # trials that must finish before the median pruner judges another
 POLL = 0.05  # seconds between looks at the training run: the pruner must answer before the next epoch ends
+MIN_EVALS = 5  # held-out figures a trial gets by default: enough for the pruner to judge it on its way
+YARDSTICK_ORDER = 5  # the n-gram the held-out charts compare with (`charrnn.baseline`)
 
 
 @dataclass
@@ -60,7 +64,8 @@ class Search:
 
     def settings(self, corpus) -> dict:
         """What every worker of one study must share (stored with the study, checked on joining)."""
-        fixed = {k: v for k, v in asdict(self.base).items() if k not in self.space and k != "device"}
+        varied = {k for d in self.space.values() for k in d.setting(None)}  # lr_adam varies lr and optimizer
+        fixed = {k: v for k, v in asdict(self.base).items() if k not in varied and k != "device"}
         return {"space": space_text(self.space), "fixed": fixed, "text": corpus.fingerprint()}
 
 
@@ -84,13 +89,42 @@ def make_sampler(search: Search):
 def make_pruner(search: Search):
     """Median: after MEDIAN_STARTUP finished trials, a trial whose best held-out perplexity so far is
     worse than the median of earlier trials at the same epoch ends, from its second evaluation on
-    (one evaluation is too noisy to judge). Hyperband: brackets from one evaluation to the budget."""
+    (one evaluation is too noisy to judge). Hyperband: brackets from one evaluation to the budget.
+    Neither acts at a trial's last epoch, so a trial needs evaluations before it (`pruning_note`)."""
     every, epochs = search.base.eval_every, search.base.num_epochs
     if search.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP, n_warmup_steps=min(every + 1, epochs))
     if search.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=min(every, epochs), max_resource=epochs)
     return optuna.pruners.NopPruner()
+
+
+def eval_cadence(epochs: int) -> int:
+    """The trials' evaluation cadence when the user gives none: at least MIN_EVALS held-out figures a trial."""
+    return max(1, epochs // MIN_EVALS)
+
+
+def yardstick(corpus, max_tokens: int, val_tokens: int) -> float | None:
+    """The 5-gram's held-out perplexity on the split a trial of `max_tokens` is judged on (Kneser-Ney,
+    `charrnn.baseline`); None when the training text is too short for it."""
+    try:
+        split = split_heldout(trial_corpus(corpus, max_tokens), val_tokens)
+        return baseline(split.train, split.val, YARDSTICK_ORDER, len(corpus.vocab), "kneser-ney").val_perplexity
+    except ValueError:
+        return None
+
+
+def pruning_note(pruner: str, eval_every: int, epochs: int) -> str | None:
+    """Why the pruner can never end a trial of `epochs` evaluated every `eval_every` epochs, or None when
+    it can: median judges from the second evaluation on, hyperband from the first, never at the last."""
+    first = {"median": 2 * eval_every, "hyperband": eval_every}.get(pruner)
+    if first is None or first < epochs:
+        return None
+    n = len(range(eval_every, epochs, eval_every)) + 1  # on the cadence, and at the last epoch
+    return (
+        f"the {pruner} pruner cannot end a trial early: {epochs} epochs evaluated every {eval_every} give {n} "
+        f"held-out figure{'s' * (n > 1)} a trial; give more epochs or evaluate more often"
+    )
 
 
 def open_study(search: Search, corpus) -> optuna.Study:
@@ -118,18 +152,6 @@ def open_study(search: Search, corpus) -> optuna.Study:
             "use its settings to join it, or another study name",
         )
     return study
-
-
-def differences(ours: dict, theirs: dict) -> str:
-    """How a worker's settings differ from the study's, e.g. "num_epochs 5, not 30"."""
-    out = []
-    if ours["space"] != theirs.get("space"):
-        out.append(f"space {ours['space']}, not {theirs.get('space')}")
-    fixed = theirs.get("fixed", {})
-    out += [f"{k} {v!r}, not {fixed.get(k)!r}" for k, v in ours["fixed"].items() if fixed.get(k) != v]
-    if ours["text"] != theirs.get("text"):
-        out.append(f"text {ours['text'].get('name')}, not {theirs.get('text', {}).get('name')}")
-    return "; ".join(out) or "another version of charrnn"
 
 
 class Tuner:
@@ -198,9 +220,9 @@ class Tuner:
             trial.set_user_attr(key, value)
         if self.stop_asked:
             self._stopped(trial)
-        params = {d.name: d.suggest(trial) for d in self.search.space.values()}
+        config = trial_config(self.search.space, self.search.base, trial)
         try:
-            self._start(replace(self.search.base, **params), f"{self.search.study} trial {trial.number}")
+            self._start(config, f"{self.search.study} trial {trial.number}")
             values, pruned = self._follow(trial, self.runner)
         except BaseException:  # whatever went wrong here, the training process must not outlive the trial
             self.runner.stop()
@@ -225,10 +247,10 @@ class Tuner:
 
     def _start(self, config: TrainConfig, name: str):
         """Start the trial's run: it waits in line when the device is busy (the app's lock)."""
-        run, last_pid = self.runner, self.runner.pid
+        run, last_pid, corpus = self.runner, self.runner.pid, trial_corpus(self.corpus, config.max_tokens)
         with self.spawning():
             if not run.start(
-                self.corpus, config, self.device_lock, checkpoint_every=config.num_epochs, name=name, queue=True
+                corpus, config, self.device_lock, checkpoint_every=config.num_epochs, name=name, queue=True
             ):
                 raise RuntimeError(run.snapshot().message or "this session is already training; stop it first")
             while run.pid == last_pid and run.snapshot().status == "running" and run.running():
@@ -276,29 +298,3 @@ class Tuner:
         trial.set_user_attr("reason", "stopped by the user")
         self.study.stop()
         raise Stopped("stopped by the user")
-
-
-def trial_rows(study: optuna.Study) -> list[dict]:
-    """Every trial of the study, oldest first, as plain data (strict JSON: None for a missing value)."""
-    best = best_number(study)
-    return [trial_row(t, t.number == best) for t in study.get_trials(deepcopy=False)]
-
-
-def trial_row(t: optuna.trial.FrozenTrial, best: bool = False) -> dict:
-    complete = t.state == optuna.trial.TrialState.COMPLETE  # optuna gives a pruned trial its last report
-    return {
-        "number": t.number,
-        "state": t.state.name,
-        "params": t.params,
-        "value": t.value if complete and t.value is not None and math.isfinite(t.value) else None,
-        "epochs": t.user_attrs.get("epochs", 0),
-        "run_id": t.user_attrs.get("run_id"),
-        "reason": t.user_attrs.get("reason", ""),
-        "best": best,
-    }
-
-
-def best_number(study: optuna.Study) -> int | None:
-    """The best complete trial's number, None before the first one completes."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
-    return min(done, key=lambda t: t.value).number if done else None

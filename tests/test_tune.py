@@ -1,4 +1,4 @@
-"""charrnn tune: the space, bad input, several workers on one SQLite study, a killed worker, pruning, Stop.
+"""charrnn tune: the grid, joining a study, several workers on one SQLite study, a killed worker, pruning, Stop.
 
 Trials are tiny (hidden 16, 2,000 chars, batch 4, steps 8, a few epochs, 200 held-out chars evaluated
 every epoch): a trial is mostly its training process starting (a few seconds on 2 CPU cores).
@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -19,12 +18,9 @@ import pytest
 
 from charrnn import tune
 from charrnn.checkpoint import read_checkpoint
-from charrnn.data import load_corpus
 from charrnn.store import RunStore
-from charrnn.train import TrainConfig, estimate_bytes
-from charrnn.tune_space import FieldError, parse_space
-from charrnn.tune_storage import masked, open_storage
-from charrnn.tune_study import Search, make_pruner, make_sampler
+from charrnn.tune_space import FieldError
+from charrnn.tune_storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--num-hiddens", "16", "--max-tokens", "2000", "--batch-size", "4", "--num-steps", "8"]
@@ -108,58 +104,7 @@ def wait_for_runs(storage: str, study: str, n: int, timeout: float = 60):
     raise AssertionError(f"{n} trials did not start in time")
 
 
-# ---- the space ---------------------------------------------------------------------------------
-
-
-def test_a_space_parses_into_ranges_and_choices():
-    space = parse_space("lr=0.1:10:log, num_hiddens=128|256|512,clip=0.25:4,sampling=sequential|random")
-    assert list(space) == ["lr", "num_hiddens", "clip", "sampling"]
-    assert (space["lr"].low, space["lr"].high, space["lr"].log) == (0.1, 10.0, True)
-    assert space["num_hiddens"].choices == (128, 256, 512)
-    assert space["sampling"].choices == ("sequential", "random")
-    assert space["lr"].points() == [0.1, 1.0, 10.0]  # the grid: geometric for a log range
-    assert space["clip"].points() == [0.25, 2.125, 4.0]
-    assert parse_space("num_steps=8:10").get("num_steps").points() == [8, 9, 10]
-
-
-BAD_SPACES = [
-    ("", "the space is empty"),
-    (" , ", "the space is empty"),
-    ("foo=1:2", "unknown hyperparameter 'foo'"),
-    ("max_tokens=100|200", "max_tokens cannot vary"),
-    ("lr=10:0.1", "the low bound 10 is above the high bound 0.1"),
-    ("lr=0:1:log", "a log range must stay above 0"),
-    ("clip=-1:1:log", "a log range must stay above 0"),
-    ("lr=0.1:ten", "lr takes a number, not 'ten'"),
-    ("num_hiddens=12.5|16", "num_hiddens takes a whole number, not '12.5'"),
-    ("lr=nan:1", "lr takes a finite number"),
-    ("lr=1:2:sqrt", "is not low:high or low:high:log"),
-    ("sampling=1:2", "sampling takes choices"),
-    ("lr", "'lr' is not name=SPEC"),
-    ("lr=1:2,lr=3:4", "lr appears twice"),
-    ("num_hiddens=16|16", "lists a choice twice"),
-    ("cell=rnn|transformer", "cell takes one of rnn, gru, lstm, not 'transformer'"),
-    ("num_layers=1.5:3", "num_layers takes a whole number, not '1.5'"),
-    ("model=scratch|keras", "model takes one of scratch, concise, not 'keras'"),
-]
-
-
-@pytest.mark.parametrize(("text", "message"), BAD_SPACES)
-def test_a_bad_space_is_refused_naming_what_is_wrong(text, message):
-    with pytest.raises(FieldError, match=None) as e:
-        parse_space(text)
-    assert message in str(e.value) and e.value.field == "space"
-
-
-def test_samplers_and_pruners_are_optunas_own():
-    base = TrainConfig(num_epochs=30, eval_every=10)
-    search = Search("s", parse_space("lr=0.1:10:log,num_hiddens=8|16"), base, sampler="grid", pruner="hyperband")
-    sampler, pruner = make_sampler(search), make_pruner(search)
-    assert isinstance(sampler, optuna.samplers.GridSampler) and isinstance(pruner, optuna.pruners.HyperbandPruner)
-    assert sampler._search_space == {"lr": [0.1, 1.0, 10.0], "num_hiddens": [8, 16]}
-    assert (pruner._min_resource, pruner._max_resource) == (10, 30)
-    median = make_pruner(replace(search, pruner="median"))
-    assert (median._n_startup_trials, median._n_warmup_steps) == (2, 11)  # judged from the 2nd evaluation on
+# ---- the grid sampler (the space's own tests: tests/tune/test_space.py) ---------------------------
 
 
 def test_the_grid_sampler_runs_each_point_once_then_stops(tmp_path, capsys, monkeypatch, time_machine_path):
@@ -171,82 +116,9 @@ def test_the_grid_sampler_runs_each_point_once_then_stops(tmp_path, capsys, monk
     assert sorted(t["params"]["num_hiddens"] for t in trials) == [8, 16]  # 2 points: 2 trials, not 5
 
 
-# ---- bad input: one line, exit 2 ---------------------------------------------------------------
+# ---- joining a study (bad input: tests/tune/test_tune_inputs.py) ---------------------------------
 
 STORE = "sqlite:///{tmp}/t.sqlite"
-BAD_RUNS = [
-    (["--space", ""], "--space: the space is empty"),
-    (["--space", "momentum=0.1:0.9"], "--space: unknown hyperparameter 'momentum'"),
-    (["--space", "lr=4:0.5:log"], "--space: lr=4:0.5:log: the low bound 4 is above the high bound 0.5"),
-    (["--space", "lr=0:4:log"], "a log range must stay above 0"),
-    (["--study", "a/b;drop"], "--study: 'a/b;drop' is not a study name"),
-    (["--study", "x" * 101], "is not a study name"),
-    (["--storage", "not a url"], "--storage: 'not a url' is not a database URL"),
-    (["--storage", "nosuchdb://u:pw@h/db"], "--storage: no database driver for 'nosuchdb'"),
-    (["--storage", "sqlite:////nonexistent-folder/x/t.sqlite"], "--storage: cannot open sqlite:////nonexistent"),
-    (["--space", "num_hiddens=4096|8192", "--batch-size", "50000"], "--space: num_hiddens=4096: num_hiddens 4096"),
-    (["--space", "num_steps=8|5000"], "--space: num_steps=5000: "),
-    (["--device", "cuda:7"], "--device: device 'cuda:7'"),
-    (["--space", "dropout=0:0.99"], "--space: dropout=0.99: dropout must be a probability from 0 (off) to 0.95"),
-    (["--space", "num_layers=0:2"], "--space: num_layers=0: num_layers must be a whole number from 1 to 8, not 0"),
-    (["--space", "num_layers=2:9"], "--space: num_layers=9: num_layers must be a whole number from 1 to 8"),
-    (["--space", "cell=gru|cnn"], "--space: cell takes one of rnn, gru, lstm, not 'cnn'"),
-]
-
-
-@pytest.mark.parametrize(("argv", "message"), BAD_RUNS)
-def test_bad_input_is_one_line_naming_the_flag(argv, message, tmp_path, capsys, time_machine_path):
-    args = parse(
-        "--study", "s", "--storage", STORE.format(tmp=tmp_path), "--trials", "1", "--epochs", "1", *TINY, *argv
-    )
-    assert tune.run(args) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("python -m charrnn tune: error: "), err
-    assert message in err, err
-
-
-def test_an_unreachable_server_is_named_with_its_password_masked(tmp_path, capsys, time_machine_path):
-    url = "postgresql+psycopg://alice:s3cret@127.0.0.1:1/db"  # port 1: nothing listens
-    assert tune.run(parse("--study", "s", "--storage", url, *TINY)) == 2
-    err = capsys.readouterr().err
-    assert "--storage: cannot open postgresql+psycopg://alice:***@127.0.0.1:1/db" in err, err
-    assert "s3cret" not in err and err.count("\n") == 1
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [["--trials", "0"], ["--epochs", "-3"], ["--epochs", "x"], ["--num-layers", "0"], ["--dropout", "0.99"]]
-    + [["--cell", "transformer"], ["--num-layers", "9"], ["--dropout", "-0.1"]],
-)
-def test_trials_and_epochs_must_be_positive(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        parse("--study", "s", *argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and argv[0] in err, err
-
-
-def test_the_largest_shape_is_checked_with_each_cell_and_the_most_layers(
-    tmp_path, capsys, monkeypatch, time_machine_path
-):
-    """Each bound fits alone (one rnn or lstm layer, four rnn layers); the space's largest shape, four
-    lstm layers, does not fit in the free memory set here, and is refused before the study exists."""
-    corpus = load_corpus("time_machine", "book", 2000, download=False)
-    base = TrainConfig(num_hiddens=256, batch_size=4, num_steps=8)
-    need = {
-        (cell, layers): estimate_bytes(replace(base, cell=cell, num_layers=layers), len(corpus.vocab))
-        for cell in ("rnn", "lstm")
-        for layers in (1, 4)
-    }
-    largest_alone = max(v for k, v in need.items() if k != ("lstm", 4))
-    free = (largest_alone + need["lstm", 4]) / 2 / 0.8  # check_fits keeps a fifth of the device free
-    monkeypatch.setattr(sys.modules["charrnn.train"], "free_bytes", lambda device: free)  # the module, not train()
-    argv = ["--study", "deep", "--storage", STORE.format(tmp=tmp_path), *TINY]
-    args = parse(*argv, "--num-hiddens", "256", "--space", "cell=rnn|lstm,num_layers=1:4")
-    assert tune.run(args) == 2
-    err = capsys.readouterr().err
-    assert "--space: num_layers=4, cell=lstm: num_hiddens 256" in err and "GiB free" in err, err
-    assert err.count("\n") == 1 and not (tmp_path / "t.sqlite").exists()
 
 
 def test_a_study_from_before_cells_and_layers_is_joined_as_the_rnn_it_trained(tmp_path, monkeypatch, time_machine_path):
@@ -262,12 +134,6 @@ def test_a_study_from_before_cells_and_layers_is_joined_as_the_rnn_it_trained(tm
     assert tune.prepare(parse(*argv)).study.study_name == "old"
     with pytest.raises(FieldError, match="cell 'gru', not 'rnn'"):
         tune.prepare(parse(*argv, "--cell", "gru"))
-
-
-def test_passwords_never_show():
-    assert masked("postgresql+psycopg://bob:pw@db.example/x") == "postgresql+psycopg://bob:***@db.example/x"
-    assert masked("weird://bob:pw@@@") == "weird://bob:***@@@"
-    assert masked("sqlite:////tmp/t.sqlite") == "sqlite:////tmp/t.sqlite"
 
 
 # ---- studies -----------------------------------------------------------------------------------
@@ -292,7 +158,8 @@ def test_one_worker_over_cells_and_layers_prints_each_trial_a_table_and_records_
     best = study.best_trial.number
     marked = [line for line in out[5:8] if line.startswith("*")]
     assert len(marked) == 1 and marked[0].split()[1] == str(best)
-    assert out[-1].startswith(f"best (*): trial {best}, held-out perplexity {study.best_value:.3f}")
+    assert out[-2].startswith(f"best (*): trial {best}, held-out perplexity {study.best_value:.3f}")
+    assert out[-1].startswith("5-gram (counting): ") and out[-1].endswith(" on the same held-out text")
     trials = check_trials_and_runs(study, home, 3)
     assert len({(t.params["cell"], t.params["num_layers"]) for t in trials}) > 1
     store = RunStore(home)

@@ -1,5 +1,6 @@
 """The Tune page in a real browser: a 4-trial study of 5 epochs (tiny settings) fills the table and
-Optuna's four figures live, and "Generate from it" on the best trial generates text."""
+Optuna's four figures live, the two held-out ones with the 5-gram's labelled line, and "Generate from it"
+on the best trial generates text."""
 
 import pytest
 from support import go, settle, shot
@@ -37,6 +38,8 @@ def test_a_study_from_the_tune_page_then_generate_from_its_best_trial(server, br
     )
     settle(page, 2500)  # the last fragment redraw
     assert page.evaluate(FIGURES_WITH_DATA) == 4
+    yardstick = page.locator("[data-testid='stPlotlyChart']", has_text="5-gram (counting): ")
+    assert yardstick.count() == 2  # drawn in SVG on the history and the intermediate values
     table = page.locator("[data-testid='stDataFrame']").first
     assert table.is_visible()
     shot(page, "tune-study")

@@ -187,6 +187,10 @@ BAD = [
     (["--parallel", "2", "--space", "num_layers=1:2"], "--parallel: trials train batched only with one layer"),
     (["--parallel", "2", "--dropout", "0.1"], "--parallel: trials train batched only without dropout"),
     (["--parallel", "2", "--space", "lr=1:2,dropout=0:0.3"], "--parallel: trials train batched only without dropout"),
+    (["--parallel", "2", "--optimizer", "adam"], "--parallel: trials train batched only by sgd (no batched Adam)"),
+    (["--parallel", "2", "--space", "optimizer=sgd|adam,lr_sgd=1:2,lr_adam=0.001:0.01"], "only by sgd"),
+    (["--parallel", "2", "--weight-decay", "0.01"], "--parallel: trials train batched only without weight decay"),
+    (["--parallel", "2", "--space", "weight_decay=0.001:0.1"], "--parallel: trials train batched only without weight"),
 ]
 
 

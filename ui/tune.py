@@ -16,9 +16,9 @@ from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
 from charrnn.store import RunStore
-from charrnn.tune_space import FieldError, corners, parse_dimension
+from charrnn.tune_space import FieldError, corners, one_line, parse_dimension
 from charrnn.tune_storage import masked, open_storage, storage_url
-from charrnn.tune_study import Search, Tuner
+from charrnn.tune_study import Search, Tuner, eval_cadence, pruning_note
 from ui.corpus import load_chosen_corpus
 from ui.state import HP_FIELDS, set_setting, switch_to, train_config
 from ui.training import device_lock, runner
@@ -28,6 +28,10 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)  # the page shows each trial'
 # The form's ranges, with the book's recipe (lr 1, clip 1, 512 hidden, 35 steps, batch 32) at the centre.
 SPECS = {
     "lr": "0.25:4:log",
+    "optimizer": "sgd|adam",  # with it, lr_sgd and lr_adam instead of lr: their useful rates are far apart
+    "lr_sgd": "0.25:4:log",
+    "lr_adam": "0.0005:0.01:log",
+    "weight_decay": "0.00001:0.1:log",
     "clip": "0.25:4:log",
     "num_hiddens": "256|512|1024",
     "num_steps": "16|35|64",
@@ -38,6 +42,7 @@ SPECS = {
     "cell": "rnn|gru|lstm",  # 8.5, 9.1, 9.2
     "num_layers": "1:3",  # 9.3's deep RNN stacks 2
     "dropout": "0:0.5",  # between layers and before the head
+    "max_tokens": "10000|0",  # the book's first 10,000 chars, or the whole text
 }
 VARIED = ("lr", "clip", "num_hiddens")
 DEFAULTS = {
@@ -76,7 +81,7 @@ class TuneJob:
         try:
             self.tuner.run()
         except Exception as e:  # shown on the page; the thread must not die silently
-            self.message = f"The search ended: {type(e).__name__}: {e}"
+            self.message = one_line(f"The search ended: {type(e).__name__}: {e}")
 
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
@@ -116,12 +121,24 @@ def storage_text() -> str:
 
 
 def fixed_text() -> str:
-    """What the next study keeps fixed: the Train page's settings for what does not vary."""
-    config = train_config()
-    names = ("lr", "clip", "num_hiddens", "num_steps", "batch_size", "model", "cell", "num_layers", "dropout")
-    fixed = [n for n in names if not st.session_state[f"tune_vary_{n}"]]
-    kept = [f"{n} {shown(getattr(config, n))}" for n in (*fixed, "max_tokens", "val_tokens", "eval_every")]
-    return "Fixed, from the Train page: " + ", ".join(kept) + f"; device {config.device}."
+    """What the next study keeps fixed (the Train page's settings for what does not vary), and how often
+    its trials are evaluated."""
+    config, varied = train_config(), {n for n in SPECS if st.session_state[f"tune_vary_{n}"]}
+    varied |= {"lr", "optimizer"} if varied & {"lr_sgd", "lr_adam"} else set()
+    names = [n for n in SPECS if n in HP_FIELDS and n not in varied] + ["val_tokens"]
+    kept = ", ".join(f"{n} {shown(getattr(config, n))}" for n in names)
+    epochs = st.session_state["tune_epochs"]
+    every = eval_cadence(epochs) if isinstance(epochs, int) and epochs > 0 else 1
+    return f"Fixed, from the Train page: {kept}; device {config.device}. Held-out evaluation every {every} epochs."
+
+
+def pruning_text() -> str | None:
+    """Said before Start when the pruner cannot end a trial early with these epochs (too few figures)."""
+    epochs = st.session_state["tune_epochs"]
+    if not isinstance(epochs, int) or epochs < 1:
+        return None
+    note = pruning_note(st.session_state["tune_pruner"], eval_cadence(epochs), epochs)
+    return f"Note: {note} (epochs per trial)." if note else None
 
 
 def shown(value) -> str:
@@ -130,7 +147,7 @@ def shown(value) -> str:
 
 
 def set_error(field: str, message: str):
-    st.session_state.setdefault("tune_errors", {})[field] = message
+    st.session_state.setdefault("tune_errors", {})[field] = one_line(message)
 
 
 def errors() -> dict:
@@ -161,6 +178,8 @@ def check_demo_caps(space: dict, base, text_chars: int) -> None:
     checks.append(("epochs", demo.over_cap("num_epochs", base.num_epochs)))
     if "num_hiddens" in space:
         checks.append(("num_hiddens", demo.over_cap("num_hiddens", max(space["num_hiddens"].bounds()))))
+    for value in space["max_tokens"].bounds() if "max_tokens" in space else []:  # 0: the whole text
+        checks += [("max_tokens", problem) for problem in demo.check_caps({"max_tokens": value}, text_chars)]
     for point in corners(space):
         largest = {k: v for k, v in asdict(replace(base, **point)).items() if k != "num_epochs"}
         checks += [("start", problem) for problem in demo.check_caps(largest, text_chars)]
@@ -180,8 +199,9 @@ def start_tune():
         return
     try:
         epochs = st.session_state["tune_epochs"]
-        base = train_config(num_epochs=epochs, predict_every=10 if epochs % 10 == 0 else epochs)
-        corpus = load_chosen_corpus(base.max_tokens)
+        every = eval_cadence(epochs)  # enough held-out figures a trial for the pruner
+        base = train_config(num_epochs=epochs, predict_every=10 if epochs % 10 == 0 else epochs, eval_every=every)
+        corpus = load_chosen_corpus(0 if "max_tokens" in space else base.max_tokens)  # trials cut their own
         check_demo_caps(space, base, len(corpus))
         if errors():
             return
@@ -212,16 +232,19 @@ def stop_tune():
 
 
 def generate_from(run_id: str):
-    """on_click of "Generate from it": the Generate page on that run's last checkpoint."""
+    """on_click of "Generate from it": the Generate page on that run's checkpoint of its best held-out
+    evaluation (the trial's value), else its last."""
+    best = RunStore().best_checkpoint(run_id)
     set_setting("gen_model", "saved run")
     set_setting("gen_run", run_id)
+    set_setting("gen_epoch", best["epoch"] if best else None)
     switch_to("pages/generate.py")
 
 
 def train_fully(config: dict):
-    """on_click of "Train it fully": the Train page with the trial's settings (the number of epochs
-    and the device stay the Train page's own)."""
+    """on_click of "Train it fully": the Train page with the trial's settings (the number of epochs, the
+    evaluation cadence, fitted to the trial's budget, and the device stay the Train page's own)."""
     for name in HP_FIELDS:
-        if name in config and name not in ("num_epochs", "device"):
+        if name in config and name not in ("num_epochs", "eval_every", "device"):
             set_setting(f"hp_{name}", config[name])
     switch_to("pages/train.py")

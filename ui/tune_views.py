@@ -1,17 +1,20 @@
 """The Tune page's views of a study (any study of the storage, this session's or another worker's):
-the picker, the live table of trials, Optuna's Plotly figures and the best trial's card."""
+the picker, the live table of trials, Optuna's Plotly figures and the best trial's card, each beside the
+5-gram yardstick: a counting model's held-out perplexity on the text the trials are judged on."""
 
 import optuna
 import pandas as pd
 import streamlit as st
 
 from charrnn.batches import SAMPLINGS
+from charrnn.data import CorpusError, find_time_machine
 from charrnn.models import CELLS, KINDS
 from charrnn.store import RunStore
-from charrnn.train import STATES
+from charrnn.train import OPTIMIZERS, STATES
 from charrnn.tune_space import TUNABLE, FieldError
-from charrnn.tune_storage import storage_url, stored_settings, study_names
-from charrnn.tune_study import trial_rows
+from charrnn.tune_storage import storage_url, stored_settings, study_names, trial_rows
+from charrnn.tune_study import yardstick
+from ui.corpus import corpus_for_run
 from ui.display import error, eta_text, literal
 from ui.state import bound, follow_switch, keep_valid
 from ui.training import runner
@@ -26,9 +29,9 @@ def load_study(name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage())
 
 
-KNOWN_CHOICES = {*SAMPLINGS, *STATES, *KINDS, *CELLS}
-SHOWN_FIXED = ("lr", "clip", "num_hiddens", "num_steps", "batch_size", "model", "cell", "num_layers", "dropout")
-SHOWN_FIXED += ("max_tokens", "val_tokens", "eval_every")
+KNOWN_CHOICES = {*SAMPLINGS, *STATES, *KINDS, *CELLS, *OPTIMIZERS}
+SHOWN_FIXED = ("lr", "optimizer", "weight_decay", "clip", "num_hiddens", "num_steps", "batch_size", "model", "cell")
+SHOWN_FIXED += ("num_layers", "dropout", "max_tokens", "val_tokens", "eval_every")
 
 
 def plain(study: optuna.Study) -> bool:
@@ -56,9 +59,42 @@ def search_text(study: optuna.Study) -> str:
     return f"Space {settings.get('space', '?')}, {fixed.get('num_epochs', '?')} epochs per trial; fixed: {kept}."
 
 
-def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: state, held-out perplexity (complete trials only), epochs run, the cell and
-    layers it trained (searched or fixed), the other parameters searched."""
+@st.cache_data(max_entries=32, show_spinner="Counting 5-grams...")
+def _yardstick(sha1: str, mode: str, max_tokens: int, val_tokens: int, _corpus) -> float | None:
+    """The 5-gram's figure per (text, split): the split is the text's max_tokens and val_tokens."""
+    return yardstick(_corpus, max_tokens, val_tokens)
+
+
+def yardsticks(study: optuna.Study) -> dict[int, float]:
+    """max_tokens -> the 5-gram's held-out perplexity on the text the study's trials of that max_tokens
+    are judged on (one entry unless the space varies max_tokens); empty when the study's text is not
+    on this machine (an upload of another session, The Time Machine not downloaded yet)."""
+    text, fixed = (stored_settings(study) or {}).get("text"), fixed_settings(study)
+    val_tokens = fixed.get("val_tokens")
+    values = {t.params["max_tokens"] for t in study.get_trials(deepcopy=False) if "max_tokens" in t.params}
+    values = values or {fixed.get("max_tokens")}
+    if not isinstance(text, dict) or not isinstance(val_tokens, int) or not text.get("sha1"):
+        return {}
+    if text.get("source") == "time_machine" and find_time_machine() is None:
+        return {}  # never a download from a view that reruns every 2 s
+    try:
+        corpus = corpus_for_run({"corpus": {**text, "max_tokens": 0}})  # the whole text; each split is cut from it
+    except (CorpusError, KeyError, TypeError, ValueError):
+        return {}
+    found = {n: _yardstick(text["sha1"], text["mode"], n, val_tokens, corpus) for n in sorted(values, key=str)}
+    return {n: v for n, v in found.items() if isinstance(n, int) and v is not None}
+
+
+def counting_text(counting: dict[int, float]) -> str:
+    """The yardstick in words, e.g. "5-gram (counting): 5.18 on the same held-out text"."""
+    if len(counting) == 1:
+        return f"5-gram (counting): {next(iter(counting.values())):.2f} on the same held-out text."
+    return "5-gram (counting), by max_tokens: " + ", ".join(f"{n}: {v:.2f}" for n, v in counting.items()) + "."
+
+
+def trials_table(study: optuna.Study, counting: dict[int, float]) -> pd.DataFrame:
+    """One row per trial: state, held-out perplexity (complete trials only) beside the 5-gram's on the
+    same text, epochs run, the cell and layers it trained (searched or fixed), the other parameters searched."""
     fixed = fixed_settings(study)
     rows = []
     for r in trial_rows(study):
@@ -69,6 +105,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
                 "trial": r["number"],
                 "state": r["state"],
                 "held-out perplexity": r["value"],
+                "5-gram": counting.get(params.get("max_tokens", fixed.get("max_tokens"))),
                 "epochs": r["epochs"],
                 "cell": params.pop("cell", fixed.get("cell")),
                 "layers": params.pop("num_layers", fixed.get("num_layers")),
@@ -88,16 +125,23 @@ FIGURES = {
 }
 
 
+HELD_OUT = ("tune_history", "tune_intermediate")  # the figures whose y axis is the held-out perplexity
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
-def _figure(key: str, url: str, name: str, version: tuple):
-    """One of Optuna's figures, redrawn only when a trial changed (`version`): importances fit a model."""
+def _figure(key: str, url: str, name: str, version: tuple, counting: tuple = ()):
+    """One of Optuna's figures, redrawn only when a trial changed (`version`): importances fit a model.
+    A held-out figure gets a labelled line per 5-gram figure in `counting` ((max_tokens, value) pairs)."""
     study = optuna.load_study(study_name=name, storage=storage_for(url))
     fig = FIGURES[key][1](study)
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10))
+    for max_tokens, value in counting if key in HELD_OUT else ():
+        label = f"5-gram (counting){f', max_tokens {max_tokens}' if len(counting) > 1 else ''}: {value:.2f}"
+        fig.add_hline(y=value, line_dash="dash", line_color="gray", annotation_text=label)
     return fig
 
 
-def show_figures(study: optuna.Study):
+def show_figures(study: optuna.Study, counting: dict[int, float]):
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     version = tuple((t.number, t.state.name, len(t.intermediate_values)) for t in trials)
@@ -109,7 +153,7 @@ def show_figures(study: optuna.Study):
                 st.info(f"Importances need at least 2 complete trials ({len(complete)} so far).")
                 continue
             try:
-                fig = _figure(key, storage_url(), study.study_name, version)
+                fig = _figure(key, storage_url(), study.study_name, version, tuple(counting.items()))
             except (ValueError, RuntimeError) as e:  # e.g. importances of parameters that never varied
                 st.info(literal(f"Not drawn yet: {e}"))
                 continue
@@ -117,7 +161,7 @@ def show_figures(study: optuna.Study):
 
 
 def best_card(study: optuna.Study):
-    """The best trial: its settings, its greedy sample, and what to do with it."""
+    """The best trial: its settings, its greedy sample, its best checkpoint, and what to do with it."""
     best = next((r for r in trial_rows(study) if r["best"]), None)
     if best is None:
         st.info("No trial has completed yet: the best one appears here.")
@@ -134,6 +178,13 @@ def best_card(study: optuna.Study):
         samples = [h["sample"] for h in store.history(run_id) if h.get("sample")]
         st.caption(literal(f"Run {run_id}: greedy continuation of {run['config'].get('prefix', '')!r}"))
         st.code(samples[-1] if samples else "(no sample recorded)", language=None)
+        kept = store.best_checkpoint(run_id)
+        st.caption(
+            f"Generate uses its checkpoint of epoch {kept['epoch']}, its best held-out evaluation "
+            f"({kept['val_perplexity']:.3f})."
+            if kept
+            else "It kept no checkpoint of its best evaluation: Generate uses its last."
+        )
         c = st.columns(2)
         c[0].button("Generate from it", on_click=generate_from, args=(run_id,), key="tune_generate", type="primary")
         c[1].button("Train it fully", on_click=train_fully, args=(run["config"],), key="tune_train_fully")
@@ -172,9 +223,11 @@ def study_view(running: bool):
             snap = runner().snapshot()
             if snap.config is not None and snap.status in ("running", "queued"):
                 st.caption(f"Trial training now: {snap.status}, {eta_text(snap.history, snap.config.num_epochs)}")
-        st.dataframe(trials_table(study), hide_index=True, key="tune_table")
+        counting = yardsticks(study)
+        st.caption(literal(counting_text(counting)) if counting else "5-gram (counting): the study's text is not here.")
+        st.dataframe(trials_table(study, counting), hide_index=True, key="tune_table")
         if plain(study):
-            show_figures(study)
+            show_figures(study, counting)
         else:
             st.info("This study was not made by charrnn: only its table is shown.")
         best_card(study)
