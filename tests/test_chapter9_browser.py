@@ -81,5 +81,14 @@ def test_runs_generate_and_inside_open_a_gru_and_an_lstm_run(app_url, browser):
         pg.get_by_text(f"Looking inside {name}").first.wait_for()
         settle(pg)
         no_exception(pg)
+        gates = pg.locator(".st-key-inside_ins_show").inner_text()  # the top layer's H and its cell's gates
+        expected = ["update gate Z", "reset gate R"] if "gru" in name else ["forget gate F", "memory cell C"]
+        assert "hidden state H" in gates and all(g in gates for g in expected), gates
         shot(pg, f"chapter9-inside-{name.split()[-1]}")
+
+    go(pg, "Book")  # chapter 9's section beside chapter 8's: its five runs, ready to queue
+    no_exception(pg)
+    pg.get_by_role("heading", name="Chapter 9: GRU, LSTM and a deep LSTM").wait_for()
+    assert pg.get_by_text("nn.GRU").count() >= 1
+    shot(pg, "chapter9-book")
     context.close()
