@@ -38,7 +38,7 @@ def home():
         GENERATE, label="Generate: continue a prefix, see the next-char probabilities", icon=":material/edit_note:"
     )
     st.page_link(RUNS, label="Runs: every run kept, compared, resumed or trained again", icon=":material/table_chart:")
-    st.page_link(BOOK, label="Book: the chapter's three runs beside its published figures", icon=":material/menu_book:")
+    st.page_link(BOOK, label="Book: chapters 8 and 9 beside their published figures", icon=":material/menu_book:")
     st.page_link(
         INSIDE, label="Inside: the hidden units over a text, gradients through time", icon=":material/neurology:"
     )
