@@ -33,7 +33,7 @@ class NGramModel:
 
     order: int
     vocab_size: int
-    counts: tuple  # counts[k - 1][context] = Counter of next tokens
+    counts: tuple  # counts[k - 1][context] = (Counter of next tokens, their total)
     discount: float = DISCOUNT
 
     def prob(self, context: tuple, token: int) -> float:
@@ -43,10 +43,9 @@ class NGramModel:
             if k - 1 > len(context):
                 break
             h = tuple(context[len(context) - (k - 1) :]) if k > 1 else ()
-            following = self.counts[k - 1].get(h)
-            if not following:
+            following, total = self.counts[k - 1].get(h, (None, 0))
+            if not total:
                 continue  # an unseen context: the order below keeps all the mass
-            total = sum(following.values())
             p = max(following.get(token, 0) - self.discount, 0) / total + self.discount * len(following) / total * p
         return p
 
@@ -77,7 +76,8 @@ def fit(tokens: list[int], order: int, vocab_size: int, smoothing: str = "absolu
         else:
             for i in range(len(seq) - k + 1):
                 table[seq[i : i + k - 1]][seq[i + k - 1]] += 1
-    return NGramModel(order, vocab_size, tuple(dict(t) for t in counts))
+    totals = tuple({h: (c, sum(c.values())) for h, c in t.items()} for t in counts)  # summed once, not per query
+    return NGramModel(order, vocab_size, totals)
 
 
 def heldout_loss(model: NGramModel, val: list[int]) -> float:

@@ -32,8 +32,7 @@ def make_model(config: ModelConfig, generator: torch.Generator | None = None) ->
     """A fresh model of `config.kind`. Scratch draws the book's N(0, 0.01^2) init from `generator`;
     concise keeps torch's default init (as the book), seeded from one draw of `generator` inside a
     forked RNG so that the global one is left as it was. No generator: the global RNG, as torch does."""
-    config.check()
-    if config.kind == "scratch":
+    if config.kind == "scratch":  # both models check their config as they are built
         return ScratchModel(config, generator=generator)
     if generator is None:
         return ConciseModel(config)
