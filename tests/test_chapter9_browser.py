@@ -2,7 +2,6 @@
 a fresh run store, are listed by Runs with their cells, and Generate and Inside open each of them without
 an error; screenshots in artifacts/screenshots/chapter9-*.png."""
 
-import appserver
 import pytest
 from support import choose, go, record_run, settle, shot
 
@@ -19,22 +18,14 @@ RUNS = {
 
 
 @pytest.fixture
-def app_url(tmp_path, monkeypatch, time_machine_path):
-    """The two runs recorded into a fresh CHARRNN_HOME, then the app's server on that store; its URL."""
+def app_url(tmp_path, monkeypatch, time_machine_path, request):
+    """The two runs recorded into a fresh CHARRNN_HOME, then conftest's app server on that store; its URL."""
     home = tmp_path / "home"
-    monkeypatch.setenv("CHARRNN_HOME", str(home))
+    monkeypatch.setenv("CHARRNN_HOME", str(home))  # the server inherits this process's environment
     corpus = load_corpus("time_machine", mode="book", max_tokens=2000, download=False)
     for name, (settings, _) in RUNS.items():
         record_run(corpus, name, TINY, **settings)
-    try:
-        proc, url = appserver.start(env={"CHARRNN_DATA_DIR": str(time_machine_path.parent), "CHARRNN_HOME": str(home)})
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    try:
-        yield url
-    finally:
-        out = appserver.stop(proc)
-        assert "Traceback" not in out, out
+    return request.getfixturevalue("server")
 
 
 def no_exception(pg):
