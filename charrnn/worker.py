@@ -21,18 +21,25 @@ from charrnn.store import RunStore
 
 def main(fd: int) -> int:
     job = pickle.load(sys.stdin.buffer)
-    out = os.fdopen(fd, "wb")
+    out = os.fdopen(fd, "wb", buffering=0)  # unbuffered: nothing is left to flush into a closed pipe at exit
+    reader_gone = threading.Event()
 
     def send(kind, payload):
-        pickle.dump((kind, payload), out)
-        out.flush()
+        if reader_gone.is_set():
+            return
+        try:
+            pickle.dump((kind, payload), out)
+            out.flush()
+        except BrokenPipeError:  # the app went away: the store has the run, nobody is left to tell
+            reader_gone.set()
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     parent = os.getppid()
 
     def should_stop() -> bool:
-        return stop.is_set() or os.getppid() != parent  # the app is gone: stop, the store keeps the run
+        # the app is gone: stop, the store keeps the run
+        return stop.is_set() or reader_gone.is_set() or os.getppid() != parent
 
     try:
         store = RunStore(job["home"])

@@ -147,3 +147,33 @@ def test_every_run_is_recorded_and_a_stopped_one_resumes(recipe_corpus, tmp_path
     assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) >= kept + 2  # one curve, no gap
     assert [h["epoch"] for h in store.history(first.run_id)] == epochs
     assert len(store.runs()) == 2
+
+
+def test_a_worker_whose_app_went_away_stops_quietly_and_keeps_its_run(recipe_corpus, tmp_path):
+    """The app's end closes the message pipe: the training process stops at its next minibatch, says
+    nothing on stderr (a traceback there once failed a browser test), and the run stays in the store."""
+    import pickle
+    import subprocess
+    import sys
+
+    from charrnn.runner import child_env
+
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charrnn.worker", str(write_fd)],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(write_fd,), env=child_env(),
+    )
+    os.close(write_fd)
+    config = TrainConfig(num_epochs=100_000, **TINY)
+    job = {"home": str(tmp_path), "corpus": cut(recipe_corpus, 2000), "config": config,
+           "options": {"checkpoint_every": 1}}
+    pickle.dump(job, proc.stdin)
+    proc.stdin.close()
+    with os.fdopen(read_fd, "rb") as messages:
+        assert pickle.load(messages)[0] == "start"
+        assert pickle.load(messages)[0] == "epoch"
+    proc.wait(timeout=60)  # the reader is gone: the next message breaks the pipe
+    err = proc.stderr.read()
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
+    (run,) = RunStore(tmp_path).runs()
+    assert run["status"] == "stopped"
