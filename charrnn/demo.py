@@ -1,16 +1,22 @@
 """Demo mode: the caps a public server needs, on when `CHARRNN_DEMO=1` is in the server's environment.
 
 A teacher who serves the studio to a class wants no visitor to take the machine for an hour or fill its
-disk: a run's width, length and text, its model's size (its cell and depth count), an upload's size and a
-study's trials are capped. Plain Python (no streamlit): the app asks it, and a test can too. Which runs a
-visitor may change is the app's business (`ui.demo`), since only the app knows its browser sessions.
+disk: a run's width, length, text and vocab, its model's size (its cell and depth count), an upload's size
+(a checkpoint's: the largest the other caps let a run write) and a study's trials are capped. Plain Python
+(no streamlit): the app asks it, and a test can too. It also remembers whose runs are whose: a visitor is a
+secret key (`ui.visitor`), of which only a hash is written, beside the run store, with the runs it started.
 """
 
+import hashlib
 import os
+import sqlite3
+from contextlib import closing
 from dataclasses import asdict
+from pathlib import Path
 
 from charrnn.checkpoint import describe
-from charrnn.models import ModelConfig, param_count
+from charrnn.models import CELLS, KINDS, MAX_LAYERS, ModelConfig, param_count
+from charrnn.store import home_dir
 from charrnn.train import TrainConfig
 
 ENV = "CHARRNN_DEMO"
@@ -27,7 +33,11 @@ DEMO_CAPS = {
     # 512 (the LSTM's 1,050,624 is 4 times the book's RNN) and the book's deep LSTM (two layers of 256, 790,528);
     # a 4-layer LSTM of 512 (7.3 million) is refused.
     "layer_weights": 1_100_000,
-    "upload_bytes": 1 << 20,  # texts and checkpoints alike
+    # Distinct characters of the text (the vocab): with the width it sets the input and output weights, and so
+    # the largest checkpoint (below). The Time Machine has 28 in book mode; most alphabets fit in 256.
+    "vocab_size": 256,
+    "upload_bytes": 1 << 20,  # a text
+    "checkpoint_bytes": 0,  # an uploaded checkpoint: the largest one the caps above let a run write (set below)
     "trials": 16,  # per study, on the Tune page
 }
 # How each cap is named to the user (the field as the form shows it) and what to do about it.
@@ -36,7 +46,9 @@ LABELS = {
     "num_epochs": "Epochs (num_epochs)",
     "max_tokens": "max_tokens",
     "layer_weights": "Model size (cell, num_layers, num_hiddens)",
+    "vocab_size": "Vocabulary (distinct characters of the text)",
     "upload_bytes": "Upload size",
+    "checkpoint_bytes": "Checkpoint size",
     "trials": "Trials per study",
 }
 FIXES = {
@@ -45,10 +57,38 @@ FIXES = {
     "max_tokens": "lower it (10,000 is the book's)",
     "layer_weights": "use fewer layers, a smaller num_hiddens or a cheaper cell (a gru layer costs about 3 rnn layers, "
     "an lstm 4)",
+    "vocab_size": "use book preprocessing or a text with fewer distinct characters",
     "upload_bytes": "use a smaller file",
+    "checkpoint_bytes": "use a checkpoint of a model within this demo's caps",
     "trials": "run fewer trials",
 }
 CONFIG_CAPS = ("num_hiddens", "num_epochs", "max_tokens")
+BYTES = ("upload_bytes", "checkpoint_bytes")
+# A checkpoint's bytes beyond its float32 weights: the vocab, the configs, a 500-epoch history with its samples
+# (a download from the Train page), the iterator's state (a run's own file); measured under 200 kB.
+CHECKPOINT_OVERHEAD = 512 << 10
+
+
+def largest_model() -> ModelConfig:
+    """The model with the most numbers that the caps admit: every kind, cell and depth at the widest
+    num_hiddens within the layer-weights cap, with the largest vocab."""
+    found = []
+    for kind in KINDS:
+        for cell in CELLS:
+            for layers in range(1, MAX_LAYERS + 1):
+                width = next(
+                    h
+                    for h in range(DEMO_CAPS["num_hiddens"], 0, -1)
+                    if layer_weights(ModelConfig(0, h, kind, cell, layers)) <= DEMO_CAPS["layer_weights"]
+                )
+                found.append(ModelConfig(DEMO_CAPS["vocab_size"], width, kind, cell, layers))
+    return max(found, key=param_count)
+
+
+def largest_checkpoint() -> int:
+    """Bytes of the largest checkpoint a run within the caps writes: its weights and, with Adam, its two
+    moments per weight (a run's own file keeps them for resuming), 4 bytes each, plus the overhead."""
+    return 3 * 4 * param_count(largest_model()) + CHECKPOINT_OVERHEAD
 
 
 def demo_enabled() -> bool:
@@ -57,13 +97,13 @@ def demo_enabled() -> bool:
 
 
 def _shown(field: str, value: int) -> str:
-    return f"{value / 2**20:.1f} MiB" if field == "upload_bytes" else f"{value:,}"
+    return f"{value / 2**20:.1f} MiB" if field in BYTES else f"{value:,}"
 
 
 def _cap(field: str) -> str:
     cap = DEMO_CAPS[field]
-    if field == "upload_bytes":
-        return f"{cap / 2**20:g} MiB"
+    if field in BYTES:
+        return f"{cap / 2**20:.3g} MiB"
     return f"{cap:,} weights in the recurrent layers" if field == "layer_weights" else f"{cap:,}"
 
 
@@ -99,14 +139,16 @@ def layer_weights(config: ModelConfig) -> int:
     return param_count(ModelConfig(0, config.num_hiddens, config.kind, config.cell, config.num_layers))
 
 
-def check_caps(config: TrainConfig | dict, text_chars: int | None = None) -> list[str]:
+def check_caps(config: TrainConfig | dict, text_chars: int | None = None, vocab_size: int | None = None) -> list[str]:
     """One message per field of a run's settings above its cap (empty: within them).
 
     `config` is a TrainConfig or a dict of its fields (a stored run's, maybe partial). max_tokens 0
     means the whole text: above the cap when the text (`text_chars` characters) is longer, or its
-    length is not known. The model's size counts its cell and layers (see `layer_weights`)."""
+    length is not known. The model's size counts its cell and layers (see `layer_weights`); the text's
+    vocab (`vocab_size`, when known) is capped too."""
     values = asdict(config) if isinstance(config, TrainConfig) else dict(config)
     problems = [over_cap(field, values.get(field)) for field in CONFIG_CAPS]
+    problems.append(over_cap("vocab_size", vocab_size))
     model = model_of(values)
     if model is not None:
         what = f"{describe(model)} with num_hiddens {model.num_hiddens:,}"
@@ -120,16 +162,17 @@ def check_caps(config: TrainConfig | dict, text_chars: int | None = None) -> lis
     return [p for p in problems if p]
 
 
-def require_caps(config: TrainConfig | dict, text_chars: int | None = None) -> None:
+def require_caps(config: TrainConfig | dict, text_chars: int | None = None, vocab_size: int | None = None) -> None:
     """In demo mode, ValueError with the first cap `config` is above (it names the field and the cap)."""
-    problems = check_caps(config, text_chars) if demo_enabled() else []
+    problems = check_caps(config, text_chars, vocab_size) if demo_enabled() else []
     if problems:
         raise ValueError(problems[0])
 
 
-def require_upload(size: int, name: str) -> None:
-    """In demo mode, ValueError naming the file when it is above the upload cap."""
-    problem = over_cap("upload_bytes", size, name) if demo_enabled() else None
+def require_upload(size: int, name: str, field: str = "upload_bytes") -> None:
+    """In demo mode, ValueError naming the file when it is above the cap of `field` (a text's
+    upload_bytes, a checkpoint's checkpoint_bytes)."""
+    problem = over_cap(field, size, name) if demo_enabled() else None
     if problem:
         raise ValueError(problem)
 
@@ -141,6 +184,50 @@ def caption() -> str:
         f"Demo mode: num_hiddens up to {c['num_hiddens']}, epochs up to {c['num_epochs']}, "
         f"max_tokens up to {c['max_tokens']:,}, models up to {c['layer_weights']:,} recurrent weights "
         "(one layer of any cell at 512, or two LSTM layers of 256), "
-        f"uploads up to {c['upload_bytes'] / 2**20:g} MiB, "
-        f"{c['trials']} trials per study; you can change only your own runs."
+        f"texts up to {c['vocab_size']} distinct characters, uploads up to {c['upload_bytes'] / 2**20:g} MiB "
+        f"(checkpoints {c['checkpoint_bytes'] / 2**20:.3g} MiB), {c['trials']} trials per study; you can change "
+        "only your own runs (a run goes on when you close the tab, and is yours again in this browser or "
+        "through your link)."
     )
+
+
+DEMO_CAPS["checkpoint_bytes"] = largest_checkpoint()
+
+
+# ---- whose runs: a visitor's secret key, kept as its hash beside the run store ----------------------------
+
+OWNERS = "visitors.sqlite"  # in the run store's home; holds hashes of keys, never a key
+
+
+def _owners(home: str | Path | None) -> sqlite3.Connection:
+    db = sqlite3.connect(Path(home or home_dir()) / OWNERS, timeout=10)
+    db.execute("CREATE TABLE IF NOT EXISTS owners (run_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL)")
+    return db
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def claim(run_id: str, key: str, home: str | Path | None = None) -> bool:
+    """Record that the visitor holding `key` started `run_id` (the first claim stands); False when the
+    file cannot be written (the run trains on; only its owner is not remembered past the session)."""
+    try:
+        with closing(_owners(home)) as db, db:
+            db.execute("INSERT OR IGNORE INTO owners VALUES (?, ?)", (run_id, key_hash(key)))
+        return True
+    except (sqlite3.Error, OSError):
+        return False
+
+
+def owned(key: str, home: str | Path | None = None) -> frozenset[str]:
+    """The ids of the runs the visitor holding `key` started (deleted runs included); empty when the file
+    cannot be read."""
+    if not (Path(home or home_dir()) / OWNERS).is_file():  # nobody has started a run here yet: nothing to create
+        return frozenset()
+    try:
+        with closing(_owners(home)) as db:
+            rows = db.execute("SELECT run_id FROM owners WHERE key_hash=?", (key_hash(key),)).fetchall()
+    except (sqlite3.Error, OSError):
+        return frozenset()
+    return frozenset(r[0] for r in rows)

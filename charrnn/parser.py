@@ -26,6 +26,7 @@ from charrnn.batches import SAMPLINGS
 from charrnn.data import MODES
 from charrnn.models import CELLS, KINDS
 from charrnn.presets import PRESETS, preset
+from charrnn.runner import run_name  # one cap (200 characters) for the app's names and --name
 from charrnn.train import OPTIMIZERS, STATES, TrainConfig
 
 ngram_order = at_most(positive_int, MAX_ORDER)
@@ -122,7 +123,7 @@ def add_train_args(p):
         default=d.patience,
         help="stop after K held-out evaluations without a new best (default: never, as the book)",
     )
-    p.add_argument("--name", help="a name for the run in the run store (default: the date and time)")
+    p.add_argument("--name", type=run_name, help="a name for the run in the run store (default: the date and time)")
     p.add_argument(
         "--checkpoint-every",
         type=positive_int,

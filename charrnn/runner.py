@@ -17,6 +17,7 @@ in line (status "queued", first come first served) and starts by itself when its
 `start(..., queue=False)` refuses with status "busy".
 """
 
+import argparse
 import dataclasses
 import os
 import pickle
@@ -24,9 +25,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from charrnn import demo
 from charrnn.batches import SeqDataLoader
 from charrnn.checkpoint import load_checkpoint
 from charrnn.data import Corpus
@@ -40,6 +44,31 @@ PROJECT = str(Path(__file__).resolve().parents[1])  # the folder holding charrnn
 def child_env() -> dict:
     """This process's environment, with charrnn importable whatever the working directory."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PROJECT, os.environ.get("PYTHONPATH")]))}
+
+
+MAX_NAME = 200  # characters of a run's name, in the app and for `train --name`
+
+
+class RunNameError(ValueError, argparse.ArgumentTypeError):
+    """A run name that is empty or too long (a ValueError for the app, argparse's one-line error for the CLI)."""
+
+
+def run_name(text: str) -> str:
+    """A run's name as a user gives it (the app's field, `train --name`): 1 to MAX_NAME characters once
+    the spaces around it are dropped."""
+    name = text.strip()
+    if not name or len(name) > MAX_NAME:
+        raise RunNameError(f"a run's name must be 1 to {MAX_NAME} characters, not {len(name):,}")
+    return name
+
+
+def default_name(config: TrainConfig, when: float | None = None) -> str:
+    """What a run is, as its name until renamed: cell, layers x width, lr and the time it started,
+    e.g. 'rnn-512 lr1 14:03', 'lstm-2x256 lr2 09:30', 'concise gru-256 lr0.5 17:45'."""
+    layers = f"{config.num_layers}x" if config.num_layers > 1 else ""
+    kind = "concise " if config.model == "concise" else ""
+    clock = time.strftime("%H:%M", time.localtime(when))
+    return f"{kind}{config.cell}-{layers}{config.num_hiddens} lr{config.lr:g} {clock}"
 
 
 STATUSES = ("idle", "queued", "running", "finished", "stopped", "diverged", "failed", "busy", "cancelled")
@@ -68,7 +97,7 @@ class RunSnapshot:
 class Runner:
     """Starts, stops and reports one training run in a background process."""
 
-    def __init__(self, store: RunStore | None = None):
+    def __init__(self, store: RunStore | None = None, on_record: Callable[[str], object] | None = None):
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None  # the training process of the current run
         self._stop_asked = False
@@ -80,6 +109,7 @@ class Runner:
         # thread), so it is known even when nobody looked meanwhile. Replaced, never changed in place:
         # readers need no lock.
         self.started: frozenset[str] = frozenset()
+        self._on_record = on_record  # called (watcher thread) with each run id as it enters the store
 
     def start(
         self,
@@ -99,6 +129,7 @@ class Runner:
         process starts, so the caller can show it next to the form.
         """
         config.validate()
+        demo.require_caps(config, len(corpus), len(corpus.vocab))  # in demo mode only: every run of the app
         SeqDataLoader(corpus.corpus, config.batch_size, config.num_steps, config.sampling)  # too short -> ValueError
         if resume is None:  # refuse what the device's memory cannot hold before anything is allocated
             check_fits(config, len(corpus.vocab), resolve_device(config.device))
@@ -128,6 +159,7 @@ class Runner:
                 run_id=resume,
             )
             self._device = device_lock
+            name = name if resume is not None else (name or default_name(config))
             options = dict(resume=resume, checkpoint_every=checkpoint_every, name=name)
             args = (store, corpus, config, device_lock if waits else None, options)
             self._thread = threading.Thread(target=self._queue_then_work, args=args, name="charrnn-train", daemon=True)
@@ -233,6 +265,8 @@ class Runner:
             self.started = self.started | {run_id}
             self._snap.run_id = run_id
             self._snap.history = earlier + self._snap.history
+        if self._on_record is not None:
+            self._on_record(run_id)  # e.g. the app remembering whose run it is; it must not raise
 
     def _on_epoch(self, stats: EpochStats):
         with self._lock:

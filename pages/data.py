@@ -78,7 +78,8 @@ try:
 except ValueError as e:
     ui.error(f"Minibatches: {e}")
     st.stop()
-st.session_state["data_batch_no"] = min(st.session_state.get("data_batch_no", 1), count)
+# A cleared field is None: back to the first minibatch (a link never carries None).
+st.session_state["data_batch_no"] = min(st.session_state.get("data_batch_no") or 1, count)
 k = c[4].number_input(f"minibatch (1 to {count})", min_value=1, max_value=count, key="data_batch_no")
 X, Y = ui.nth_minibatch(corpus.corpus, b, t, sampling, seed, k)
 V, H = len(vocab), st.session_state["hp_num_hiddens"]

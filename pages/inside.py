@@ -5,10 +5,12 @@ import streamlit as st
 
 import ui
 import ui.inside as inside
+import ui.links
 from charrnn import inside as core
 from charrnn.data import CorpusError
 
 ui.via_entry(__file__)
+ui.links.restore_and_sync("inside")  # a shared link's run and checkpoint, and the address kept in step
 
 st.title("Inside")
 st.write(
@@ -22,6 +24,7 @@ st.write(
     "to a norm of 1, and the gates are there to carry it further."
 )
 subject = inside.choose_model()
+ui.links.link_to_this_view("inside")  # after the pick: the link names the model
 st.caption(ui.literal(f"Looking inside {subject.named()}."))
 UNIT_PICKS = ["largest variance", "by number", "best match for a feature"]
 

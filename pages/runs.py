@@ -9,6 +9,7 @@ import ui.models
 import ui.runs
 import ui.state
 import ui.watch
+from charrnn.runner import MAX_NAME
 
 ui.via_entry(__file__)
 ui.links.restore_and_sync("runs")  # a shared link's settings, and the address kept in step
@@ -25,11 +26,12 @@ labels = ui.runs.run_labels(runs)
 if not runs:
     st.info("No runs yet: start one on the Train page, or with `python -m charrnn train`.")
 else:
-    st.button("Refresh", key="runs_refresh", help="Read the store again (a run training elsewhere moves on)")
-    st.dataframe(ui.views.runs_table(runs), hide_index=True, column_config=ui.views.RUNS_COLUMNS, key="runs_table")
+    ui.runs.runs_table(runs)  # live while a run trains
 
     ui.state.keep_valid("runs_selected", "runs", list(by_id), many=True)
-    st.multiselect("Compare runs", list(by_id), format_func=labels.get, **ui.bound("runs_selected", "runs"))
+    st.multiselect(
+        "Compare runs", list(by_id), format_func=labels.get, **ui.bound("runs_selected", "runs", resend=True)
+    )
     chosen = [by_id[i] for i in st.session_state["runs_selected"]]
     if chosen:
         metric = st.radio(
@@ -42,6 +44,8 @@ else:
 
     st.header("One run")
     ui.state.keep_valid("runs_one", "runs", list(by_id))
+    if "runs_one" in st.session_state:  # sent again: a rename changes its label (see ui.state.bound's resend)
+        st.session_state["runs_one"] = st.session_state["runs_one"]
     run_id = st.selectbox("Run", list(by_id), format_func=labels.get, key="runs_one")
     run = by_id[run_id]
     st.text(f"{run['status']}{': ' + run['reason'] if run['reason'] else ''}, {run['epochs']} epochs, id {run_id}")
@@ -54,7 +58,7 @@ else:
         st.caption(ui.demo.read_only_help(run_id))
     download = ui.runs.checkpoint_download(run)
     c = st.columns([3, 1], vertical_alignment="bottom")
-    c[0].text_input("Name", value=run["name"], max_chars=200, disabled=not mine, key=f"runs_name_{run_id}")
+    c[0].text_input("Name", value=run["name"], max_chars=MAX_NAME, disabled=not mine, key=f"runs_name_{run_id}")
     c[1].button(
         "Rename",
         on_click=ui.runs.rename_run,
@@ -98,7 +102,7 @@ st.header("Generate from a checkpoint file")
 file = st.file_uploader(
     "A charrnn checkpoint (.pt), e.g. one downloaded here",
     type=["pt"],
-    max_upload_size=ui.demo.upload_mb(),
+    max_upload_size=ui.demo.upload_mb("checkpoint"),
     help="Read in memory for generating; never written to the run store or to disk.",
     key="runs_upload",
 )

@@ -7,6 +7,8 @@ import streamlit as st
 
 import ui
 import ui.links
+import ui.runs
+import ui.state
 import ui.training
 import ui.watch
 from charrnn.models import CELLS, KINDS, MAX_DROPOUT, MAX_LAYERS
@@ -14,24 +16,18 @@ from charrnn.train import MAX_HIDDENS, STATES
 
 ui.via_entry(__file__)
 ui.links.restore_and_sync("train")  # a shared link's settings, and the address kept in step
+ui.state.follow_switch()  # "Generate from it" goes on to the Generate page
 
 st.title("Train")
 ui.links.link_to_this_view("train")
 run = ui.runner()
 snap = run.snapshot()
-source = ui.SOURCES[st.session_state["corpus_source"]]
-st.caption(
-    f"Text: {source}, {st.session_state['corpus_mode']} preprocessing (change it on the Data page). "
-    "The defaults are the book's recipe."
-)
+st.caption(ui.literal(ui.training.settings_text()))
 
-# While a run trains, the settings fold away so that its chart and figures are in view (1366x768).
-label = (
-    "Settings: the book's recipe until you change them"
-    if not snap.running
-    else "Settings (Start is off while this session trains)"
-)
-with st.expander(label, expanded=not snap.running, icon=":material/tune:"):
+# Open until the visitor's first run; Start folds it away (ui.training.start_training) so that the run's
+# chart and figures are in view at 1366x768, and the run's end leaves it as it is: nothing moves then.
+st.session_state.setdefault("train_settings", snap.config is None)
+with st.expander(ui.training.settings_label(snap), key="train_settings", on_change="rerun", icon=":material/tune:"):
     with st.container(border=True, key="train_form"):  # not a form: every change reaches the address at once
         c = st.columns(5)
         # The ranges admit every value the CLI accepts (TrainConfig.validate refuses the rest at Start, naming
@@ -104,22 +100,30 @@ with st.expander(label, expanded=not snap.running, icon=":material/tune:"):
             **ui.bound("hp_val_tokens", "train"),
         )
         c[2].number_input("evaluate every N epochs", min_value=1, **ui.bound("hp_eval_every", "train"))
-        st.button("Start", type="primary", on_click=ui.submit_training, disabled=snap.running, key="train_start")
-c = st.columns([1, 3])
+        ui.training.start_button(disabled=snap.running)
+c = st.columns([1, 1.4, 3], vertical_alignment="center")
 c[0].button(
     "Cancel" if snap.status == "queued" else "Stop",
     on_click=ui.stop_training,
     disabled=not snap.running,
     key="train_stop",
 )
-c[1].toggle("Pause the live view (to zoom the chart)", **ui.bound("live_paused", "train"))
+ended = snap.run_id if snap.run_id and not snap.running and snap.model is not None else None
+c[1].button(  # always drawn (off until the run has ended with a model): the end moves nothing
+    "Generate from it",
+    on_click=ui.runs.generate_from,
+    args=("saved run", ended),
+    disabled=ended is None,
+    help="The Generate page on this run's last checkpoint.",
+    key="train_generate",
+)
+c[2].toggle("Pause the live view (to zoom the chart)", **ui.bound("live_paused", "train"))
 if st.session_state.get("train_notice"):
     st.warning(ui.literal(st.session_state.pop("train_notice")))  # shown once, after "Train again"
 if st.session_state.get("train_error"):
     ui.error(st.session_state["train_error"])
 if snap.status in ("failed", "busy", "diverged"):
     ui.error(snap.message)
-ui.watch.elsewhere("train")
 
 # A queued run is followed even with the live view paused: its start must redraw the page.
 live = snap.status == "queued" or (snap.running and not st.session_state["live_paused"])
@@ -134,15 +138,14 @@ def live_view():
         st.info(ui.training.queue_text(run))
         return
     if s.status in ("idle", "cancelled") or s.config is None:
-        st.info("No run yet in this session. Press Start.")
+        st.info("No run of yours yet. Press Start.")
         return
-    if s.run_id:
-        st.caption(f"Recorded in the run store as run {s.run_id} (see the Runs page).")
-    ui.show_run(s.history, s.config, s.status, "ppl", s.summary)
+    ui.show_run(s.history, s.config, s.status, "ppl", s.summary, s.run_id)
 
 
 with st.container(key="train_own"):
     live_view()
+ui.watch.elsewhere("train")  # below the visitor's own run: it never pushes that run's chart down
 if snap.history and not snap.running:  # outside the live view: a grid redrawn every second costs the run CPU
     with st.expander("Every epoch"):
         table = pd.DataFrame(

@@ -114,7 +114,8 @@ def test_a_fresh_session_generates_from_the_newest_finished_run(time_machine_pat
     at = app()
     at.switch_page("pages/generate.py").run()
     assert not at.exception and not at.error
-    assert any(run_id in t.value and "the newest one" in t.value for t in at.text), [t.value for t in at.text]
+    named = [c.value.replace("\\", "") for c in at.caption]  # the page names the model it uses
+    assert any(f"run the newest one (id {run_id}), checkpoint of epoch 2 (the last" in c for c in named), named
     assert generate(at, "time traveller", 20) == predict(result.model, corpus.vocab, "time traveller", 20)
 
 

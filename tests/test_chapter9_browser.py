@@ -69,7 +69,7 @@ def test_runs_generate_and_inside_open_a_gru_and_an_lstm_run(app_url, browser):
 
         go(pg, "Inside")  # the same run: Generate and Inside share the model picker's setting
         no_exception(pg)
-        pg.get_by_text(f"Looking inside {name}").first.wait_for()
+        pg.get_by_text(f"Looking inside run {name}").first.wait_for()
         settle(pg)
         no_exception(pg)
         gates = pg.locator(".st-key-inside_ins_show").inner_text()  # the top layer's H and its cell's gates

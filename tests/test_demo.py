@@ -143,8 +143,8 @@ def test_another_sessions_run_cannot_be_renamed_deleted_or_resumed(demo_on, corp
     assert any(m.startswith("Delete: in this demo you can change only") for m in shown(at.error)), shown(at.error)
     called = ok(AppTest.from_function(call_callbacks, args=(run_id,), default_timeout=30).run())
     assert [t.value for t in called.text] == [
-        f"{action}: in this demo you can change only the runs this browser session started; this one is read-only "
-        "(you can still watch it, generate from it or train again with its settings)."
+        f"{action}: in this demo you can change only your own runs (those this browser started, or your link's); "
+        "this one is read-only (you can still watch it, generate from it or train again with its settings)."
         for action in ("Rename", "Resume", "Delete", "Delete")
     ]
     assert "runs_confirm_delete" not in called.session_state or called.session_state["runs_confirm_delete"] is None
@@ -253,7 +253,7 @@ def upload_text(at, corpus):
 
 def upload_checkpoint(at, corpus):
     at.switch_page("pages/runs.py").run()
-    data = b"PK" + bytes(MIB)  # refused for its size before anything is read
+    data = b"PK" + bytes(demo.DEMO_CAPS["checkpoint_bytes"])  # refused for its size before anything is read
     return at.file_uploader(key="runs_upload").set_value(("big.pt", data, "application/octet-stream")).run()
 
 
@@ -270,7 +270,11 @@ CAPPED = [
     ("tune fixed max_tokens", tune_with(hp_max_tokens=60_000), "max_tokens: at most 50,000 in this demo"),
     ("train again", train_again_over_cap, "Train again: max_tokens: at most 50,000 in this demo"),
     ("text upload", upload_text, "Upload size: at most 1 MiB in this demo, not 1.0 MiB (big.txt)"),
-    ("checkpoint upload", upload_checkpoint, "Checkpoint file: Upload size: at most 1 MiB in this demo"),
+    (
+        "checkpoint upload",
+        upload_checkpoint,
+        f"Checkpoint file: Checkpoint size: at most {demo.DEMO_CAPS['checkpoint_bytes'] / MIB:.3g} MiB in this demo",
+    ),
 ]
 
 

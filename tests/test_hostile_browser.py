@@ -29,8 +29,9 @@ def test_runs_table_shows_final_perplexity_at_1400_px(server, browser, time_mach
     pg.wait_for_selector("h1:has-text('Runs')")
     settle(pg, 1000)
     headers = pg.evaluate(HEADERS)
-    assert headers[:3] == ["name", "status", "final perplexity"], headers
-    assert "held-out (final)" in headers
+    # What a user compares first, then the hyperparameters a study varies, all in the first screen (issue 21).
+    assert headers[:6] == ["name", "yours", "status", "held-out (best)", "held-out (final)", "final perplexity"]
+    assert "lr" in headers and "clip" in headers, headers
     assert "id" not in headers and "created" not in headers, headers  # the check can fail: the grid cuts columns
     shot(pg, "runs-table-1400")
 

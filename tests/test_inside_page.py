@@ -134,12 +134,12 @@ def test_later_minibatches_carry_the_state_and_num_steps_and_the_loss_change_the
     assert len(figure(at, "ins_grads")["data"][0]["y"]) == 300
 
 
-def test_with_no_model_in_the_session_the_newest_finished_run_is_used(corpus):
+def test_with_no_model_picked_the_newest_finished_run_is_used_and_named(corpus):
     record(corpus, seed=1)
     newest = record(corpus, seed=2)
-    at = inside()  # "trained in this session", and none was
+    at = inside()  # nothing picked yet (none of the visitor's own runs)
     no_error(at)
-    assert "newest finished run" in captions(at) and newest in captions(at)
+    assert f"Looking inside run tiny (id {newest}), checkpoint of epoch 3 (the last" in captions(at)
     assert figure(at, "ins_grads")["data"][1]["name"] == "initial weights (seed 2)"
 
 
@@ -269,7 +269,8 @@ def test_a_gated_run_offers_its_gates_and_shows_the_one_picked(corpus, recipe_te
     # The units matched to a feature, and a gate picked earlier that this cell lacks (it falls back to H).
     at = inside(gen_model="saved run", gen_run=run_id, ins_show="Z" if "lstm" in name else "I", ins_n=5)
     no_error(at)
-    assert f"{run_id}), checkpoint after epoch 3: {name}, 16 hidden units a layer." in captions(at)
+    assert f"{run_id}), checkpoint of epoch 3 (the last" in captions(at)
+    assert f"): {name}, 16 hidden units a layer." in captions(at)
     show = at.radio(key="inside_ins_show")
     assert show.options == offered and show.value == "H"
     assert figure(at, "ins_heatmap")["data"][0]["colorbar"]["title"]["text"] == "H"

@@ -45,7 +45,7 @@ def test_a_link_reproduces_train_and_generate(server, browser, time_machine_path
     go(a, "Generate")
     a.get_by_text("saved run", exact=True).click()
     settle(a)
-    choose(a, "Run (its last checkpoint)", "linked run")
+    choose(a, "Run", "linked run")
     fill(a, {"prefix": "the time", "characters to generate": "30"})
     settle(a)
     text_a = generated(a)

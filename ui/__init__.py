@@ -3,10 +3,12 @@
 One module per job, and this face re-exports what every page calls:
 - `ui.state`: settings in session state, widgets bound to them, page switches;
 - `ui.corpus`: the text (The Time Machine, the fallback, an upload) and its minibatches;
-- `ui.training`: this session's runner, the device lock, the Start/Stop callbacks, the sidebar;
+- `ui.visitor`: who the visitor is (a key in a cookie or a private link) and the visitor's runner;
+- `ui.training`: the device lock, the Start/Stop callbacks, the Start button, the sidebar;
 - `ui.display`: escaped messages, a run's progress and chart, a continuation;
 - `ui.views`: figures and tables from plain data (no session state);
-- `ui.runs` (Runs page), `ui.watch` (runs training elsewhere), `ui.models` (Generate's models).
+- `ui.runs` (Runs page), `ui.watch` (runs training elsewhere), `ui.models` (the model Generate and Inside
+  use, pinned), `ui.generating` (Generate's results and what changed since).
 """
 
 from ui import views

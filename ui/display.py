@@ -35,24 +35,34 @@ def eta_text(history, num_epochs: int) -> str:
     return f"epoch {last.epoch} of {num_epochs}, about {left:,.0f} s left"
 
 
-def show_run(history, config: TrainConfig, status: str, chart_key: str, summary: str = ""):
-    """The model, a run's progress, last epoch's figures, perplexity chart, the book's summary line once it has
-    one, and greedy continuations: the Train page's own run and a watched one (`history`: EpochStats)."""
+def show_run(history, config: TrainConfig, status: str, chart_key: str, summary: str = "", run_id: str | None = None):
+    """The model, a run's progress, its perplexity chart with last epoch's figures beside it, the book's summary
+    line once it has one, and greedy continuations: the Train page's own run and a watched one (`history`:
+    EpochStats). The chart and the figures keep their place from the first epoch to the end (1366x768: both in
+    the first screen), so that the end moves nothing."""
     num_epochs = config.num_epochs
     model = config.model_config(vocab_size=0)  # naming the model needs no vocab
-    st.caption(literal(f"The model: {views.model_text(model)}."))
+    where = f" Recorded in the run store as run {run_id} (Runs page)." if run_id else ""
+    st.caption(literal(f"The model: {views.model_text(model)}.{where}"))
     ended = f"{status} after {len(history)} of {num_epochs} epochs"
     done = history[-1].epoch / num_epochs if history else 0.0
     st.progress(done, text=eta_text(history, num_epochs) if status == "running" else ended)
-    m = st.columns(5)
-    if history:
-        held = [h.val_perplexity for h in history if h.val_perplexity is not None]
-        m[0].metric("perplexity", f"{history[-1].perplexity:.2f}")
-        m[1].metric("held-out perplexity", f"{held[-1]:.2f}" if held else "-")
-        m[2].metric("tokens/s", f"{history[-1].tokens_per_sec:,.0f}")
-        m[3].metric("gradient norm (before clipping)", f"{history[-1].grad_norm:.3f}")
-        m[4].metric("minibatches clipped", f"{history[-1].clipped:.0%}")
-    st.plotly_chart(views.history_figure(history), key=chart_key, config={"displaylogo": False})
+    chart, figures = st.columns([3, 1], gap="small")
+    last = history[-1] if history else None
+    held = [h.val_perplexity for h in history if h.val_perplexity is not None]
+    shown = [  # (label, value, help): short labels, so that two figures fit side by side next to the chart
+        ("perplexity", f"{last.perplexity:.2f}" if last else "-", "training perplexity, last epoch"),
+        ("held-out", f"{held[-1]:.2f}" if held else "-", "perplexity on the held-out text, last evaluation"),
+        ("tokens/s", f"{last.tokens_per_sec:,.0f}" if last else "-", "training speed, last epoch"),
+        ("grad norm", f"{last.grad_norm:.3f}" if last else "-", "mean gradient norm before clipping, last epoch"),
+        ("clipped", f"{last.clipped:.0%}" if last else "-", "share of minibatches clipped, last epoch"),
+    ]
+    with figures.container(key=f"{chart_key}_figures"):
+        for row in range(0, len(shown), 2):
+            cells = st.columns(2, gap="small")
+            for cell, (label, value, tip) in zip(cells, shown[row : row + 2], strict=False):
+                cell.metric(label, value, help=tip)
+    chart.plotly_chart(views.history_figure(history), key=chart_key, config={"displaylogo": False})
     if summary:
         st.caption("Summary (as the book prints it)")
         st.code(summary, language=None)

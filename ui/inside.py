@@ -2,7 +2,7 @@
 the figures of its units and of the gradient through time (charrnn.inside computes them)."""
 
 import html
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -14,9 +14,7 @@ from charrnn.store import RunStore
 from charrnn.train import TrainConfig, build_model
 from ui import models, views
 from ui.corpus import load_text
-from ui.demo import upload_mb
 from ui.display import error
-from ui.runs import run_labels
 from ui.state import bound, keep_valid
 from ui.training import runner, wait_for_run
 
@@ -65,69 +63,33 @@ class Subject:
         return f"{self.label}: {describe(c)}, {c.num_hiddens:,} hidden units a layer"
 
 
-def choose_model() -> Subject:
-    """The model picker (this session's, a saved run, a checkpoint file); stops the page when there is none."""
-    choice = st.radio("Model", models.GEN_MODELS, **bound("gen_model", "inside"), horizontal=True)
-    if choice == "saved run":
-        return run_subject(pick_run())
-    if choice == "checkpoint file":
-        return checkpoint_subject()
-    snap = runner().snapshot()
-    if snap.model is not None:
-        history = [asdict(h) for h in snap.history]
-        return Subject(snap.model, snap.vocab, f"this session's model, {snap.status}", snap.config, history)
-    if snap.running:
-        st.info("A run is training in this session; its model appears here when it ends.")
+def waiting():
+    """What Inside says when no run has a checkpoint yet."""
+    if runner().running():
+        st.info("Your run is training; its model appears here when it ends.")
         wait_for_run()
-        st.stop()
-    newest = models.newest_finished_run()
-    if newest is None:
-        st.info("No model yet: train one on the Train page (or pick a saved run or a checkpoint file).")
-        st.stop()
-    st.caption("No model has been trained in this session yet; using the newest finished run of the store.")
-    return run_subject(newest["id"])
+        return
+    st.info("No model yet: train one on the Train page (or pick a checkpoint file).")
 
 
-def pick_run() -> str:
-    saved = models.runs_with_checkpoints()
-    if not saved:
-        st.info("No saved run has a checkpoint yet: train one on the Train page (see the Runs page).")
-        st.stop()
-    labels = run_labels(saved)
-    keep_valid("gen_run", "inside", list(labels))
-    return st.selectbox("Run (its last checkpoint)", list(labels), format_func=labels.get, **bound("gen_run", "inside"))
-
-
-def run_subject(run_id: str) -> Subject:
-    try:
-        model, vocab, epoch = models.run_model(run_id)
+def choose_model() -> Subject:
+    """The model picker (a saved run's checkpoint or a checkpoint file, ui.models), with what its run
+    recorded; stops the page when there is none."""
+    chosen = models.choose("inside", waiting)
+    if chosen.run_id is not None:
         store = RunStore()
-        run, history = store.run(run_id), store.history(run_id)
-    except ValueError as e:  # CheckpointError, or a device that is not there
-        error(f"Run: {e}")
-        st.stop()
-    label = f"{run['name']} (id {run_id}), checkpoint after epoch {epoch}"
-    return Subject(model, vocab, label, TrainConfig.from_dict(run["config"]), history)
-
-
-def checkpoint_subject() -> Subject:
-    """An uploaded checkpoint (shared with Generate), with the config and history it carries."""
-    file = st.file_uploader("A charrnn checkpoint (.pt)", type=["pt"], key="gen_upload", max_upload_size=upload_mb())
-    cached = st.session_state.get("gen_checkpoint")
-    if file is None and cached is None:
-        st.stop()
-    try:
-        model, vocab = models.load_checkpoint_upload(file) if file is not None else cached[1:]
-        key = st.session_state["gen_checkpoint"][0]
-        extras = st.session_state.get("ins_checkpoint_extras")
-        if file is not None and (extras is None or extras[0] != key):
-            file.seek(0)  # the model was read from it already
-            extras = st.session_state["ins_checkpoint_extras"] = (key, *recorded(read_checkpoint(file)))
-    except ValueError as e:  # CheckpointError, or a device that is not there
-        error(f"Checkpoint file: {e}")
-        st.stop()
+        run, history = store.run(chosen.run_id), store.history(chosen.run_id)
+        return Subject(chosen.model, chosen.vocab, chosen.label, TrainConfig.from_dict(run["config"]), history)
+    key = chosen.ident[1:]
+    extras = st.session_state.get("ins_checkpoint_extras")
+    if (extras is None or extras[0] != key) and chosen.file is not None:
+        try:
+            chosen.file.seek(0)  # the model was read from it already
+            extras = st.session_state["ins_checkpoint_extras"] = (key, *recorded(read_checkpoint(chosen.file)))
+        except ValueError:  # it loaded as a model: a part the loader does not check is left out
+            extras = None
     config, history = (extras[1], extras[2]) if extras and extras[0] == key else (None, [])
-    return Subject(model, vocab, f"checkpoint file {key[1]}", config, history)
+    return Subject(chosen.model, chosen.vocab, chosen.label, config, history)
 
 
 def recorded(ckpt: dict) -> tuple[TrainConfig | None, list[dict]]:

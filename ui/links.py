@@ -20,8 +20,19 @@ from charrnn.train import TrainConfig
 from ui.display import literal
 from ui.state import DEFAULTS, HP_FIELDS
 from ui.training import device_choices
+from ui.visitor import visitor_key
 
 STREAMLIT_PARAMS = {"embed", "embed_options"}  # Streamlit's own; never ours to judge
+PRIVATE_PARAMS = {"key"}  # the visitor's private link (ui.visitor reads it); never written back
+
+
+def converted(kind: type, text: str):
+    """`kind(text)` for a number in a link, or ValueError saying what the value must be (not Python's words)."""
+    try:
+        return kind(text)
+    except ValueError:
+        what = "a whole number, e.g. 0 or 42" if kind is int else "a number, e.g. 0.5 or 1e-3"
+        raise ValueError(f"must be {what}") from None
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,7 @@ def hp_param(field: str) -> Param:
             if text not in device_choices():
                 raise ValueError(f"must be one of {', '.join(device_choices())} on this machine")
             return text
-        value = kind(text)
+        value = converted(kind, text)
         TrainConfig(**{field: value}).validate()
         # In demo mode a link cannot bring a value above a cap (max_tokens 0, the whole text, is judged
         # at Start, where the text's length is known).
@@ -63,8 +74,11 @@ def choice(*options: str) -> Callable[[str], str]:
 
 def whole(low: int, high: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        value = int(text)
-        if value < low or (high is not None and value > high):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
             raise ValueError(f"must be a whole number from {low:,}" + (f" to {high:,}" if high else " up"))
         return value
 
@@ -73,7 +87,7 @@ def whole(low: int, high: int | None = None) -> Callable[[str], int]:
 
 def number(low: float, high: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        value = float(text)
+        value = converted(float, text)
         if not low <= value <= high:
             raise ValueError(f"must be a number from {low:g} to {high:g}")
         return value
@@ -122,6 +136,7 @@ PAGE_PARAMS = {
     ],
     "generate": [
         Param("run", "gen_run", stored_run),
+        Param("epoch", "gen_epoch", whole(0)),
         Param("prefix", "gen_prefix", text(MAX_PREFIX)),
         Param("length", "gen_num", whole(0, MAX_PREDS)),
         Param("decoding", "gen_decoding", lambda v: DECODINGS[choice(*DECODINGS)(v)]),
@@ -130,6 +145,7 @@ PAGE_PARAMS = {
         Param("seed", "gen_seed", whole(0, 2**63 - 1)),
     ],
     "runs": [Param("runs", "runs_selected", stored_runs)],
+    "inside": [Param("run", "gen_run", stored_run), Param("epoch", "gen_epoch", whole(0))],
     "tune": [Param("study", "tune_study", stored_study)],
 }
 TO_ADDRESS = {"gen_decoding": {v: k for k, v in DECODINGS.items()}.get, "runs_selected": ",".join}
@@ -140,7 +156,7 @@ def restore(page: str) -> list[str]:
     params = {p.name: p for p in PAGE_PARAMS.get(page, [])}
     warnings = []
     for name, value in st.query_params.to_dict().items():
-        if name in STREAMLIT_PARAMS:
+        if name in STREAMLIT_PARAMS or name in PRIVATE_PARAMS:
             continue
         if name not in params:
             warnings.append(f"the link's parameter {name!r} is not one of this page's; it was left out.")
@@ -149,8 +165,10 @@ def restore(page: str) -> list[str]:
             st.session_state[params[name].setting] = params[name].parse(value)
         except (ValueError, TypeError, KeyError) as e:
             warnings.append(f"the link's {name}={value[:40]!r} was left out: {e}")
-    if page == "generate" and "run" in st.query_params and not any(w.startswith("the link's run") for w in warnings):
+    if "run" in params and "run" in st.query_params and not any(w.startswith("the link's run") for w in warnings):
         st.session_state["gen_model"] = "saved run"
+        if "epoch" not in st.query_params:  # the run's last checkpoint, pinned when the page picks it
+            st.session_state["gen_epoch"] = None
     for p in params.values():  # a restored setting reseeds its widget (see ui.state.bound)
         st.session_state.pop(f"{page}_{p.setting}", None)
     return warnings
@@ -163,7 +181,7 @@ def address_params(page: str) -> dict[str, str]:
         value = st.session_state.get(p.setting, DEFAULTS.get(p.setting))
         if value is None or value == DEFAULTS.get(p.setting, 1 if p.setting == "data_batch_no" else None):
             continue  # None is "nothing chosen", never a value: a link with "None" in it could not be opened
-        if p.setting == "gen_run" and st.session_state.get("gen_model") != "saved run":
+        if p.setting in ("gen_run", "gen_epoch") and st.session_state.get("gen_model") != "saved run":
             continue
         if p.setting == "corpus_source" and value == "upload":
             continue  # an uploaded text is not in a link
@@ -173,11 +191,17 @@ def address_params(page: str) -> dict[str, str]:
 
 def restore_and_sync(page: str):
     """First call of a page after `via_entry`: restore from the address once, then keep it in step."""
+    visitor_key()  # a private link's key is read before the address drops it
     done = st.session_state.setdefault("_links_restored", set())
     if page not in done:
         done.add(page)
         for warning in restore(page):
             st.warning(literal(f"Link: {warning}"))
+    sync(page)
+
+
+def sync(page: str):
+    """Rewrite the address from the page's settings (again, after the page changed one, e.g. a pinned model)."""
     params = address_params(page)
     if params != st.query_params.to_dict():
         st.query_params.from_dict(params)

@@ -1,27 +1,48 @@
-"""The models Generate can use: a saved run's last checkpoint, or an uploaded checkpoint file."""
+"""The model Generate and Inside use: a saved run's checkpoint or an uploaded checkpoint file, always named.
 
+The choice is pinned: the run and the checkpoint's epoch are settings (in the page's link), picked once
+by default and then changed only by the user. A run that finishes elsewhere, or a newer checkpoint of
+the run shown, never replaces it; a reload of the same link shows the same model.
+"""
+
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.device import resolve_device
-from charrnn.store import RunStore, StoreError
+from charrnn.store import RunStore
+from ui import views
 from ui.demo import check_upload, upload_mb
-from ui.display import error
+from ui.display import error, literal
+from ui.links import sync
 from ui.runs import run_labels, stored_runs
-from ui.state import bound, keep_valid
+from ui.state import bound, keep, keep_valid, set_setting
+from ui.visitor import own_runs, runner
 
-GEN_MODELS = ["trained in this session", "saved run", "checkpoint file"]
+GEN_MODELS = ["saved run", "checkpoint file"]
+
+
+@dataclass
+class Chosen:
+    """The model a page uses, and what it is called there."""
+
+    model: object
+    vocab: object
+    label: str  # "run NAME (id ID), checkpoint of epoch 40 (the last)" or "checkpoint file NAME"
+    ident: tuple  # the same model gives the same tuple: results made from another one are not its own
+    run_id: str | None = None
+    file: object = None  # the checkpoint file uploaded in this run of the page, if any
 
 
 def load_checkpoint_upload(file):
     """(model, vocab) from an uploaded checkpoint, kept per session and file; raises CheckpointError, or
-    ValueError for a file above the demo's upload cap.
+    ValueError for a file above the demo's checkpoint cap.
 
     The upload is read where Streamlit holds it, in memory: nothing of it is written to the run store or
     to disk (Generate and Inside use it from session state)."""
-    check_upload(file)
+    check_upload(file, "checkpoint")
     key = (file.file_id, file.name)
     cached = st.session_state.get("gen_checkpoint")
     if cached is None or cached[0] != key:
@@ -30,71 +51,121 @@ def load_checkpoint_upload(file):
     return cached[1], cached[2]
 
 
+def checkpoints(run_id: str) -> list[dict]:
+    """The run's checkpoints whose files are there, newest first."""
+    return [c for c in reversed(RunStore().checkpoints(run_id)) if Path(c["path"]).is_file()]
+
+
 def runs_with_checkpoints() -> list[dict]:
-    store = RunStore()
-    return [r for r in stored_runs() if store.last_checkpoint(r["id"]) is not None]
+    return [r for r in stored_runs() if checkpoints(r["id"])]
 
 
-def newest_finished_run() -> dict | None:
-    """The newest finished run of the store that has a checkpoint: what a visitor with no model of
-    their own (a fresh session, a reload, a shared link) can generate from at once. None, and the
-    reason on the page, when the run store cannot be used."""
-    try:
-        store = RunStore()
-    except StoreError as e:
-        error(f"The run store cannot be used. {e}")
-        return None
-    return next((r for r in store.runs(status="finished") if store.last_checkpoint(r["id"]) is not None), None)
+def default_run(saved: list[dict]) -> str | None:
+    """The run a page shows before the user picks one: the visitor's newest finished run, else the newest
+    finished one, else the newest with a checkpoint; None while the visitor's own first run still trains."""
+    mine = own_runs()
+    finished = [r for r in saved if r["status"] == "finished"]
+    for pool in ([r for r in finished if r["id"] in mine], finished):
+        if pool:
+            return pool[0]["id"]
+    return None if runner().running() else saved[0]["id"]
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _checkpoint_model(path: str, mtime_ns: int, device: str):
-    """A saved checkpoint's (model, vocab, epoch), shared read-only (generation never changes weights)."""
-    model, vocab, ckpt = load_checkpoint(path, device=device)
-    return model, vocab, ckpt.get("epoch")
-
-
-def run_model(run_id: str):
-    """(model, vocab, epoch) of a stored run's last checkpoint; raises CheckpointError or ValueError."""
-    last = RunStore().last_checkpoint(run_id)
-    if last is None:
-        raise ValueError("this run has no checkpoint; pick another run")
-    path = Path(last["path"])
-    return _checkpoint_model(str(path), path.stat().st_mtime_ns, str(resolve_device(st.session_state["hp_device"])))
-
-
-def saved_run_model():
-    """Generate's run picker: (model, vocab) of the chosen run's last checkpoint; stops the page when none."""
-    saved = runs_with_checkpoints()
-    if not saved:
-        st.info("No saved run has a checkpoint yet: train one on the Train page (see the Runs page).")
-        st.stop()
-    labels = run_labels(saved)
-    keep_valid("gen_run", "generate", list(labels))
-    run_id = st.selectbox(
-        "Run (its last checkpoint)", list(labels), format_func=labels.get, **bound("gen_run", "generate")
-    )
-    try:
-        model, vocab, epoch = run_model(run_id)
-    except ValueError as e:  # CheckpointError, or a device that is not there
-        error(f"Run: {e}")
-        st.stop()
-    st.caption(f"The run's checkpoint after epoch {epoch}.")
+    """A saved checkpoint's (model, vocab), shared read-only (generation never changes weights)."""
+    model, vocab, _ = load_checkpoint(path, device=device)
     return model, vocab
 
 
-def checkpoint_file_model():
-    """Generate's uploader: (model, vocab) of the uploaded checkpoint (or the one uploaded earlier, e.g. on Runs)."""
-    file = st.file_uploader("A charrnn checkpoint (.pt)", type=["pt"], max_upload_size=upload_mb(), key="gen_upload")
-    if file is None:
-        cached = st.session_state.get("gen_checkpoint")
-        if cached is None:
+def run_model(run_id: str, epoch: int | None = None):
+    """(model, vocab, epoch) of a stored run's checkpoint of `epoch` (None: its last); raises CheckpointError
+    or ValueError."""
+    found = [c for c in checkpoints(run_id) if epoch is None or c["epoch"] == epoch]
+    if not found:
+        raise ValueError(f"run {run_id} has no checkpoint{f' of epoch {epoch}' if epoch else ''}; pick another")
+    path = Path(found[0]["path"])
+    device = str(resolve_device(st.session_state["hp_device"]))
+    return (*_checkpoint_model(str(path), path.stat().st_mtime_ns, device), found[0]["epoch"])
+
+
+def pick_run(page: str):
+    """on_change of the run picker: a new run starts at its last checkpoint."""
+    keep("gen_run", page)
+    set_setting("gen_epoch", None)
+
+
+def epoch_names(run_id: str, epochs: list[int]) -> dict:
+    """epoch -> its name in the picker: the last and the best held-out one say so."""
+    best = RunStore().best_checkpoint(run_id)
+    tags = {e: [] for e in epochs}
+    tags[epochs[0]].append("the last")
+    if best is not None and best["epoch"] in tags:
+        tags[best["epoch"]].append(f"the best held-out, {best['val_perplexity']:.2f}")
+    return {e: f"epoch {e}" + (f" ({'; '.join(t)})" if t else "") for e, t in tags.items()}
+
+
+def saved_run(page: str, waiting) -> Chosen:
+    """The run and checkpoint pickers; stops the page (after `waiting()`, which says why) when there is nothing."""
+    saved = runs_with_checkpoints()
+    pinned = st.session_state["gen_run"]
+    labels = run_labels(saved)
+    if pinned is not None and pinned not in labels:
+        st.warning(literal(f"Run {pinned} has no checkpoint here (deleted, or not written yet); pick another."))
+        set_setting("gen_run", None)
+    if st.session_state["gen_run"] is None:
+        chosen = default_run(saved) if saved else None
+        if chosen is None:
+            waiting()
             st.stop()
-        st.caption("Using the checkpoint uploaded earlier:")
-        st.text(cached[0][1])
-        return cached[1], cached[2]
+        set_setting("gen_run", chosen)  # pinned from now on, and in the link
+        set_setting("gen_epoch", None)
+    keep_valid("gen_run", page, list(labels))
+    widget = {**bound("gen_run", page, resend=True), "on_change": pick_run, "args": (page,)}
+    c = st.columns([3, 2])
+    run_id = c[0].selectbox("Run", list(labels), format_func=labels.get, **widget)
+    epochs = [ck["epoch"] for ck in checkpoints(run_id)]
+    if st.session_state["gen_epoch"] not in epochs:
+        if st.session_state["gen_epoch"] is not None:
+            st.warning(f"The run has no checkpoint of epoch {st.session_state['gen_epoch']}; showing its last.")
+        set_setting("gen_epoch", epochs[0])
+    names = epoch_names(run_id, epochs)
+    epoch = c[1].selectbox("Checkpoint", epochs, format_func=names.get, **bound("gen_epoch", page, resend=True))
     try:
-        return load_checkpoint_upload(file)
-    except ValueError as e:  # CheckpointError, the demo's upload cap, or a device that is not there
-        error(f"Checkpoint file: {e}")
+        model, vocab, epoch = run_model(run_id, epoch)
+    except ValueError as e:  # CheckpointError, or a device that is not there
+        error(f"Run: {e}")
         st.stop()
+    name = next(r["name"] for r in saved if r["id"] == run_id)
+    label = f"run {name} (id {run_id}), checkpoint of {names[epoch]}"
+    mtime = Path(checkpoints(run_id)[epochs.index(epoch)]["path"]).stat().st_mtime_ns
+    return Chosen(model, vocab, label, ("run", run_id, epoch, mtime), run_id)
+
+
+def checkpoint_file(page: str) -> Chosen:
+    """The uploader: the uploaded checkpoint (or the one uploaded earlier, on Runs, Generate or Inside)."""
+    mb = upload_mb("checkpoint")
+    file = st.file_uploader("A charrnn checkpoint (.pt)", type=["pt"], max_upload_size=mb, key="gen_upload")
+    if file is not None:
+        try:
+            load_checkpoint_upload(file)
+        except ValueError as e:  # CheckpointError, the demo's upload cap, or a device that is not there
+            error(f"Checkpoint file: {e}")
+            st.stop()
+    cached = st.session_state.get("gen_checkpoint")
+    if cached is None:
+        st.stop()
+    key, model, vocab = cached
+    return Chosen(model, vocab, f"checkpoint file {key[1]}", ("file", *key), file=file)
+
+
+def choose(page: str, waiting) -> Chosen:
+    """The Model picker of `page` ("generate", "inside") and the model it names in a caption; stops the page
+    when there is none (`waiting()` says why, and what to do)."""
+    keep_valid("gen_model", page, GEN_MODELS)  # a setting from an older version of the app
+    choice = st.radio("Model", GEN_MODELS, **bound("gen_model", page), horizontal=True)
+    chosen = saved_run(page, waiting) if choice == "saved run" else checkpoint_file(page)
+    sync(page)  # a run picked by default is in the address from the first run on
+    model = views.model_text(chosen.model.config)
+    st.caption(literal(f"The model: {model}, a vocab of {len(chosen.vocab)} tokens; {chosen.label}."))
+    return chosen

@@ -9,13 +9,16 @@ import streamlit as st
 from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
+from charrnn.runner import run_name
 from charrnn.store import RunStore, home_dir
 from charrnn.train import TrainConfig
+from ui import views
 from ui.corpus import corpus_for_run
 from ui.demo import READ_ONLY, may_change
 from ui.display import error
 from ui.state import DEFAULTS, HP_FIELDS, set_setting, switch_to
 from ui.training import device_choices, device_lock, runner
+from ui.visitor import own_runs
 
 RESUMABLE = ("stopped", "interrupted")
 
@@ -40,9 +43,27 @@ def store_problem(e: Exception) -> str:
 
 
 def run_labels(runs: list[dict]) -> dict:
-    """id -> the run's name; a name that several runs share gets the id added."""
-    names = [r["name"] for r in runs]
-    return {r["id"]: r["name"] if names.count(r["name"]) == 1 else f"{r['name']} ({r['id']})" for r in runs}
+    """id -> the run's name; a name that several runs share gets the id added, and the visitor's own
+    runs are marked "yours"."""
+    names, mine = [r["name"] for r in runs], own_runs()
+    labels = {r["id"]: r["name"] if names.count(r["name"]) == 1 else f"{r['name']} ({r['id']})" for r in runs}
+    return {i: f"{label} · yours" if i in mine else label for i, label in labels.items()}
+
+
+def runs_table(runs: list[dict]):
+    """The table of every run, redrawn every 3 s while one of them trains (no Refresh to press, and the page
+    does not move), and the whole page once when one of them ends (its buttons and pickers follow)."""
+    training = {r["id"] for r in runs if r["status"] == "running"}
+
+    @st.fragment(run_every=3.0 if training else None)
+    def view():
+        now = RunStore().runs() if training else runs
+        if {r["id"] for r in now if r["status"] == "running"} != training:
+            st.rerun()  # a run ended or started: the rest of the page follows
+        table = views.runs_table(now, own_runs())
+        st.dataframe(table, hide_index=True, column_config=views.RUNS_COLUMNS, placeholder="", key="runs_table")
+
+    view()
 
 
 def checkpoint_download(run: dict) -> tuple[bytes, str, str] | None:
@@ -70,7 +91,7 @@ def rename_run(run_id: str):
     if refused(run_id, "Rename"):
         return
     try:
-        RunStore().rename(run_id, st.session_state.get(f"runs_name_{run_id}", ""))
+        RunStore().rename(run_id, run_name(st.session_state.get(f"runs_name_{run_id}", "")))
     except ValueError as e:
         st.session_state["runs_error"] = f"New name: {e}"
 
@@ -109,10 +130,11 @@ def resume_run(run_id: str):
         run = RunStore().run(run_id)
         corpus = corpus_for_run(run)
         config = TrainConfig.from_dict({**run["config"], "device": st.session_state["hp_device"]}).validate()
-        demo.require_caps(config, len(corpus))
+        demo.require_caps(config, len(corpus), len(corpus.vocab))
         device = str(resolve_device(config.device))
         every = st.session_state["checkpoint_every"]
-        runner().start(corpus, config, device_lock(device), resume=run_id, checkpoint_every=every, queue=True)
+        if runner().start(corpus, config, device_lock(device), resume=run_id, checkpoint_every=every, queue=True):
+            st.session_state["train_settings"] = False  # the Train page shows the run, its settings folded
     except (ValueError, CorpusError) as e:
         st.session_state["runs_error"] = f"Resume: {e}"
         return
@@ -157,4 +179,5 @@ def generate_from(choice: str, run_id: str | None = None):
     set_setting("gen_model", choice)
     if run_id is not None:
         set_setting("gen_run", run_id)
+        set_setting("gen_epoch", None)  # its last checkpoint, pinned as the page opens
     switch_to("pages/generate.py")

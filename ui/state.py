@@ -14,7 +14,7 @@ from charrnn.train import TrainConfig
 
 SOURCES = {"time_machine": "The Time Machine", "fallback": "Offline fallback text", "upload": "Uploaded .txt"}
 HP_FIELDS = [f.name for f in fields(TrainConfig) if f.name not in ("prefix", "predict_every")]
-PAGES = ("data", "train", "generate", "runs")  # the prefixes of the per-page widget keys
+PAGES = ("data", "train", "generate", "runs", "inside")  # the prefixes of the per-page widget keys
 
 DEFAULTS = {
     **{f"hp_{k}": v for k, v in asdict(TrainConfig()).items() if k in HP_FIELDS},
@@ -24,8 +24,9 @@ DEFAULTS = {
     "checkpoint_every": 50,
     "runs_selected": [],
     "watch_run": None,  # a run of another session (or the CLI) watched live on the Train page
-    "gen_run": None,
-    "gen_model": "trained in this session",
+    "gen_run": None,  # the run Generate and Inside use, pinned once picked (ui.models)
+    "gen_epoch": None,  # and its checkpoint's epoch
+    "gen_model": "saved run",
     "gen_prefix": "time traveller",
     "gen_num": 50,
     "gen_decoding": "greedy (the book)",
@@ -60,11 +61,13 @@ def init_state():
         st.session_state.setdefault(key, default)
 
 
-def bound(name: str, page: str, form: bool = False) -> dict:
+def bound(name: str, page: str, form: bool = False, resend: bool = False) -> dict:
     """Widget arguments that tie a widget on `page` to the permanent setting `name`.
 
     Use as `st.slider(..., **ui.bound("hp_lr", "train"))`. Widgets in a form cannot have an
-    on_change callback: the form's submit callback calls `keep_all(page)` instead.
+    on_change callback: the form's submit callback calls `keep_all(page)` instead. `resend`: send the
+    value to the browser on every run, for a picker whose option labels change (a renamed run): the
+    browser keeps the label it showed, and would otherwise show, then send back, a label that is gone.
     """
     key = f"{page}_{name}"
     # (Re)seed the widget when it is new, and also when it was missing from the last full run (a
@@ -73,7 +76,7 @@ def bound(name: str, page: str, form: bool = False) -> dict:
     # through session state makes Streamlit send it to the browser.
     run = st.session_state.get("_full_runs", 0)
     seen = st.session_state.setdefault("_bound_in_run", {})
-    if key not in st.session_state or seen.get(key) != run - 1:
+    if resend or key not in st.session_state or seen.get(key) != run - 1:
         st.session_state[key] = st.session_state[name]
     seen[key] = run
     return {"key": key} if form else {"key": key, "on_change": keep, "args": (name, page)}

@@ -1,7 +1,9 @@
-"""This session's training: its runner (a child process per run), the device lock, the callbacks."""
+"""The visitor's training: its runner (a child process per run, `ui.visitor`), the device lock, the
+callbacks, the Start button that says when a run will queue, and the sidebar's state of the visitor's run."""
 
 import io
 import sqlite3
+import sys
 
 import streamlit as st
 import torch
@@ -14,15 +16,10 @@ from charrnn.devicequeue import DeviceQueue
 from charrnn.runner import Runner
 from ui.corpus import load_chosen_corpus
 from ui.display import eta_text
-from ui.state import DEFAULTS, HP_FIELDS, keep_all, train_config
+from ui.state import DEFAULTS, HP_FIELDS, SOURCES, keep_all, train_config
 
-
-@st.cache_resource(scope="session", on_release=lambda r: r.stop(), show_spinner=False)
-def runner() -> Runner:
-    """This browser session's trainer: closing the tab stops its run. Every run of the session (the
-    Train page's, a resumed one, the Book page's, the Tune page's trials) trains through it, so its
-    `started` is what demo mode lets this session change."""
-    return Runner()
+# Every run of the visitor (Train, Resume, Book, Tune's trials) trains through its runner; pages import it here.
+from ui.visitor import keep_cookie, runner, show_your_link
 
 
 @st.cache_resource(show_spinner=False)
@@ -44,7 +41,7 @@ def device_text(name: str) -> str:
 
 
 def sidebar(pages):
-    """Shown on every page: the page links, the device in use and the state of this session's run."""
+    """Shown on every page: the page links, the device in use and the state of the visitor's run."""
     with st.sidebar:
         for page in pages:
             st.page_link(page)
@@ -52,25 +49,65 @@ def sidebar(pages):
             st.caption(demo.caption())
         st.caption("Device")
         st.text(device_text(st.session_state["hp_device"]))
-        snap = runner().snapshot()
-        if snap.config is not None:  # None until this session's first run (a refused start included)
-            st.caption("Training in this session")
-            if snap.running:  # the epoch count would go stale here: the live view is on the Train page
-                st.text(f"{snap.status}, {snap.config.num_epochs} epochs")
-            else:
-                st.text(f"{snap.status} after {len(snap.history)} of {snap.config.num_epochs} epochs")
+        # Less space above every page's title: at 1366x768 the Train page's chart and figures fit below it.
+        st.html("<style>.stMainBlockContainer {padding-top: 3rem}</style>")
+        run_state()
+        show_your_link()
+        keep_cookie()
+
+
+def chained() -> bool:
+    """Whether a queue of this session (the Book page's chapters, the Tune page's study) is between or
+    inside its runs: the runner alone is idle for a moment between two of them."""
+    if "ui.book" in sys.modules and sys.modules["ui.book"].any_running():
+        return True
+    tune = sys.modules.get("ui.tune")  # imported only once the Tune page was opened (it loads optuna)
+    return tune is not None and tune.tune_job().running()
+
+
+def run_state_text() -> str | None:
+    """The sidebar's line on the visitor's run, true at the moment it is drawn; None before any run."""
+    snap = runner().snapshot()
+    if snap.config is None:  # None until the first run (a refused start included)
+        return "the next run of a queue is starting" if chained() else None
+    done = snap.history[-1].epoch if snap.history else 0
+    if snap.status == "queued":
+        return f"queued for the device, {snap.config.num_epochs} epochs"
+    if snap.running:
+        return f"running, epoch {done} of {snap.config.num_epochs}"
+    if chained():
+        return f"the next run of a queue is starting (the last one {snap.status})"
+    return f"{snap.status} after {done} of {snap.config.num_epochs} epochs"
+
+
+def run_state():
+    """The visitor's run in the sidebar, redrawn every 2 s while anything of the session trains (a run
+    started on another page, a Book or Tune queue), then once more when it ends."""
+    busy = runner().running() or chained()
+
+    @st.fragment(run_every=2.0 if busy else None)
+    def view():
+        if busy and not (runner().running() or chained()):
+            st.rerun()  # it ended: one full rerun stops the polling and redraws the page
+        text = run_state_text()
+        if text is not None:
+            st.caption("Your run")
+            st.text(text)
+
+    view()
 
 
 def start_training(**overrides):
-    """on_click callback: start this session's run with the form's settings (errors go to session state)."""
+    """on_click callback: start the visitor's run with the form's settings (errors go to session state)."""
     st.session_state.pop("train_error", None)
     try:
         config = train_config(**overrides).validate()
         corpus = load_chosen_corpus(config.max_tokens)
-        demo.require_caps(config, len(corpus))  # in demo mode only; max_tokens 0 is the text's length
+        demo.require_caps(config, len(corpus), len(corpus.vocab))  # in demo mode only; max_tokens 0: the text
         device = str(resolve_device(config.device))
         every = st.session_state["checkpoint_every"]
-        runner().start(corpus, config, device_lock(device), checkpoint_every=every, queue=True)
+        if runner().start(corpus, config, device_lock(device), checkpoint_every=every, queue=True):
+            st.session_state["train_settings"] = False  # the settings fold away: the run's chart is in view
     except (ValueError, CorpusError, OSError, sqlite3.Error) as e:  # a store that cannot open says why
         st.session_state["train_error"] = str(e)
 
@@ -79,6 +116,66 @@ def submit_training():
     """on_click of the Train form's Start: save the form into the settings, then start."""
     keep_all("train")
     start_training()
+    st.session_state["_train_pressed"] = True  # the button's fragment reruns the whole page (see start_button)
+
+
+def settings_label(snap) -> str:
+    """The settings' expander label: why Start is off while the visitor's run is in flight, true at every
+    moment (the page reruns when the run leaves the queue and when it ends)."""
+    if snap.status == "queued":
+        return "Settings (Start is off while your run waits in line for the device; Cancel takes it out)"
+    if snap.running:
+        return "Settings (Start is off while your run trains; Stop ends it)"
+    return "Settings"
+
+
+def settings_text() -> str:
+    """The Train page's line on its settings, true at every moment: the text, and whether they are the
+    book's recipe (or what differs from it)."""
+    s = st.session_state
+    text = f"Text: {SOURCES[s['corpus_source']]}, {s['corpus_mode']} preprocessing (the Data page)."
+    changed = [
+        f"{k} {s[f'hp_{k}']:g}" if isinstance(s[f"hp_{k}"], float) else f"{k} {s[f'hp_{k}']}"
+        for k in HP_FIELDS
+        if k != "device" and s[f"hp_{k}"] != DEFAULTS[f"hp_{k}"]
+    ]
+    if (s["corpus_source"], s["corpus_mode"]) != (DEFAULTS["corpus_source"], DEFAULTS["corpus_mode"]):
+        changed.insert(0, "the text")
+    if not changed:
+        recipe = "Settings: the book's recipe."
+    else:  # a few, so that the line stays one line at 1366 px
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        recipe = f"Settings: the book's recipe but {', '.join(changed[:3])}{more}."
+    return f"{text} {recipe}"
+
+
+def ahead_in_line() -> int:
+    """Runs of this app that a run started now on the form's device would wait behind (0: it trains at once)."""
+    try:
+        line = device_lock(str(resolve_device(st.session_state["hp_device"])))
+    except ValueError:  # a device that is not there: Start says so
+        return 0
+    return (line.holder() is not None) + len(line.waiting())
+
+
+def start_button(disabled: bool):
+    """Start, or "Queue (N ahead)" with a caption when the device is busy, checked every 2 s while the
+    visitor's run is not in flight, so the label is true when pressed."""
+
+    @st.fragment(run_every=None if disabled else 2.0)
+    def view():
+        if st.session_state.pop("_train_pressed", False) or (not disabled and runner().running()):
+            st.rerun()  # pressed here, or started in another tab of this visitor: the whole page shows the run
+        ahead = 0 if disabled else ahead_in_line()
+        label = f"Queue ({ahead} ahead)" if ahead else "Start"
+        st.button(label, type="primary", on_click=submit_training, disabled=disabled, key="train_start")
+        if ahead:
+            st.caption(
+                f"The device is busy: your run will wait in line behind {ahead} run{'s' if ahead > 1 else ''} "
+                "of this app and start by itself."
+            )
+
+    view()
 
 
 def stop_training():
@@ -96,7 +193,7 @@ def quick_train():
 
 
 def wait_for_run():
-    """A progress bar that follows this session's run and reruns the page once it ends."""
+    """A progress bar that follows the visitor's run and reruns the page once it ends."""
 
     @st.fragment(run_every=1.0)
     def progress():
@@ -112,7 +209,7 @@ def wait_for_run():
 
 
 def queue_text(run: Runner) -> str:
-    """Where this session's queued run stands: its place in line and a rough wait, from the progress
+    """Where the visitor's queued run stands: its place in line and a rough wait, from the progress
     of the run on the device (and, for the runs ahead in line, their epochs at that run's pace)."""
     line = run.device_queue
     place = run.place() or 1

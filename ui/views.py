@@ -26,12 +26,19 @@ def thin(history: list, most: int = 2000) -> list:
     return points
 
 
-def perplexity_layout(fig: go.Figure, points: int, revision: str, title: str = "perplexity") -> go.Figure:
-    fig.update_xaxes(dtick=1 if points <= 10 else None)  # no "epoch 1.5" ticks on short runs
+def epoch_span(fig: go.Figure) -> float:
+    """The epochs the figure's traces cover, from the first to the last (0 when it has none)."""
+    xs = [x for trace in fig.data for x in (trace.x or ())]
+    return max(xs) - min(xs) if xs else 0
+
+
+def perplexity_layout(fig: go.Figure, revision: str, title: str = "perplexity") -> go.Figure:
+    # A tick per epoch only where they fit (no "epoch 1.5" on a 3-epoch run); Plotly chooses them elsewhere.
+    fig.update_xaxes(dtick=1 if epoch_span(fig) <= 10 else None)
     fig.update_layout(
         xaxis_title="epoch",
         yaxis_title=title,
-        height=340,
+        height=370,
         margin=dict(l=10, r=10, t=30, b=10),
         uirevision=revision,
         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
@@ -66,7 +73,7 @@ def history_figure(history) -> go.Figure:
     if bad is not None:  # an infinite perplexity cannot be drawn: mark the epoch instead
         fig.add_vline(x=bad, line_color="crimson", line_dash="dash", annotation_text=f"diverged at epoch {bad}")
     fig.update_layout(showlegend=True)
-    return perplexity_layout(fig, len(points), "ppl")
+    return perplexity_layout(fig, "ppl")
 
 
 def bar_figure(labels: list, values: list, x_title: str, y_title: str, height: int, colors=None) -> go.Figure:
@@ -132,7 +139,9 @@ def layout_figure(n: int, b: int, t: int, seed: int) -> go.Figure:
     return fig
 
 
-KEY_HPARAMS = ("num_hiddens", "num_steps", "batch_size", "lr", "num_epochs", "clip", "sampling", "max_tokens", "seed")
+# The hyperparameters in the order a user compares them: the optimizer's first (a study's trials vary them),
+# then the model, then the data and the rest.
+KEY_HPARAMS = ("lr", "clip", "num_hiddens", "num_steps", "batch_size", "num_epochs", "sampling", "max_tokens", "seed")
 MODEL_FIELDS = ("model", "cell", "num_layers", "dropout")
 
 
@@ -154,10 +163,19 @@ def run_model_text(run: dict) -> str:
     return model_text(ModelConfig(0, s.get("num_hiddens"), s["model"], s["cell"], s["num_layers"], s["dropout"]))
 
 
-def runs_table(runs: list[dict]) -> pd.DataFrame:
-    """One row per run: the figures that compare runs first (a tuner reads them before anything else),
-    then the model (its kind, cell, layers, and dropout when any run has it), the other hyperparameters,
-    then the bookkeeping."""
+def rounded(value, digits: int | None = None, significant: int | None = None):
+    """A figure as far as it matters (`digits` decimals or `significant` figures); None stays None (a blank)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return value
+    if significant is not None:
+        return float(f"{value:.{significant}g}")
+    return round(value, digits) if digits else round(value)
+
+
+def runs_table(runs: list[dict], mine: frozenset = frozenset()) -> pd.DataFrame:
+    """One row per run: what a user compares first (name, status, held-out and training perplexity), then the
+    hyperparameters (the optimizer's, the model's, the rest), then the bookkeeping. Figures are rounded to what
+    matters; a missing one is None, which the table shows blank. `mine`: the visitor's runs, marked "yours"."""
     settings = [run_settings(r) for r in runs]
     any_dropout = any(s["dropout"] for s in settings)
     rows = []
@@ -165,21 +183,25 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
         model = {"model": s["model"], "cell": s["cell"], "layers": s["num_layers"]}
         if any_dropout:
             model["dropout"] = s["dropout"]
+        hparams = {k: s.get(k) for k in KEY_HPARAMS}
+        hparams["lr"] = rounded(hparams["lr"], significant=3)
         rows.append(
             {
                 "name": r["name"],
+                "yours": "yours" if r["id"] in mine else "",
                 "status": r["status"],
-                "final perplexity": r["final_perplexity"],
-                "held-out (final)": r.get("final_val_perplexity"),
-                "held-out (best)": r.get("best_val_perplexity"),
-                "best perplexity": r["best_perplexity"],
+                "held-out (best)": rounded(r.get("best_val_perplexity"), 2),
+                "held-out (final)": rounded(r.get("final_val_perplexity"), 2),
+                "final perplexity": rounded(r["final_perplexity"], 2),
+                "best perplexity": rounded(r["best_perplexity"], 2),
                 "epochs": r["epochs"],
+                **{k: hparams[k] for k in KEY_HPARAMS[:3]},
                 **model,
-                **{k: s.get(k) for k in KEY_HPARAMS},
-                "tokens/s": r["tokens_per_sec"],
-                "reason": r["reason"],
+                **{k: hparams[k] for k in KEY_HPARAMS[3:]},
+                "tokens/s": rounded(r["tokens_per_sec"]),
+                "reason": r["reason"] or "",
                 "device": r["device"],
-                "duration (s)": r["duration"],
+                "duration (s)": rounded(r["duration"], 1),
                 "created": pd.Timestamp(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"]))),
                 "text": f"{r['corpus'].get('name', '?')}, {r['corpus'].get('mode', '?')}",
                 "id": r["id"],
@@ -188,15 +210,18 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+PPL = "%.2f"
 RUNS_COLUMNS = {
     "name": st.column_config.TextColumn(width="medium"),
-    "final perplexity": st.column_config.NumberColumn(format="%.3f"),
-    "held-out (final)": st.column_config.NumberColumn(format="%.3f", help="perplexity on the held-out text"),
-    "held-out (best)": st.column_config.NumberColumn(format="%.3f", help="the lowest held-out perplexity"),
-    "best perplexity": st.column_config.NumberColumn(format="%.3f"),
-    "tokens/s": st.column_config.NumberColumn(format="%.0f"),
+    "yours": st.column_config.TextColumn(help="the runs you started (this browser, or your link)"),
+    "held-out (best)": st.column_config.NumberColumn(format=PPL, help="the lowest perplexity on the held-out text"),
+    "held-out (final)": st.column_config.NumberColumn(format=PPL, help="perplexity on the held-out text, at the end"),
+    "final perplexity": st.column_config.NumberColumn(format=PPL, help="training perplexity, last epoch"),
+    "best perplexity": st.column_config.NumberColumn(format=PPL, help="the lowest training perplexity"),
+    "tokens/s": st.column_config.NumberColumn(format="%d"),
     "duration (s)": st.column_config.NumberColumn(format="%.1f"),
     "lr": st.column_config.NumberColumn(format="%g"),
+    "clip": st.column_config.NumberColumn(format="%g", help="clip theta (0: off)"),
     "layers": st.column_config.NumberColumn(help="stacked recurrent layers (num_layers)"),
     "dropout": st.column_config.NumberColumn(format="%g", help="in training only"),
     "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
@@ -208,11 +233,10 @@ METRICS = {"perplexity": "training perplexity", "val_perplexity": "held-out perp
 
 def runs_figure(runs: list[dict], labels: dict, metric: str = "perplexity") -> go.Figure:
     """One metric (a key of METRICS) of several runs on one chart, one trace per run."""
-    fig, longest = go.Figure(), 0
+    fig = go.Figure()
     store = RunStore()  # opened once: opening runs its schema and interrupted-run checks
     for r in runs:
         points = [p for p in thin(store.history(r["id"])) if p.get(metric) is not None]
-        longest = max(longest, len(points))
         fig.add_trace(
             go.Scatter(
                 x=[p["epoch"] for p in points],
@@ -222,13 +246,18 @@ def runs_figure(runs: list[dict], labels: dict, metric: str = "perplexity") -> g
             )
         )
     fig.update_layout(showlegend=True)
-    return perplexity_layout(fig, longest, "runs", METRICS[metric])
+    return perplexity_layout(fig, "runs", METRICS[metric])
+
+
+def shown(value) -> str:
+    """A setting as the comparison table writes it: missing is blank, never "None"."""
+    return "" if value is None else str(value)
 
 
 def config_table(runs: list[dict], labels: dict):
     """The runs' settings side by side (a column per run); the rows that differ are highlighted."""
     settings = [run_settings(r) for r in runs]  # an old run's missing cell is the rnn it trained
-    rows = {name: [str(s.get(name, "")) for s in settings] for name in (f.name for f in fields(TrainConfig))}
+    rows = {name: [shown(s.get(name)) for s in settings] for name in (f.name for f in fields(TrainConfig))}
     rows["text"] = [str(r["corpus"].get("name", "")) for r in runs]
     rows["text mode"] = [str(r["corpus"].get("mode", "")) for r in runs]
     rows["text SHA-1"] = [str(r["corpus"].get("sha1", ""))[:12] for r in runs]

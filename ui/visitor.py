@@ -1,0 +1,119 @@
+"""Who the visitor is, across reloads and tabs: a secret key the browser keeps, and the visitor's runner.
+
+A browser session lasts one tab and ends at a reload, so it cannot own a run that lasts longer. The
+visitor is instead a random key, kept in a cookie (every tab and reload of this browser) and shown as
+"your link" (`?key=SECRET`, for another browser; the address drops it once read, so a shared address
+never carries it). The key's runner lives in a process-wide registry, not in the session: closing the
+tab leaves the run training (within the demo's caps), and the next page this visitor opens shows it
+live, with Stop. Which runs the key started is written beside the run store (`charrnn.demo.claim`), so
+that they stay the visitor's after the runner is gone.
+"""
+
+import re
+import secrets
+import threading
+import time
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from charrnn import demo
+from charrnn.runner import Runner
+
+COOKIE = "charrnn_visitor"
+PARAM = "key"  # the private link's query parameter
+KEY = re.compile(r"[A-Za-z0-9_-]{24,64}")  # what token_urlsafe(24) writes; anything else is not a key
+IDLE_S = 3600  # a runner nobody has looked at for this long, and not training, is dropped
+MOST = 1000  # runners kept at most (idle ones go first)
+
+
+class Registry:
+    """key -> Runner, shared by every session of the server; each entry remembers when it was last used."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._runners: dict[str, tuple[Runner, float]] = {}
+
+    def runner(self, key: str) -> Runner:
+        now = time.monotonic()
+        with self._lock:
+            self._sweep(now)
+            found = self._runners.get(key)
+            run = found[0] if found else Runner(on_record=lambda run_id: demo.claim(run_id, key))
+            self._runners[key] = (run, now)
+            return run
+
+    def _sweep(self, now: float):
+        """Training runners count as used now; idle ones go after IDLE_S, or the oldest beyond MOST."""
+        for key, (run, used) in list(self._runners.items()):
+            if run.running():
+                self._runners[key] = (run, now)
+            elif now - used > IDLE_S:
+                del self._runners[key]
+        idle = sorted((used, key) for key, (run, used) in self._runners.items() if not run.running())
+        for _, key in idle[: max(0, len(self._runners) - MOST)]:
+            del self._runners[key]
+
+    def stop_all(self):
+        with self._lock:
+            for run, _ in self._runners.values():
+                run.stop()
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda r: r.stop_all())
+def registry() -> Registry:
+    return Registry()
+
+
+def visitor_key() -> str:
+    """This visitor's key: from a private link just opened, else the session's, else the browser's
+    cookie, else a new one (kept by `keep_cookie`)."""
+    linked = st.query_params.get(PARAM)
+    if linked and KEY.fullmatch(linked):
+        st.session_state["visitor_key"] = linked
+    if "visitor_key" not in st.session_state:
+        kept = st.context.cookies.get(COOKIE) if st.context.cookies else None
+        st.session_state["visitor_key"] = kept if kept and KEY.fullmatch(kept) else secrets.token_urlsafe(24)
+    return st.session_state["visitor_key"]
+
+
+def runner() -> Runner:
+    """This visitor's trainer: one run at a time, whichever tab started it; it outlives the tab."""
+    return registry().runner(visitor_key())
+
+
+def own_runs() -> frozenset[str]:
+    """The runs this visitor started: those its runner caught this time, and those recorded for its key."""
+    return runner().started | demo.owned(visitor_key())
+
+
+def keep_cookie():
+    """Store the key in the browser (once per session, when the browser's cookie differs), so that a
+    reload or another tab of this browser is the same visitor. The cookie is only ever read by this app."""
+    key = visitor_key()
+    if st.context.cookies.get(COOKIE) == key or st.session_state.get("_cookie_sent") == key:
+        return
+    st.session_state["_cookie_sent"] = key
+    st.html(
+        f"<script>document.cookie = '{COOKIE}={key}; path=/; max-age=31536000; SameSite=Strict';</script>",
+        unsafe_allow_javascript=True,
+    )
+
+
+def your_link() -> str:
+    """The private link that gives this visitor's runs to whoever opens it (another browser of theirs)."""
+    base = (st.context.url or "").split("?")[0].rstrip("/")
+    base = base.rsplit("/", 1)[0] if base.count("/") > 2 else base  # the app's root, not this page's
+    return f"{base}/train?{urlencode({PARAM: visitor_key()})}"
+
+
+def show_your_link():
+    """The sidebar's "Your link" popover, once the visitor has a run."""
+    if not own_runs():
+        return
+    with st.sidebar.popover("Your link", icon=":material/key:"):
+        st.caption(
+            "Keep it private: it opens your runs, with Stop, Rename and Delete, in any browser. This "
+            "browser remembers you by itself."
+        )
+        st.code(your_link(), language=None)
