@@ -161,12 +161,19 @@ def test_a_worker_whose_app_went_away_stops_quietly_and_keeps_its_run(recipe_cor
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
         [sys.executable, "-m", "charrnn.worker", str(write_fd)],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(write_fd,), env=child_env(),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=(write_fd,),
+        env=child_env(),
     )
     os.close(write_fd)
     config = TrainConfig(num_epochs=100_000, **TINY)
-    job = {"home": str(tmp_path), "corpus": cut(recipe_corpus, 2000), "config": config,
-           "options": {"checkpoint_every": 1}}
+    job = {
+        "home": str(tmp_path),
+        "corpus": cut(recipe_corpus, 2000),
+        "config": config,
+        "options": {"checkpoint_every": 1},
+    }
     pickle.dump(job, proc.stdin)
     proc.stdin.close()
     with os.fdopen(read_fd, "rb") as messages:
