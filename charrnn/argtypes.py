@@ -129,6 +129,9 @@ def input_file(text: str) -> str:
     path = Path(text).expanduser()
     if path.exists() and not path.is_file():
         raise argparse.ArgumentTypeError(f"{text} is {_kind(path)}, not a file; give the path of a file")
+    if path.exists() and path.resolve().parts[1:2] in (("proc",), ("sys",), ("dev",)):
+        # the kernel's files say "regular" but are views of memory or devices (/proc/self/mem): never data
+        raise argparse.ArgumentTypeError(f"{text} is not a regular file but a kernel file; give the path of a file")
     return text
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, fields
 
 from charrnn import baseline_command, bench
 from charrnn.batches import SeqDataLoader
-from charrnn.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.console import print_json, printable, stop_on_signals
 from charrnn.data import load_corpus, split_heldout
 from charrnn.device import resolve_device
@@ -283,7 +283,9 @@ def main(argv=None) -> int:
     commands |= {"reproduce": cmd_reproduce, "tune": cmd_tune, "baseline": baseline_command.run}
     try:
         return commands[args.command](args)
-    except ValueError as e:  # CorpusError, CheckpointError, StoreError and every check of the core
+    except CheckpointError as e:  # about the file's contents (its num_hiddens), not a flag of this command
+        message = " ".join(str(e).splitlines())
+    except ValueError as e:  # CorpusError, StoreError and every check of the core
         message = flagged(str(e))
     except sqlite3.Error as e:
         message = f"the run store in {home_dir()} cannot be used ({e}); set CHARRNN_HOME to a folder you can write"

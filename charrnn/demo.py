@@ -17,6 +17,7 @@ from pathlib import Path
 from charrnn.checkpoint import describe
 from charrnn.models import CELLS, KINDS, MAX_LAYERS, ModelConfig, param_count
 from charrnn.store import home_dir
+from charrnn.store_files import VISITORS
 from charrnn.train import TrainConfig
 
 ENV = "CHARRNN_DEMO"
@@ -196,11 +197,9 @@ DEMO_CAPS["checkpoint_bytes"] = largest_checkpoint()
 
 # ---- whose runs: a visitor's secret key, kept as its hash beside the run store ----------------------------
 
-OWNERS = "visitors.sqlite"  # in the run store's home; holds hashes of keys, never a key
-
 
 def _owners(home: str | Path | None) -> sqlite3.Connection:
-    db = sqlite3.connect(Path(home or home_dir()) / OWNERS, timeout=10)
+    db = sqlite3.connect(Path(home or home_dir()) / VISITORS, timeout=10)
     db.execute("CREATE TABLE IF NOT EXISTS owners (run_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL)")
     return db
 
@@ -223,7 +222,7 @@ def claim(run_id: str, key: str, home: str | Path | None = None) -> bool:
 def owned(key: str, home: str | Path | None = None) -> frozenset[str]:
     """The ids of the runs the visitor holding `key` started (deleted runs included); empty when the file
     cannot be read."""
-    if not (Path(home or home_dir()) / OWNERS).is_file():  # nobody has started a run here yet: nothing to create
+    if not (Path(home or home_dir()) / VISITORS).is_file():  # nobody has started a run here yet: nothing to create
         return frozenset()
     try:
         with closing(_owners(home)) as db:

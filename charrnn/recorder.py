@@ -8,6 +8,7 @@ Run-store checkpoints hold no history (the store has it): a long run's files sta
 
 import copy
 import math
+import time
 from pathlib import Path
 
 from charrnn.batches import SeqDataLoader
@@ -19,6 +20,15 @@ from charrnn.step import Trainer
 from charrnn.store import RunStore
 from charrnn.store_schema import training_elsewhere
 from charrnn.train import TrainConfig, TrainResult, build_model, train
+
+
+def default_name(config: TrainConfig, when: float | None = None) -> str:
+    """What a run is, as its name until renamed: cell, layers x width, lr and the time it started,
+    e.g. 'rnn-512 lr1 14:03', 'lstm-2x256 lr2 09:30', 'concise gru-256 lr0.5 17:45'."""
+    layers = f"{config.num_layers}x" if config.num_layers > 1 else ""
+    kind = "concise " if config.model == "concise" else ""
+    clock = time.strftime("%H:%M", time.localtime(when))
+    return f"{kind}{config.cell}-{layers}{config.num_hiddens} lr{config.lr:g} {clock}"
 
 
 def check_compatible(ckpt: dict, vocab, config: TrainConfig, name: str) -> None:
@@ -146,7 +156,7 @@ def train_recorded(
         model, start_epoch = build_model(len(corpus.vocab), config), 0
         split = split_heldout(corpus, config.val_tokens)
         loader = SeqDataLoader(split.train, config.batch_size, config.num_steps, config.sampling, config.seed, device)
-        run_id = store.create_run(config, corpus.fingerprint(), str(device), name)
+        run_id = store.create_run(config, corpus.fingerprint(), str(device), name or default_name(config))
     if on_start is not None:
         on_start(run_id)
     trainer = Trainer(model.to(device), config, optimizer_state=optimizer_state)

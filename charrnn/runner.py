@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,15 +59,6 @@ def run_name(text: str) -> str:
     if not name or len(name) > MAX_NAME:
         raise RunNameError(f"a run's name must be 1 to {MAX_NAME} characters, not {len(name):,}")
     return name
-
-
-def default_name(config: TrainConfig, when: float | None = None) -> str:
-    """What a run is, as its name until renamed: cell, layers x width, lr and the time it started,
-    e.g. 'rnn-512 lr1 14:03', 'lstm-2x256 lr2 09:30', 'concise gru-256 lr0.5 17:45'."""
-    layers = f"{config.num_layers}x" if config.num_layers > 1 else ""
-    kind = "concise " if config.model == "concise" else ""
-    clock = time.strftime("%H:%M", time.localtime(when))
-    return f"{kind}{config.cell}-{layers}{config.num_hiddens} lr{config.lr:g} {clock}"
 
 
 STATUSES = ("idle", "queued", "running", "finished", "stopped", "diverged", "failed", "busy", "cancelled")
@@ -159,7 +149,6 @@ class Runner:
                 run_id=resume,
             )
             self._device = device_lock
-            name = name if resume is not None else (name or default_name(config))
             options = dict(resume=resume, checkpoint_every=checkpoint_every, name=name)
             args = (store, corpus, config, device_lock if waits else None, options)
             self._thread = threading.Thread(target=self._queue_then_work, args=args, name="charrnn-train", daemon=True)

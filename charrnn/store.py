@@ -227,8 +227,9 @@ class RunStore:
             folder.rmdir()
 
     def owns(self, path: str | Path) -> bool:
-        """Whether writing over `path` would damage this store (see `store_files.owns`)."""
-        return store_files.owns(path, self.path, self.checkpoint_dir)
+        """Whether writing over `path` would damage this store or the visitors' file beside it (see
+        `store_files.owns`)."""
+        return store_files.owns(path, (self.path, self.home / store_files.VISITORS), self.checkpoint_dir)
 
     def _inside(self, stored: str, folder: Path) -> Path | None:
         return store_files.inside(self.home, self._real, stored, folder)

@@ -3,15 +3,18 @@ leads outside it (a symlink, ``..``, an absolute path), and so that nothing is w
 
 from pathlib import Path, PurePath
 
+VISITORS = "visitors.sqlite"  # beside the run store: which visitor key (its hash) started which run
 
-def owns(path: str | Path, db_path: Path, checkpoint_dir: Path) -> bool:
-    """Whether `path`, once symlinks and ``..`` are resolved, is the store's database (with its -wal, -shm and
-    -journal files) or anything under its checkpoint folder: a file that writing over would damage the store."""
+
+def owns(path: str | Path, databases: tuple[Path, ...], checkpoint_dir: Path) -> bool:
+    """Whether `path`, once symlinks and ``..`` are resolved, is one of the store's databases (with its -wal,
+    -shm and -journal files) or anything under its checkpoint folder: a file that writing over would damage
+    the store."""
     try:
-        real, db = Path(path).expanduser().resolve(), db_path.resolve()
+        real, dbs = Path(path).expanduser().resolve(), [db.resolve() for db in databases]
     except (OSError, RuntimeError):  # a symlink loop: not a file of ours
         return False
-    owned = {db, *(db.with_name(db.name + end) for end in ("-wal", "-shm", "-journal"))}
+    owned = {f for db in dbs for f in (db, *(db.with_name(db.name + end) for end in ("-wal", "-shm", "-journal")))}
     return real in owned or real.is_relative_to(checkpoint_dir.resolve())
 
 

@@ -151,6 +151,8 @@ class TrainResult:
 
     def summary(self) -> str:
         """The book's closing line, e.g. 'perplexity 1.0, 67212.6 tokens/sec on cuda:0'."""
+        if not self.history:  # stopped before an epoch ended: there is no figure to give
+            return f"no epoch was trained (stopped before one ended) on {self.device}"
         return f"perplexity {self.perplexity:.1f}, {self.tokens_per_sec:.1f} tokens/sec on {self.device}"
 
 

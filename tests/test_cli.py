@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from charrnn.store import RunStore
+
 
 def charrnn(*args, check=True):
     proc = subprocess.run(
@@ -81,6 +83,8 @@ def test_train_human_output_has_the_books_summary_line(time_machine_path):
     assert out[-4].startswith("time traveller") and out[-3].startswith("traveller")
     assert re.fullmatch(r"held-out perplexity [\d.]+ \(best [\d.]+ at epoch 2\)", out[-2]), out[-2]
     assert out[-1].startswith("run ") and "recorded in" in out[-1]
+    name = RunStore().run(out[-1].split()[1])["name"]  # named as the app names runs: what it is, and when
+    assert re.fullmatch(r"rnn-32 lr1 \d\d:\d\d", name), name
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,7 @@ ARGUMENTS = [
     (["train", "--resume", "0123456789"], "--resume"),
     (["train", "--corpus", "FIFO"], "--corpus"),
     (["generate", "--checkpoint", "FIFO"], "--checkpoint"),
+    (["generate", "--checkpoint", "/proc/self/mem"], "not a regular file"),
     (["generate", "--run", "0123456789"], "--run"),
     (["generate", "--run", "x; DROP TABLE runs"], "--run"),
     (["generate", "--checkpoint", "MISSING", "--temperature", "inf"], "--temperature"),
@@ -142,6 +143,18 @@ def test_a_bad_argument_is_one_line_before_any_text_is_read(args, needle, capsys
     assert_refused(code, err, needle)
     assert not list(offline.iterdir())  # nothing downloaded or cached: the text was never asked for
     assert paths["FIFO"].exists() and Path("/dev/null").is_char_device()  # nothing replaced
+
+
+def test_a_checkpoint_error_speaks_of_the_file_not_of_flags_generate_lacks(capsys, home, tmp_path):
+    """generate has no --num-hiddens: a checkpoint whose shapes disagree with its num_hiddens says num_hiddens."""
+    vocab = load_corpus("fallback", max_tokens=2000).vocab
+    path = tmp_path / "lying.pt"
+    save_checkpoint(path, build_model(len(vocab), TrainConfig(**SMALL)), vocab, TrainConfig(**SMALL))
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model_config"]["num_hiddens"] = 17
+    torch.save(ckpt, path)
+    code, _, err = cli(capsys, "generate", "--checkpoint", path)
+    assert code == 2 and err.count("\n") == 1 and "num_hiddens 17" in err and "--num-hiddens" not in err, err
 
 
 def test_the_save_folder_must_be_writable_for_real(capsys, home, offline):

@@ -167,3 +167,15 @@ def test_held_out_perplexity_is_recorded_with_its_final_and_best(store):
     assert runs[run_id]["final_val_perplexity"] == 8.0  # the newest evaluated epoch, not the last epoch
     assert (runs[run_id]["best_val_perplexity"], runs[run_id]["best_val_epoch"]) == (7.5, 3)
     assert runs[other]["final_val_perplexity"] is None and runs[other]["best_val_epoch"] is None
+
+
+def test_a_resumed_run_stopped_before_its_next_epoch_says_that_no_epoch_was_trained(store, short_text):
+    """No epoch, no figure: the closing line says that no epoch was trained, not 'perplexity nan'."""
+    config = TrainConfig(num_epochs=6, **SMALL)
+    box = []
+    stop = lambda: bool(box) and len(store.history(box[0])) >= 2  # noqa: E731
+    run_id, first = train_recorded(store, short_text, config, checkpoint_every=2, should_stop=stop, on_start=box.append)
+    assert first.stopped and first.summary().startswith("perplexity ")
+    _, again = train_recorded(store, short_text, config, resume=run_id, should_stop=lambda: True)
+    assert again.stopped and len(store.history(run_id)) == 2
+    assert again.summary() == "no epoch was trained (stopped before one ended) on cpu"

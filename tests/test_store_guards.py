@@ -62,6 +62,7 @@ def test_save_never_writes_over_the_run_store(capsys, home, text, tmp_path):
     before = store.path.read_bytes(), checkpoint.read_bytes()
     targets = [store.path, f"{store.path}-wal", f"{store.path}-shm", f"{store.path}-journal", checkpoint, link]
     targets += [home / "checkpoints" / ".." / "runs.sqlite", home / "checkpoints" / "new.pt"]
+    targets += [home / "visitors.sqlite", home / "visitors.sqlite-journal"]  # the demo's owners, even before it exists
     for target in targets:
         code, _, err = cli(capsys, "train", *TINY, "--epochs", "1", "--save", target, "--overwrite")
         refused(code, err, "--save", "run store", str(target))
