@@ -3,6 +3,7 @@
 import streamlit as st
 
 import ui
+import ui.corpus
 import ui.demo
 import ui.links
 import ui.models
@@ -37,7 +38,7 @@ else:
         metric = st.radio(
             "Overlay", list(ui.views.METRICS), format_func=ui.views.METRICS.get, horizontal=True, key="runs_metric"
         )
-        fig = ui.views.runs_figure(chosen, labels, metric)
+        fig = ui.views.runs_figure(chosen, labels, metric, ui.corpus.yardsticks_for(chosen))
         st.plotly_chart(fig, key="runs_ppl", config={"displaylogo": False})
         st.caption("Their settings side by side; highlighted rows differ.")
         st.dataframe(ui.views.config_table(chosen, labels), height="content", key="runs_configs")

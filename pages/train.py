@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+import ui.corpus
 import ui.links
 import ui.runs
 import ui.state
@@ -140,7 +141,7 @@ def live_view():
     if s.status in ("idle", "cancelled") or s.config is None:
         st.info("No run of yours yet. Press Start.")
         return
-    ui.show_run(s.history, s.config, s.status, "ppl", s.summary, s.run_id)
+    ui.show_run(s.history, s.config, s.status, "ppl", s.summary, s.run_id, ui.corpus.yardstick_of(s.corpus, s.config))
 
 
 with st.container(key="train_own"):

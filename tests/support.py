@@ -39,6 +39,12 @@ def cli_train(home, *args: str) -> subprocess.Popen:
 # ---- AppTest ---------------------------------------------------------------------------------
 
 
+def ok(at: AppTest) -> AppTest:
+    """`at`, after asserting that its last run raised nothing."""
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def app() -> AppTest:
     """The app from its entry file, run once, with no exception."""
     at = AppTest.from_file(APP, default_timeout=30).run()

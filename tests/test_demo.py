@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from support import APP, app, generate, record_run
+from support import APP, app, generate, ok, record_run
 
 from charrnn import demo
 from charrnn.data import load_corpus
@@ -49,11 +49,6 @@ def record(corpus, name: str, stop_after: int | None = None, **settings) -> str:
 def shown(elements) -> list[str]:
     """Messages as the user reads them (ui.literal escapes Markdown with backslashes)."""
     return [re.sub(r"\\(.)", r"\1", e.value) for e in elements]
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def files(folder: Path) -> set:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from support import APP, figure, record_run
+from support import APP, figure, ok, record_run
 
 from charrnn.data import load_corpus
 from charrnn.device import resolve_device
@@ -30,11 +30,6 @@ def home(tmp_path, monkeypatch, fresh_caches):
 @pytest.fixture(scope="module")
 def corpus(time_machine_path):
     return load_corpus("time_machine", mode="book", max_tokens=2000, download=False)
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def fresh(page: str, **params) -> AppTest:

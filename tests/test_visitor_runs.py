@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
-from support import APP, figure, record_run
+from support import APP, figure, ok, record_run
 
 from charrnn import demo, runner
 from charrnn.checkpoint import make_checkpoint
@@ -34,11 +34,6 @@ def home(tmp_path, monkeypatch, fresh_caches):
 @pytest.fixture(scope="module")
 def corpus(time_machine_path):
     return load_corpus("time_machine", mode="book", max_tokens=2000, download=False)
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def plain(elements) -> list[str]:

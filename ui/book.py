@@ -17,7 +17,7 @@ from charrnn.runner import Runner
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig
 from ui import views
-from ui.corpus import load_text
+from ui.corpus import load_text, yardsticks_for
 from ui.display import error
 from ui.training import device_lock, runner
 
@@ -177,4 +177,8 @@ def _results(chapter: int, was_running: bool):
     metric = st.radio(
         "Curves", list(views.METRICS), format_func=views.METRICS.get, horizontal=True, key=f"{key}_metric"
     )
-    st.plotly_chart(views.runs_figure(runs, labels, metric), key=f"{key}_curves", config={"displaylogo": False})
+    st.plotly_chart(
+        views.runs_figure(runs, labels, metric, yardsticks_for(runs)),
+        key=f"{key}_curves",
+        config={"displaylogo": False},
+    )

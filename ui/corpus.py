@@ -4,6 +4,7 @@ import streamlit as st
 
 from charrnn.batches import SeqDataLoader
 from charrnn.data import CorpusError, fallback_text, find_time_machine, load_corpus
+from charrnn.tune_study import YARDSTICK_ORDER, yardstick
 from ui.display import error
 
 
@@ -100,3 +101,58 @@ def nth_minibatch(corpus: list[int], b: int, t: int, sampling: str, seed: int, k
         if i == k:
             return X.tolist(), Y.tolist()
     raise ValueError(f"minibatch must be between 1 and {i}, not {k}")
+
+
+@st.cache_data(max_entries=32, show_spinner="Counting 5-grams...")
+def _counting(sha1: str, mode: str, max_tokens: int, val_tokens: int, _text: dict) -> float | None:
+    """The 5-gram's figure per (text, split); `_text` (not part of the key) says where the text is."""
+    try:
+        whole = corpus_for_run({"corpus": {**_text, "max_tokens": 0}})  # each split is cut from the whole text
+    except (CorpusError, KeyError, TypeError, ValueError):
+        return None
+    return yardstick(whole, max_tokens, val_tokens)
+
+
+def yardstick_for(text: dict | None, val_tokens: int | None) -> float | None:
+    """The 5-gram (Kneser-Ney) model's held-out perplexity on the split a run of `text` (a run's corpus
+    fingerprint: source, name, mode, sha1, max_tokens) and `val_tokens` is judged on: the yardstick every
+    held-out chart draws. None when there is no held-out text, or the text is not on this machine (The Time
+    Machine not downloaded yet, another session's upload): a chart never downloads or waits for it."""
+    if not isinstance(text, dict) or not isinstance(val_tokens, int) or val_tokens <= 0 or not text.get("sha1"):
+        return None
+    source = text.get("source")
+    if source == "time_machine" and find_time_machine() is None:
+        return None
+    if source not in ("time_machine", "fallback") and (st.session_state.get("upload") or {}).get("data") is None:
+        return None  # an upload is keyed by its SHA-1 once it is here; never cache its absence
+    max_tokens = text.get("max_tokens") or 0  # None and 0: the whole text
+    if not isinstance(max_tokens, int):
+        return None
+    return _counting(text["sha1"], str(text.get("mode")), max_tokens, val_tokens, text)
+
+
+def counting_label(value: float) -> str:
+    """How a chart labels the yardstick's line."""
+    return f"{YARDSTICK_ORDER}-gram (counting): {value:.2f}"
+
+
+def yardsticks_for(runs: list[dict]) -> tuple[tuple[str, float], ...]:
+    """(label, value) of the yardstick for each text and split that `runs` (stored runs) were judged on: one
+    line on an overlay of runs of one recipe, one per text and split otherwise."""
+    splits = {}
+    for run in runs:
+        text, val_tokens = run.get("corpus") or {}, (run.get("config") or {}).get("val_tokens")
+        splits.setdefault((text.get("sha1"), text.get("mode"), text.get("max_tokens"), val_tokens), (text, val_tokens))
+    found = []
+    for text, val_tokens in splits.values():
+        value = yardstick_for(text, val_tokens)
+        if value is not None:
+            where = f" ({text.get('name')}, {text.get('max_tokens') or 'all'} chars, {val_tokens} held out)"
+            found.append((counting_label(value) + (where if len(splits) > 1 else ""), value))
+    return tuple(found)
+
+
+def yardstick_of(text: dict | None, config) -> tuple[str, float] | None:
+    """The yardstick's (label, value) for one run's text and settings (a TrainConfig), None without one."""
+    value = yardstick_for(text, getattr(config, "val_tokens", None))
+    return None if value is None else (counting_label(value), value)

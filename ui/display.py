@@ -35,11 +35,20 @@ def eta_text(history, num_epochs: int) -> str:
     return f"epoch {last.epoch} of {num_epochs}, about {left:,.0f} s left"
 
 
-def show_run(history, config: TrainConfig, status: str, chart_key: str, summary: str = "", run_id: str | None = None):
+def show_run(
+    history,
+    config: TrainConfig,
+    status: str,
+    chart_key: str,
+    summary: str = "",
+    run_id: str | None = None,
+    counting: tuple[str, float] | None = None,
+):
     """The model, a run's progress, its perplexity chart with last epoch's figures beside it, the book's summary
     line once it has one, and greedy continuations: the Train page's own run and a watched one (`history`:
-    EpochStats). The chart and the figures keep their place from the first epoch to the end (1366x768: both in
-    the first screen), so that the end moves nothing."""
+    EpochStats); `counting`: the yardstick's (label, value) on the run's held-out text, drawn as a line. The
+    chart and the figures keep their place from the first epoch to the end (1366x768: both in the first
+    screen), so that the end moves nothing."""
     num_epochs = config.num_epochs
     model = config.model_config(vocab_size=0)  # naming the model needs no vocab
     where = f" Recorded in the run store as run {run_id} (Runs page)." if run_id else ""
@@ -62,7 +71,8 @@ def show_run(history, config: TrainConfig, status: str, chart_key: str, summary:
             cells = st.columns(2, gap="small")
             for cell, (label, value, tip) in zip(cells, shown[row : row + 2], strict=False):
                 cell.metric(label, value, help=tip)
-    chart.plotly_chart(views.history_figure(history), key=chart_key, config={"displaylogo": False})
+    line = counting or ("", None)
+    chart.plotly_chart(views.history_figure(history, line[1], line[0]), key=chart_key, config={"displaylogo": False})
     if summary:
         st.caption("Summary (as the book prints it)")
         st.code(summary, language=None)

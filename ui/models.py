@@ -90,7 +90,7 @@ def run_model(run_id: str, epoch: int | None = None):
 
 
 def pick_run(page: str):
-    """on_change of the run picker: a new run starts at its last checkpoint."""
+    """on_change of the run picker: a new run starts at its best held-out checkpoint, else its last."""
     keep("gen_run", page)
     set_setting("gen_epoch", None)
 
@@ -126,9 +126,11 @@ def saved_run(page: str, waiting) -> Chosen:
     run_id = c[0].selectbox("Run", list(labels), format_func=labels.get, **widget)
     epochs = [ck["epoch"] for ck in checkpoints(run_id)]
     if st.session_state["gen_epoch"] not in epochs:
+        best = RunStore().best_checkpoint(run_id)  # a run with held-out figures is used at its best by default
+        default = best["epoch"] if best is not None and best["epoch"] in epochs else epochs[0]
         if st.session_state["gen_epoch"] is not None:
-            st.warning(f"The run has no checkpoint of epoch {st.session_state['gen_epoch']}; showing its last.")
-        set_setting("gen_epoch", epochs[0])
+            st.warning(f"The run has no checkpoint of epoch {st.session_state['gen_epoch']}; showing epoch {default}.")
+        set_setting("gen_epoch", default)
     names = epoch_names(run_id, epochs)
     epoch = c[1].selectbox("Checkpoint", epochs, format_func=names.get, **bound("gen_epoch", page, resend=True))
     try:

@@ -7,14 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from charrnn.batches import SAMPLINGS
-from charrnn.data import CorpusError, find_time_machine
 from charrnn.models import CELLS, KINDS
 from charrnn.store import RunStore
 from charrnn.train import OPTIMIZERS, STATES
 from charrnn.tune_space import TUNABLE, FieldError
 from charrnn.tune_storage import storage_url, stored_settings, study_names, trial_rows
-from charrnn.tune_study import yardstick
-from ui.corpus import corpus_for_run
+from ui.corpus import yardstick_for
 from ui.display import error, eta_text, literal
 from ui.state import bound, follow_switch, keep_valid
 from ui.training import runner
@@ -59,29 +57,16 @@ def search_text(study: optuna.Study) -> str:
     return f"Space {settings.get('space', '?')}, {fixed.get('num_epochs', '?')} epochs per trial; fixed: {kept}."
 
 
-@st.cache_data(max_entries=32, show_spinner="Counting 5-grams...")
-def _yardstick(sha1: str, mode: str, max_tokens: int, val_tokens: int, _corpus) -> float | None:
-    """The 5-gram's figure per (text, split): the split is the text's max_tokens and val_tokens."""
-    return yardstick(_corpus, max_tokens, val_tokens)
-
-
 def yardsticks(study: optuna.Study) -> dict[int, float]:
     """max_tokens -> the 5-gram's held-out perplexity on the text the study's trials of that max_tokens
     are judged on (one entry unless the space varies max_tokens); empty when the study's text is not
     on this machine (an upload of another session, The Time Machine not downloaded yet)."""
     text, fixed = (stored_settings(study) or {}).get("text"), fixed_settings(study)
-    val_tokens = fixed.get("val_tokens")
     values = {t.params["max_tokens"] for t in study.get_trials(deepcopy=False) if "max_tokens" in t.params}
     values = values or {fixed.get("max_tokens")}
-    if not isinstance(text, dict) or not isinstance(val_tokens, int) or not text.get("sha1"):
+    if not isinstance(text, dict):
         return {}
-    if text.get("source") == "time_machine" and find_time_machine() is None:
-        return {}  # never a download from a view that reruns every 2 s
-    try:
-        corpus = corpus_for_run({"corpus": {**text, "max_tokens": 0}})  # the whole text; each split is cut from it
-    except (CorpusError, KeyError, TypeError, ValueError):
-        return {}
-    found = {n: _yardstick(text["sha1"], text["mode"], n, val_tokens, corpus) for n in sorted(values, key=str)}
+    found = {n: yardstick_for({**text, "max_tokens": n}, fixed.get("val_tokens")) for n in sorted(values, key=str)}
     return {n: v for n, v in found.items() if isinstance(n, int) and v is not None}
 
 

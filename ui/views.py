@@ -46,9 +46,17 @@ def perplexity_layout(fig: go.Figure, revision: str, title: str = "perplexity") 
     return fig
 
 
-def history_figure(history) -> go.Figure:
+def yardstick_line(fig: go.Figure, value: float | None, label: str) -> go.Figure:
+    """The counting model's held-out figure as a labelled dashed line: has the network beaten counting?"""
+    if value is not None:
+        fig.add_hline(y=value, line_dash="dash", line_color="gray", annotation_text=html.escape(label))
+    return fig
+
+
+def history_figure(history, counting: float | None = None, counting_label: str = "") -> go.Figure:
     """Training perplexity per epoch (a line) and held-out perplexity where it was evaluated (points),
-    on one axis; long histories are thinned to ~2,000 points."""
+    on one axis, with the counting yardstick's held-out figure as a line; long histories are thinned to
+    ~2,000 points."""
     points = thin(history)
     fig = go.Figure(
         go.Scatter(
@@ -73,7 +81,7 @@ def history_figure(history) -> go.Figure:
     if bad is not None:  # an infinite perplexity cannot be drawn: mark the epoch instead
         fig.add_vline(x=bad, line_color="crimson", line_dash="dash", annotation_text=f"diverged at epoch {bad}")
     fig.update_layout(showlegend=True)
-    return perplexity_layout(fig, "ppl")
+    return perplexity_layout(yardstick_line(fig, counting, counting_label), "ppl")
 
 
 def bar_figure(labels: list, values: list, x_title: str, y_title: str, height: int, colors=None) -> go.Figure:
@@ -231,8 +239,9 @@ RUNS_COLUMNS = {
 METRICS = {"perplexity": "training perplexity", "val_perplexity": "held-out perplexity"}
 
 
-def runs_figure(runs: list[dict], labels: dict, metric: str = "perplexity") -> go.Figure:
-    """One metric (a key of METRICS) of several runs on one chart, one trace per run."""
+def runs_figure(runs: list[dict], labels: dict, metric: str = "perplexity", counting: tuple = ()) -> go.Figure:
+    """One metric (a key of METRICS) of several runs on one chart, one trace per run; the held-out one with
+    a line per (label, value) in `counting`: the yardstick on each text and split the runs were judged on."""
     fig = go.Figure()
     store = RunStore()  # opened once: opening runs its schema and interrupted-run checks
     for r in runs:
@@ -246,6 +255,8 @@ def runs_figure(runs: list[dict], labels: dict, metric: str = "perplexity") -> g
             )
         )
     fig.update_layout(showlegend=True)
+    for label, value in counting if metric == "val_perplexity" else ():
+        yardstick_line(fig, value, label)
     return perplexity_layout(fig, "runs", METRICS[metric])
 
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 from charrnn.store import RunStore, home_dir
 from charrnn.train import EpochStats, TrainConfig
+from ui.corpus import yardstick_of
 from ui.display import error, literal, show_run
 from ui.runs import store_problem
 from ui.state import bound, keep_valid, set_setting
@@ -53,7 +54,8 @@ def watch(run_id: str, key: str):
         if live and run["status"] != "running":
             st.rerun()  # it ended: one full rerun stops the polling
         st.caption(literal(f"Watching {run['name']} (run {run_id}, on {run['device']}); read-only."))
-        show_run(history, TrainConfig.from_dict(run["config"]), run["status"], f"{key}_watch_ppl")
+        config = TrainConfig.from_dict(run["config"])
+        show_run(history, config, run["status"], f"{key}_watch_ppl", counting=yardstick_of(run["corpus"], config))
 
     view()
 
