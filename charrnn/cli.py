@@ -170,15 +170,43 @@ def report_train(args, store: RunStore, c, run_id: str, result) -> None:
         print(f"checkpoint written to {path}")
 
 
+def run_checkpoint(store: RunStore, run_id: str, epoch, device):
+    """(model, vocab, what was used) of a stored run at `epoch`: 'best' (its best held-out checkpoint, else
+    its last), 'last' (the newest that loads), or an epoch number."""
+    skipped = ""
+    if epoch == "best":
+        best = store.best_checkpoint(run_id)
+        try:
+            if best is not None:
+                model, vocab, _ = load_checkpoint(best["path"], device)
+                held = best["val_perplexity"]
+                return model, vocab, f"epoch {best['epoch']}: the best held-out checkpoint ({held:.3f})"
+        except CheckpointError:
+            skipped = f"warning: the best held-out checkpoint (epoch {best['epoch']}) is unreadable; "
+    if epoch in ("best", "last"):
+        model, vocab, ckpt, note = load_run_checkpoint(store, run_id, device)
+        if note:
+            return model, vocab, f"warning: {note}"
+        return model, vocab, skipped + f"epoch {ckpt['epoch']}: the last checkpoint"
+    found = [c for c in store.checkpoints(run_id) if c["epoch"] == epoch]
+    if not found:
+        kept = ", ".join(str(c["epoch"]) for c in store.checkpoints(run_id)) or "none"
+        raise ValueError(f"no checkpoint of epoch {epoch} (kept: {kept}); give --epoch best, last or one of those")
+    model, vocab, _ = load_checkpoint(found[0]["path"], device)
+    return model, vocab, f"epoch {epoch}"
+
+
 def cmd_generate(args) -> int:
     device = resolve_device(args.device)  # refused before the checkpoint is read
     if args.run:
         try:
-            model, vocab, _, note = load_run_checkpoint(RunStore(), args.run, device)
+            model, vocab, note = run_checkpoint(RunStore(), args.run, args.epoch or "best", device)
         except ValueError as e:
             raise ValueError(f"--run {args.run}: {e}") from None
         if note:
-            print(f"warning: {note}", file=sys.stderr)
+            print(note, file=sys.stderr)
+    elif args.epoch is not None:
+        raise ValueError("--epoch picks one of a --run's checkpoints; a --checkpoint file holds one model")
     else:
         model, vocab, _ = load_checkpoint(args.checkpoint, device)
     r = generate(model, vocab, args.prefix, args.num_preds, args.temperature, args.top_k, args.seed, device)

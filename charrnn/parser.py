@@ -182,10 +182,26 @@ def add_model_args(p):
     )
 
 
+def checkpoint_epoch(text: str) -> str | int:
+    """`generate --epoch`: best, last, or the number of an epoch the run has a checkpoint of."""
+    if text in ("best", "last"):
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be best, last or an epoch number, not {text[:40]!r}") from None
+
+
 def add_generate_args(p):
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", metavar="PATH", type=input_file, help="a checkpoint (`train --save`)")
-    source.add_argument("--run", metavar="RUN_ID", type=run_id, help="the last checkpoint of a stored run")
+    source.add_argument("--run", metavar="RUN_ID", type=run_id, help="a stored run (see --epoch)")
+    p.add_argument(
+        "--epoch",
+        type=checkpoint_epoch,
+        default=None,
+        help="with --run: 'best' (the best held-out checkpoint, else the last; the default), 'last', or an epoch",
+    )
     p.add_argument("--prefix", type=prefix, default=TrainConfig.prefix, help="text to warm up on")
     p.add_argument("--num-preds", type=num_preds, default=50, help="chars to generate (default: %(default)s)")
     p.add_argument(

@@ -124,6 +124,9 @@ ARGUMENTS = [
     (["generate", "--checkpoint", "/proc/self/mem"], "not a regular file"),
     (["generate", "--run", "0123456789"], "--run"),
     (["generate", "--run", "x; DROP TABLE runs"], "--run"),
+    (["generate", "--run", "0123456789", "--epoch", "first"], "--epoch"),
+    (["generate", "--run", "0123456789", "--epoch", "0"], "--epoch"),
+    (["generate", "--checkpoint", "MISSING", "--epoch", "last"], "--epoch picks one of a --run's checkpoints"),
     (["generate", "--checkpoint", "MISSING", "--temperature", "inf"], "--temperature"),
     (["generate", "--checkpoint", "MISSING", "--temperature", "nan"], "--temperature"),
     (["generate", "--checkpoint", "MISSING", "--num-preds", "10001"], "--num-preds"),
@@ -263,6 +266,28 @@ def test_generate_says_when_the_newest_checkpoint_cannot_be_used(capsys, home, t
     assert ckpt["epoch"] == 2 and note.startswith("the newest checkpoint (epoch 6) is unreadable (")
     paths[2].unlink()
     assert_refused(*cli(capsys, "generate", "--run", run_id)[::2], "--run")
+
+
+def test_generate_from_a_run_uses_its_best_held_out_checkpoint_unless_told_and_says_which(capsys, home, text):
+    """Issue 22: `generate --run` takes the best held-out checkpoint by default and names its epoch;
+    `--epoch last` and `--epoch N` pick others; an epoch without a checkpoint says which ones exist."""
+    import sqlite3
+
+    store = RunStore()
+    run_id, _ = train_recorded(store, text, TrainConfig(num_epochs=4, eval_every=1, **SMALL), checkpoint_every=1)
+    with sqlite3.connect(store.path) as db:  # make epoch 2 the best, whatever training gave
+        db.execute("UPDATE epochs SET val_perplexity = 1.5 WHERE run_id=? AND epoch=2", (run_id,))
+    texts = {}
+    for epoch in ("best", "last", "2", "4"):
+        code, out, err = cli(capsys, "generate", "--run", run_id, "--epoch", epoch, "--num-preds", "200", "--json")
+        assert code == 0, err
+        texts[epoch] = (strict(out)["text"], err.strip())
+    assert texts["best"][1] == "epoch 2: the best held-out checkpoint (1.500)"
+    assert texts["last"][1] == "epoch 4: the last checkpoint"
+    assert texts["best"][0] == texts["2"][0] and texts["last"][0] == texts["4"][0] != texts["2"][0]
+    code, out, err = cli(capsys, "generate", "--run", run_id)  # the default is the best
+    assert code == 0 and err.strip() == texts["best"][1]
+    assert_refused(*cli(capsys, "generate", "--run", run_id, "--epoch", "9")[::2], "kept: 1, 2, 3, 4")
 
 
 def test_run_store_checkpoints_hold_no_history_but_a_save_file_does(capsys, home, tmp_path, time_machine_path):

@@ -137,15 +137,18 @@ def test_ctrl_c_stops_every_member_after_its_epoch(tmp_path):
 
 def test_a_second_ctrl_c_quits_at_once_failing_the_group_and_marking_its_runs_interrupted(tmp_path):
     """The whole text at hidden 256: an epoch lasts about a second, so both signals, sent right after
-    an epoch is recorded, land inside the next one."""
+    an epoch is recorded (the second once the worker said it got the first), land inside the next one."""
     storage, home = STORE.format(tmp=tmp_path), tmp_path / "home"
     argv = ["--study", "quit", "--space", "lr=0.5:2:log", "--parallel", "2", "--max-tokens", "0"]
     proc = worker(home, storage, *argv, "--num-hiddens", "256", trials=2, epochs=1000, start_new_session=True)
     wait_for_epochs(home, poll=0.05)
     os.killpg(proc.pid, signal.SIGINT)
-    time.sleep(0.1)
+    said = []  # the second only once the first was handled: two signals pending at once are one
+    while not (said and said[-1].startswith("stopping after")) and (line := proc.stderr.readline()):
+        said.append(line)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
+    err = "".join(said) + err
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.rstrip().endswith("interrupted"), err
     trials = load(storage, "quit").trials
