@@ -1,6 +1,7 @@
 """Continuing a prefix (D2L 8.5.4 `predict_ch8`), greedily as the book does, or by sampling."""
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -123,3 +124,13 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator)
 def predict(model, vocab, prefix: str, num_preds: int = 50, device=None) -> str:
     """The book's `predict_ch8`: prefix + greedy continuation."""
     return generate(model, vocab, prefix, num_preds, device=device).text
+
+
+def words_seen(generated: str, reference: str) -> tuple[int, int]:
+    """(how many of `generated`'s whole words occur in `reference`, how many whole words it has): a check that
+    a model writes words it learned rather than noise, and a hint of memorising when every long word is one.
+    Words are runs of letters, lowercased; a word cut by either end of `generated` is not counted."""
+    known = set(re.findall(r"[a-z]+", reference.lower()))
+    inner = re.sub(r"^[a-z]+|[a-z]+$", "", generated.lower())  # the first and last words may be cut off
+    words = re.findall(r"[a-z]+", inner)
+    return sum(w in known for w in words), len(words)

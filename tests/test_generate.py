@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from charrnn.generate import MAX_PREDS, MAX_PREFIX, generate, next_char_probs, pick, predict
+from charrnn.generate import MAX_PREDS, MAX_PREFIX, generate, next_char_probs, pick, predict, words_seen
 from charrnn.models import ModelConfig, ScratchModel
 from charrnn.vocab import Vocab
 
@@ -140,3 +140,11 @@ def test_a_huge_temperature_samples_uniformly_and_never_unk(temperature):
 
 def test_top_k_still_applies_at_extreme_temperatures():
     assert _frequencies(SKEWED, 1e300, 2, 4000)[[1, 4]].sum() == 0  # only b and c, the top two after <unk>
+
+
+def test_words_seen_counts_whole_words_found_in_the_reference():
+    reference = "the time traveller for so it will be convenient to speak of him"
+    # "ler" continues a cut word and "trav" is cut by the end: neither counts; "timz" is not in the text
+    assert words_seen("ler for so timz it trav", reference) == (3, 4)
+    assert words_seen(" The TIME machine ", reference) == (2, 3)  # case is ignored; "machine" is new
+    assert words_seen("", reference) == (0, 0)
