@@ -205,6 +205,18 @@ def top_correlated(r: torch.Tensor, n: int) -> list[int]:
     return r.abs().argsort(descending=True, stable=True)[:n].tolist()
 
 
+def rank_everything(model, vocab, text: str, feature: str, n: int = 10) -> list[tuple[str, int, float]]:
+    """The "interpretable cell" search (Karpathy, Johnson and Fei-Fei 2015): (what, unit, r) of the `n`
+    units, gates and memory cells of the top layer (every key of `shown_for`) whose values over `text`
+    follow `feature` (a key of FEATURES) most closely, largest |r| first."""
+    values = feature_values(text, feature)
+    found = []
+    for show in shown_for(model):
+        r = correlations(hidden_states(model, vocab, text, show), values)
+        found += [(show, u, float(r[u])) for u in top_correlated(r, n)]
+    return sorted(found, key=lambda f: -abs(f[2]))[:n]
+
+
 def parse_units(spec: str, num_hiddens: int) -> list[int]:
     """Unit numbers from text such as "3, 17, 40-45" (0-based, as the tensors count them), in order."""
     units = []

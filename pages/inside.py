@@ -77,6 +77,8 @@ def hidden_units():
         "One unit over the text", units, format_func=dict(zip(units, labels, strict=True)).get, key="ins_unit"
     )
     st.html(inside.unit_html(text, states[:, unit].tolist(), unit, colour["zmax"]))
+    if st.session_state["ins_pick"] == "best match for a feature":
+        inside.show_ranking(subject.model, subject.vocab, text, st.session_state["ins_feature"])
 
 
 LOSS_NAMES = {"mean": "the minibatch's mean loss (what training uses)", "last step": "the last step's loss alone"}

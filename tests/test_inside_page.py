@@ -287,6 +287,17 @@ def test_a_gated_run_offers_its_gates_and_shows_the_one_picked(corpus, recipe_te
     torch.testing.assert_close(torch.tensor(heat["z"]), gates[:, units].T, rtol=1e-5, atol=1e-6)
     assert (heat["zmin"], heat["zmax"], heat["colorbar"]["title"]["text"]) == (0, 1, gate)  # shut white, open red
     assert "the gate is open" in captions(at)
+    # The interpretable-cell search across H and every gate, checked against an exhaustive one written here.
+    ranking = next(df.value for df in at.dataframe if list(df.value.columns) == ["what", "unit", "r"])
+    space = core.feature_values(text, "space")
+    every = [
+        (what, unit, r)
+        for what in core.shown_for(model)
+        for unit, r in enumerate(core.correlations(core.hidden_states(model, vocab, text, what), space).tolist())
+    ]
+    best = sorted(every, key=lambda found: -abs(found[2]))[:10]
+    assert ranking["r"].tolist() == [round(r, 3) for *_, r in best]
+    assert (ranking.iloc[0]["what"], ranking.iloc[0]["unit"]) == (core.SHOWN[best[0][0]], best[0][1])
     # The gradient through time of its top layer, at its weights and at the initial ones of its cell and depth.
     curves = figure(at, "ins_grads")["data"]
     assert curves[0]["y"] == pytest.approx(grads(model, recipe_text), rel=1e-4)

@@ -4,6 +4,7 @@ the figures of its units and of the gradient through time (charrnn.inside comput
 import html
 from dataclasses import dataclass, field, replace
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -14,7 +15,7 @@ from charrnn.store import RunStore
 from charrnn.train import TrainConfig, build_model
 from ui import models, views
 from ui.corpus import load_text
-from ui.display import error
+from ui.display import error, literal
 from ui.state import bound, keep_valid
 from ui.training import runner, wait_for_run
 
@@ -258,3 +259,14 @@ def unknown_chars(text: str, vocab) -> None:
     if unknown:
         st.warning("These characters are not in the model's vocabulary and are read as <unk>:")
         st.text(" ".join(repr(ch) for ch in unknown))
+
+
+def show_ranking(model, vocab, text: str, feature: str):
+    """The interpretable-cell search across the top layer: every unit of H and of each gate (and an LSTM's
+    memory cell), ranked by how closely its values follow `feature` over the text."""
+    ranked = core.rank_everything(model, vocab, text, feature)
+    st.caption(literal(f"Across H and every gate of the top layer: the units that follow {feature!r} most closely."))
+    table = pd.DataFrame(
+        [(core.SHOWN[show], unit, round(r, 3)) for show, unit, r in ranked], columns=["what", "unit", "r"]
+    )
+    st.dataframe(table, hide_index=True, key="ins_ranking")
