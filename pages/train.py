@@ -13,7 +13,7 @@ import ui.state
 import ui.training
 import ui.watch
 from charrnn.models import CELLS, KINDS, MAX_DROPOUT, MAX_LAYERS
-from charrnn.train import MAX_HIDDENS, STATES
+from charrnn.train import MAX_HIDDENS, OPTIMIZERS, STATES
 
 ui.via_entry(__file__)
 ui.links.restore_and_sync("train")  # a shared link's settings, and the address kept in step
@@ -30,6 +30,7 @@ st.caption(ui.literal(ui.training.settings_text()))
 st.session_state.setdefault("train_settings", snap.config is None)
 with st.expander(ui.training.settings_label(snap), key="train_settings", on_change="rerun", icon=":material/tune:"):
     with st.container(border=True, key="train_form"):  # not a form: every change reaches the address at once
+        ui.training.preset_picker()
         c = st.columns(5)
         # The ranges admit every value the CLI accepts (TrainConfig.validate refuses the rest at Start, naming
         # the field), so "Train again" never changes a stored run's settings to fit a widget.
@@ -101,6 +102,26 @@ with st.expander(ui.training.settings_label(snap), key="train_settings", on_chan
             **ui.bound("hp_val_tokens", "train"),
         )
         c[2].number_input("evaluate every N epochs", min_value=1, **ui.bound("hp_eval_every", "train"))
+        c[3].number_input(
+            "patience (0 = off)",
+            min_value=0,
+            help="Stop after this many evaluations in a row without a new best held-out figure.",
+            **ui.bound("hp_patience", "train"),
+        )
+        c = st.columns(5)  # the update
+        c[0].selectbox(
+            "optimizer",
+            OPTIMIZERS,
+            help="sgd: the book's plain update. adam: AdamW (Adam with decoupled weight decay).",
+            **ui.bound("hp_optimizer", "train"),
+        )
+        c[1].number_input(
+            "weight decay",
+            min_value=0.0,
+            format="%g",
+            help="adam: AdamW's decoupled decay. sgd: L2, added to the gradient after clipping.",
+            **ui.bound("hp_weight_decay", "train"),
+        )
         ui.training.start_button(disabled=snap.running)
 c = st.columns([1, 1.4, 3], vertical_alignment="center")
 c[0].button(

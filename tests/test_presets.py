@@ -44,3 +44,33 @@ def test_an_unknown_preset_is_one_line(capsys):
     assert len(err) == 1 and "argument --preset: invalid choice: 'gpt'" in err[0]
     with pytest.raises(ValueError, match="preset must be one of book-rnn"):
         preset("gpt")
+
+
+def test_the_train_pages_picker_fills_every_field_and_follows_the_form(time_machine_path, tmp_path, monkeypatch):
+    """The picker at the top of Train: a pick fills the fields (the device stays), the settings line names
+    it, a field changed after it makes it "your settings", and book-rnn brings the recipe back."""
+    import re
+
+    from support import app, ok
+
+    def line() -> str:  # the settings line, as the visitor reads it (the page escapes Markdown)
+        return re.sub(r"\\(.)", r"\1", at.caption[0].value)
+
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path))
+    at = app().switch_page("pages/train.py").run()
+    picker = at.selectbox(key="train_preset")
+    assert picker.value == "book-rnn" and "Settings: the book's recipe." in line()
+    picker.set_value("whole-text").run()
+    ok(at)
+    want = {**TrainConfig().__dict__, **preset("whole-text")}
+    assert all(at.session_state[f"hp_{k}"] == want[k] for k in preset("whole-text"))
+    assert at.number_input(key="train_hp_num_hiddens").value == 512  # the widgets show it
+    assert at.selectbox(key="train_hp_optimizer").value == "adam"
+    assert "Settings: the whole-text preset." in line()
+    at.number_input(key="train_hp_lr").set_value(0.001).run()
+    assert ok(at).selectbox(key="train_preset").value == "your settings"
+    assert "Settings: the book's recipe but " in line()
+    at.selectbox(key="train_preset").set_value("book-rnn").run()
+    recipe = {k: v for k, v in TrainConfig().__dict__.items() if k not in ("device", "prefix", "predict_every")}
+    assert all(ok(at).session_state[f"hp_{k}"] == v for k, v in recipe.items())
+    assert "Settings: the book's recipe." in line()

@@ -13,10 +13,11 @@ from charrnn.checkpoint import make_checkpoint
 from charrnn.data import CorpusError
 from charrnn.device import describe, resolve_device
 from charrnn.devicequeue import DeviceQueue
+from charrnn.presets import PRESETS, preset
 from charrnn.runner import Runner
 from ui.corpus import load_chosen_corpus
 from ui.display import eta_text
-from ui.state import DEFAULTS, HP_FIELDS, SOURCES, keep_all, train_config
+from ui.state import DEFAULTS, HP_FIELDS, SOURCES, keep_all, set_setting, train_config
 
 # Every run of the visitor (Train, Resume, Book, Tune's trials) trains through its runner; pages import it here.
 from ui.visitor import keep_cookie, runner, show_your_link
@@ -129,6 +130,41 @@ def settings_label(snap) -> str:
     return "Settings"
 
 
+CUSTOM = "your settings"  # the preset picker's entry for settings that match no preset
+
+
+def preset_fields(name: str) -> dict:
+    """Every setting a preset gives (the defaults, then its own), the device aside: it stays the visitor's."""
+    return {k: v for k, v in {**{k: DEFAULTS[f"hp_{k}"] for k in HP_FIELDS}, **preset(name)}.items() if k != "device"}
+
+
+def matching_preset() -> str | None:
+    """The preset whose settings the form holds now, None when it holds another mix."""
+    s = st.session_state
+    return next((n for n in PRESETS if all(s[f"hp_{k}"] == v for k, v in preset_fields(n).items())), None)
+
+
+def preset_picker():
+    """The Train page's preset picker: it shows the preset the form matches (or "your settings"), and a
+    pick fills every field from that preset; changing a field afterwards turns it into "your settings"."""
+    st.session_state["train_preset"] = matching_preset() or CUSTOM  # before the widget: true at every run
+    st.selectbox(
+        "Preset",
+        [CUSTOM, *PRESETS],
+        key="train_preset",
+        on_change=apply_preset,
+        help="book-rnn: 8.5's recipe. book-gru, book-lstm, book-deep-lstm: chapter 9 as the book ran it. "
+        "whole-text: an LSTM with dropout and Adam on the whole text, kept at its best held-out epoch.",
+    )
+
+
+def apply_preset():
+    name = st.session_state["train_preset"]
+    if name != CUSTOM:
+        for k, v in preset_fields(name).items():
+            set_setting(f"hp_{k}", v)
+
+
 def settings_text() -> str:
     """The Train page's line on its settings, true at every moment: the text, and whether they are the
     book's recipe (or what differs from it)."""
@@ -141,7 +177,10 @@ def settings_text() -> str:
     ]
     if (s["corpus_source"], s["corpus_mode"]) != (DEFAULTS["corpus_source"], DEFAULTS["corpus_mode"]):
         changed.insert(0, "the text")
-    if not changed:
+    named = matching_preset()
+    if named not in (None, "book-rnn") and not changed[:1] == ["the text"]:
+        recipe = f"Settings: the {named} preset."
+    elif not changed:
         recipe = "Settings: the book's recipe."
     else:  # a few, so that the line stays one line at 1366 px
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
