@@ -104,7 +104,7 @@ def _shown(field: str, value: int) -> str:
 def _cap(field: str) -> str:
     cap = DEMO_CAPS[field]
     if field in BYTES:
-        return f"{cap / 2**20:.3g} MiB"
+        return f"{cap / 2**20:.4g} MiB"
     return f"{cap:,} weights in the recurrent layers" if field == "layer_weights" else f"{cap:,}"
 
 
@@ -186,7 +186,7 @@ def caption() -> str:
         f"max_tokens up to {c['max_tokens']:,}, models up to {c['layer_weights']:,} recurrent weights "
         "(one layer of any cell at 512, or two LSTM layers of 256), "
         f"texts up to {c['vocab_size']} distinct characters, uploads up to {c['upload_bytes'] / 2**20:g} MiB "
-        f"(checkpoints {c['checkpoint_bytes'] / 2**20:.3g} MiB), {c['trials']} trials per study; you can change "
+        f"(checkpoints {c['checkpoint_bytes'] / 2**20:.4g} MiB), {c['trials']} trials per study; you can change "
         "only your own runs (a run goes on when you close the tab, and is yours again in this browser or "
         "through your link)."
     )

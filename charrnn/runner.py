@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,7 @@ class Runner:
         # readers need no lock.
         self.started: frozenset[str] = frozenset()
         self._on_record = on_record  # called (watcher thread) with each run id as it enters the store
+        self.idle_since = time.monotonic()  # when its last run ended (or it was made): for whoever keeps runners
 
     def start(
         self,
@@ -157,6 +159,12 @@ class Runner:
 
     def _queue_then_work(self, store, corpus, config, line, options):
         """The watcher thread: wait in `line` (a DeviceQueue) when the device was busy, then train."""
+        try:
+            self._queue_then_train(store, corpus, config, line, options)
+        finally:
+            self.idle_since = time.monotonic()
+
+    def _queue_then_train(self, store, corpus, config, line, options):
         if line is not None:
             if not line.acquire(self, cancelled=lambda: self._stop_asked):
                 with self._lock:

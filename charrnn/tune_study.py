@@ -171,6 +171,7 @@ class Tuner:
         self.spawning = spawning or nullcontext
         self.stop_asked = False
         self.quit_asked = False  # a second Ctrl-C: --parallel quits within the minibatch
+        self.training = False  # whether the runner trains a trial of this search now (`stop` stops only that)
         self.study: optuna.Study | None = None
 
     def prepare(self, device) -> optuna.Study:
@@ -206,8 +207,11 @@ class Tuner:
         self.stop_asked = True
 
     def stop(self):
+        """Stop the search and the trial it trains now; a runner that trains no trial of it is left alone
+        (the app's runner is its visitor's, and may train their own run between two trials)."""
         self.stop_asked = True
-        self.runner.stop()
+        if self.training:
+            self.runner.stop()
 
     def _after(self, study, trial):
         if self.stop_asked:
@@ -221,12 +225,14 @@ class Tuner:
         if self.stop_asked:
             self._stopped(trial)
         config = trial_config(self.search.space, self.search.base, trial)
+        self._start(config, f"{self.search.study} trial {trial.number}")  # refused: nothing of ours to stop
         try:
-            self._start(config, f"{self.search.study} trial {trial.number}")
             values, pruned = self._follow(trial, self.runner)
         except BaseException:  # whatever went wrong here, the training process must not outlive the trial
             self.runner.stop()
             raise
+        finally:
+            self.training = False
         snap = self.runner.snapshot()
         trial.set_user_attr("epochs", len(snap.history))
         if snap.status in ("stopped", "cancelled") and self.stop_asked and not pruned:
@@ -253,6 +259,7 @@ class Tuner:
                 corpus, config, self.device_lock, checkpoint_every=config.num_epochs, name=name, queue=True
             ):
                 raise RuntimeError(run.snapshot().message or "this session is already training; stop it first")
+            self.training = True
             while run.pid == last_pid and run.snapshot().status == "running" and run.running():
                 time.sleep(0.01)  # until the training process exists (`spawning` covers its start)
 

@@ -21,7 +21,7 @@ from charrnn.store import RunStore
 
 def main(fd: int) -> int:
     job = pickle.load(sys.stdin.buffer)
-    out = os.fdopen(fd, "wb", buffering=0)  # unbuffered: nothing is left to flush into a closed pipe at exit
+    out = os.fdopen(fd, "wb")  # buffered: it writes a message whole, however a signal interrupts it
     reader_gone = threading.Event()
 
     def send(kind, payload):
@@ -32,6 +32,7 @@ def main(fd: int) -> int:
             out.flush()
         except BrokenPipeError:  # the app went away: the store has the run, nobody is left to tell
             reader_gone.set()
+            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)  # what is left in the buffer goes nowhere at exit
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -268,7 +268,7 @@ CAPPED = [
     (
         "checkpoint upload",
         upload_checkpoint,
-        f"Checkpoint file: Checkpoint size: at most {demo.DEMO_CAPS['checkpoint_bytes'] / MIB:.3g} MiB in this demo",
+        f"Checkpoint file: Checkpoint size: at most {demo.DEMO_CAPS['checkpoint_bytes'] / MIB:.4g} MiB in this demo",
     ),
 ]
 

@@ -9,6 +9,7 @@ import re
 import time
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 from support import APP, figure, ok, record_run
 
@@ -149,3 +150,71 @@ def test_start_says_the_run_will_queue_and_the_labels_follow_the_run(home, corpu
     wait(at, lambda: "while your run trains" in at.expander[0].label, "the start after the queue")
     ok(at.button(key="train_stop").click().run())
     wait(at, lambda: at.expander[0].label == "Settings", "the stop")
+
+
+def long_run(corpus):
+    """The visitor's runner, training a run of their own that lasts until stopped."""
+    from charrnn.runner import Runner
+    from charrnn.train import TrainConfig
+
+    runner = Runner()
+    assert runner.start(corpus, TrainConfig(**{**TINY, "num_epochs": 100_000}))
+    return runner
+
+
+def test_an_ended_book_chain_stopped_later_leaves_the_visitors_own_run(home, corpus):
+    """The visitor's Book queue keeps their runner after its chain ends (a tab's end used to stop it): its
+    stop must not reach a Train run they started since."""
+    from ui.book import BookQueue
+
+    runner = long_run(corpus)
+    queue = BookQueue()
+    queue.runner = runner  # as after a chain of Book runs that has ended
+    queue.stop()
+    time.sleep(0.5)
+    assert runner.running(), "stopping an ended Book chain stopped the visitor's Train run"
+    runner.stop()
+    runner.join(30)
+
+
+def test_a_trial_that_cannot_start_leaves_the_run_that_holds_the_runner(home, corpus):
+    """Tune between two trials while the visitor's Start (another tab) took the runner: the trial fails,
+    and neither it nor the study's stop ends the visitor's run."""
+    from charrnn.train import TrainConfig
+    from charrnn.tune_space import parse_space
+    from charrnn.tune_study import Search, Tuner
+
+    runner = long_run(corpus)
+    base = TrainConfig(**{**TINY, "val_tokens": 200})
+    search = Search("busy", parse_space("lr=0.5:2"), base, trials=1, storage=f"sqlite:///{home.home / 't.db'}")
+    tuner = Tuner(search, corpus, runner=runner)
+    tuner.prepare(torch.device("cpu"))
+    with pytest.raises(RuntimeError, match="already training"):  # the app's job shows it and ends the study
+        tuner.run()
+    assert [t.state.name for t in tuner.study.trials] == ["FAIL"]
+    tuner.stop()
+    time.sleep(0.5)
+    assert runner.running(), "a trial that never started stopped the visitor's run"
+    runner.stop()
+    runner.join(30)
+
+
+def test_a_private_link_never_silently_takes_over_a_browser_that_owns_runs(home, corpus):
+    """Opening another visitor's link (sent by anyone) in a browser with runs of its own asks first; the key
+    leaves the address at once on every page."""
+    from charrnn import demo
+
+    mine, theirs = "a" * 32, "b" * 32
+    demo.claim(record_run(corpus, "my run", TINY), mine)
+    at = fresh("runs", key=mine)  # a new browser: it simply becomes the link's visitor
+    assert at.session_state["visitor_key"] == mine and "key" not in link(at)
+    at.query_params["key"] = theirs
+    ok(at.switch_page("streamlit_app.py").run())  # Home: the key is read (and dropped) there too
+    assert at.session_state["visitor_key"] == mine and "key" not in link(at)
+    assert any("belongs to another visitor's runs" in w for w in plain(at.warning))
+    ok(at.button(key="visitor_keep").click().run())
+    assert at.session_state["visitor_key"] == mine and not any("another visitor" in w for w in plain(at.warning))
+    at.query_params["key"] = theirs
+    ok(at.run())
+    ok(at.button(key="visitor_take_link").click().run())
+    assert at.session_state["visitor_key"] == theirs

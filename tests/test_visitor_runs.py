@@ -162,3 +162,34 @@ def test_the_demo_admits_every_checkpoint_it_can_train_and_refuses_a_larger_voca
     wide = load_corpus(text.encode(), mode="raw", max_tokens=None, name="wide.txt")
     with pytest.raises(ValueError, match=r"Vocabulary \(distinct characters of the text\): at most 256"):
         runner.Runner().start(wide, TrainConfig(**TINY))
+
+
+@pytest.mark.parametrize(
+    "url, base_path, root",
+    [
+        ("http://h:8501/", "", "http://h:8501"),
+        ("http://h:8501/train?minibatch=2", "", "http://h:8501"),
+        ("https://h/charrnn/", "charrnn", "https://h/charrnn"),  # Home under a path: once /train?key= at the host
+        ("https://h/charrnn/inside", "/charrnn/", "https://h/charrnn"),
+    ],
+)
+def test_your_link_points_at_the_apps_own_root_even_under_a_path(url, base_path, root):
+    from ui.visitor import app_root
+
+    assert app_root(url, base_path) == root
+
+
+def test_the_registry_keeps_a_runner_whose_run_ended_recently_however_long_nobody_looked(monkeypatch):
+    """A run left alone for over an hour ends: its runner (and "your run" on the Train page, and a Book or Tune
+    chain between two runs) must still be there on return; one idle for longer than that goes."""
+    import ui.visitor as visitor
+
+    clock = [1000.0]
+    monkeypatch.setattr(visitor.time, "monotonic", lambda: clock[0])
+    registry = visitor.Registry()
+    first = registry.runner("k" * 32)
+    clock[0] += 2 * visitor.IDLE_S  # nobody looked for two hours...
+    first.idle_since = clock[0] - 10  # ...while its run trained, until 10 s ago
+    assert registry.runner("k" * 32) is first
+    clock[0] += visitor.IDLE_S + 1
+    assert registry.runner("k" * 32) is not first

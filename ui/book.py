@@ -20,6 +20,7 @@ from ui import views
 from ui.corpus import load_text, yardsticks_for
 from ui.display import error
 from ui.training import device_lock, runner
+from ui.visitor import visitor_key
 
 
 class BookQueue:
@@ -48,8 +49,9 @@ class BookQueue:
         self.thread.start()
 
     def stop(self):
+        """Stop the chain, and the run of it that trains now: never a run the visitor started elsewhere."""
         self.stop_asked = True
-        if self.runner is not None:
+        if self.runner is not None and self.running():
             self.runner.stop()
 
     def _work(self, run, lock, configs, corpus, every):
@@ -82,10 +84,15 @@ KEYS = {8: "book", 9: "book9"}
 MINUTES = {8: "about 3 minutes", 9: "1 to 3 minutes"}
 
 
-@st.cache_resource(scope="session", on_release=lambda q: q.stop(), show_spinner=False)
-def book_queue(chapter: int) -> BookQueue:
-    """This session's queue of `chapter`'s runs (one per chapter; both train on the session's runner)."""
+@st.cache_resource(max_entries=1000, show_spinner=False)
+def _book_queue(visitor: str, chapter: int) -> BookQueue:
     return BookQueue()
+
+
+def book_queue(chapter: int) -> BookQueue:
+    """The visitor's queue of `chapter`'s runs (one per chapter; both train on the visitor's runner): every
+    tab of theirs sees it, and a closed tab leaves it going, as their own runs go on."""
+    return _book_queue(visitor_key(), chapter)
 
 
 def any_running() -> bool:

@@ -20,7 +20,7 @@ from ui.display import eta_text
 from ui.state import DEFAULTS, HP_FIELDS, SOURCES, keep_all, set_setting, train_config
 
 # Every run of the visitor (Train, Resume, Book, Tune's trials) trains through its runner; pages import it here.
-from ui.visitor import keep_cookie, runner, show_your_link
+from ui.visitor import keep_cookie, pending_link, runner, show_your_link
 
 
 @st.cache_resource(show_spinner=False)
@@ -55,6 +55,7 @@ def sidebar(pages):
         run_state()
         show_your_link()
         keep_cookie()
+    pending_link()
 
 
 def chained() -> bool:

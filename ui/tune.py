@@ -22,6 +22,7 @@ from charrnn.tune_study import Search, Tuner, eval_cadence, pruning_note
 from ui.corpus import load_chosen_corpus
 from ui.state import HP_FIELDS, set_setting, switch_to, train_config
 from ui.training import device_lock, runner
+from ui.visitor import visitor_key
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # the page shows each trial's state and reason itself
 
@@ -95,14 +96,16 @@ class TuneJob:
         if self.tuner is not None:
             self.tuner.request_stop()
 
-    def close(self):
-        if self.tuner is not None:
-            self.tuner.stop()
 
-
-@st.cache_resource(scope="session", on_release=lambda job: job.close(), show_spinner=False)
-def tune_job() -> TuneJob:
+@st.cache_resource(max_entries=1000, show_spinner=False)
+def _tune_job(visitor: str) -> TuneJob:
     return TuneJob()
+
+
+def tune_job() -> TuneJob:
+    """The visitor's study (one at a time, on their runner): every tab of theirs sees it, and a closed tab
+    leaves it searching, as their own runs go on."""
+    return _tune_job(visitor_key())
 
 
 @st.cache_resource(show_spinner=False)

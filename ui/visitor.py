@@ -13,7 +13,7 @@ import re
 import secrets
 import threading
 import time
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
@@ -48,11 +48,18 @@ class Registry:
         for key, (run, used) in list(self._runners.items()):
             if run.running():
                 self._runners[key] = (run, now)
-            elif now - used > IDLE_S:
+            elif now - max(used, run.idle_since) > IDLE_S:  # unlooked-at and idle since its last run ended
                 del self._runners[key]
-        idle = sorted((used, key) for key, (run, used) in self._runners.items() if not run.running())
+        runners = self._runners.items()
+        idle = sorted((max(used, run.idle_since), key) for key, (run, used) in runners if not run.running())
         for _, key in idle[: max(0, len(self._runners) - MOST)]:
             del self._runners[key]
+
+    def peek(self, key: str) -> Runner | None:
+        """The key's runner if there is one, without making one."""
+        with self._lock:
+            found = self._runners.get(key)
+            return found[0] if found else None
 
     def stop_all(self):
         with self._lock:
@@ -66,15 +73,46 @@ def registry() -> Registry:
 
 
 def visitor_key() -> str:
-    """This visitor's key: from a private link just opened, else the session's, else the browser's
-    cookie, else a new one (kept by `keep_cookie`)."""
-    linked = st.query_params.get(PARAM)
-    if linked and KEY.fullmatch(linked):
-        st.session_state["visitor_key"] = linked
+    """This visitor's key: the session's, else the browser's cookie, else a new one (kept by `keep_cookie`).
+    A private link's key (`?key=`) is taken out of the address at once (a copied address never carries
+    it) and becomes this visitor's, except where this browser already owns runs under another key: then
+    `pending_link` asks first, so that opening someone's link never silently hands them this browser."""
     if "visitor_key" not in st.session_state:
         kept = st.context.cookies.get(COOKIE) if st.context.cookies else None
         st.session_state["visitor_key"] = kept if kept and KEY.fullmatch(kept) else secrets.token_urlsafe(24)
+    linked = st.query_params.get(PARAM)
+    if linked is not None:
+        del st.query_params[PARAM]
+    if linked and KEY.fullmatch(linked) and linked != st.session_state["visitor_key"]:
+        if own_runs_of(st.session_state["visitor_key"]):
+            st.session_state["_pending_key"] = linked
+        else:
+            st.session_state["visitor_key"] = linked
     return st.session_state["visitor_key"]
+
+
+def own_runs_of(key: str) -> frozenset[str]:
+    found = registry().peek(key)
+    return (found.started if found is not None else frozenset()) | demo.owned(key)
+
+
+def pending_link():
+    """Ask, once a private link of another visitor was opened in a browser that owns runs: switch to it
+    (this browser's own runs then need their own link to be reached again), or keep this browser's."""
+    linked = st.session_state.get("_pending_key")
+    if not linked:
+        return
+    st.warning(
+        "The link you opened belongs to another visitor's runs. Use it, and this browser becomes that "
+        "visitor (open your own link to come back to your runs), or keep your own runs."
+    )
+    c = st.columns(2)
+    c[0].button("Use the link's runs", on_click=_take_pending, key="visitor_take_link")
+    c[1].button("Keep my own runs", on_click=lambda: st.session_state.pop("_pending_key", None), key="visitor_keep")
+
+
+def _take_pending():
+    st.session_state["visitor_key"] = st.session_state.pop("_pending_key")
 
 
 def runner() -> Runner:
@@ -102,9 +140,14 @@ def keep_cookie():
 
 def your_link() -> str:
     """The private link that gives this visitor's runs to whoever opens it (another browser of theirs)."""
-    base = (st.context.url or "").split("?")[0].rstrip("/")
-    base = base.rsplit("/", 1)[0] if base.count("/") > 2 else base  # the app's root, not this page's
-    return f"{base}/train?{urlencode({PARAM: visitor_key()})}"
+    return f"{app_root()}/train?{urlencode({PARAM: visitor_key()})}"
+
+
+def app_root(url: str | None = None, base_path: str | None = None) -> str:
+    """The app's root address (scheme, host and the server's baseUrlPath) from any of its pages' address."""
+    parts = urlsplit(url if url is not None else st.context.url or "")
+    path = (base_path if base_path is not None else st.get_option("server.baseUrlPath") or "").strip("/")
+    return f"{parts.scheme}://{parts.netloc}" + (f"/{path}" if path else "")
 
 
 def show_your_link():
