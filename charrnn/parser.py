@@ -45,6 +45,7 @@ FLAGS = {
     "eval_every": "--eval-every",
     "num_layers": "--num-layers",
     "weight_decay": "--weight-decay",
+    "weight_drop": "--weight-drop",
 }
 # ...and plain words only as a message's first word, where they name the setting ("device 'tpu' ...").
 LEADING = ("lr", "clip", "seed", "device", "sampling", "mode", "prefix", "temperature", "state", "model", "cell")
@@ -179,6 +180,13 @@ def add_model_args(p):
         type=dropout,
         default=d.dropout,
         help="dropout between layers and before the head, in training only (default: 0, the book's)",
+    )
+    p.add_argument(
+        "--weight-drop",
+        type=dropout,
+        default=d.weight_drop,
+        help="DropConnect on the recurrent weights W_hh, one mask per minibatch, in training only; "
+        "concise models (default: 0)",
     )
 
 

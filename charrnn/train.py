@@ -55,13 +55,16 @@ class TrainConfig:
     cell: str = "rnn"  # "rnn" (8.5), "gru" (9.1) or "lstm" (9.2)
     num_layers: int = 1  # stacked recurrent layers (9.3)
     dropout: float = 0.0  # between layers and before the head, in training only (0 = the book's, none)
+    weight_drop: float = 0.0  # DropConnect on W_hh, in training only (concise models; 0 = none)
     optimizer: str = "sgd"  # "sgd": the book's plain update; "adam": AdamW (Adam with decoupled weight decay)
     weight_decay: float = 0.0  # sgd: L2 added to the gradient after clipping; adam: AdamW's decay (0 = none)
     patience: int = 0  # stop after this many held-out evaluations without a new best (0 = never: the book's)
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The model these settings train, for a vocab of `vocab_size`."""
-        return ModelConfig(vocab_size, self.num_hiddens, self.model, self.cell, self.num_layers, self.dropout)
+        return ModelConfig(
+            vocab_size, self.num_hiddens, self.model, self.cell, self.num_layers, self.dropout, self.weight_drop
+        )
 
     @property
     def resets_state(self) -> bool:
@@ -225,7 +228,7 @@ def train(
     if model is None:
         model = build_model(len(vocab), config)
     model.to(device).train()  # dropout on, if the model has any
-    if config.dropout > 0:  # dropout draws its masks from torch's RNG: seeded, so a run can be repeated
+    if config.dropout > 0 or config.weight_drop > 0:  # masks come from torch's RNG: seeded, so a run repeats
         torch.manual_seed(config.seed + start_epoch)
     if loader is None:
         loader = SeqDataLoader(

@@ -41,6 +41,7 @@ TUNABLE = {
     "cell": str,
     "num_layers": int,
     "dropout": float,
+    "weight_drop": float,
 }
 CHOICES = {"sampling": SAMPLINGS, "state": STATES, "model": KINDS, "cell": CELLS, "optimizer": OPTIMIZERS}
 PER_OPTIMIZER = {f"lr_{o}": o for o in OPTIMIZERS}  # a space name -> the optimizer whose trials take it as lr

@@ -122,6 +122,15 @@ with st.expander(ui.training.settings_label(snap), key="train_settings", on_chan
             help="adam: AdamW's decoupled decay. sgd: L2, added to the gradient after clipping.",
             **ui.bound("hp_weight_decay", "train"),
         )
+        c[2].number_input(
+            "weight drop (W_hh)",
+            min_value=0.0,
+            max_value=MAX_DROPOUT,
+            step=0.05,
+            format="%g",
+            help="DropConnect on the recurrent weights: one mask per minibatch, in training only (concise model).",
+            **ui.bound("hp_weight_drop", "train"),
+        )
         ui.training.start_button(disabled=snap.running)
 c = st.columns([1, 1.4, 3], vertical_alignment="center")
 c[0].button(

@@ -43,6 +43,7 @@ SPECS = {
     "cell": "rnn|gru|lstm",  # 8.5, 9.1, 9.2
     "num_layers": "1:3",  # 9.3's deep RNN stacks 2
     "dropout": "0:0.5",  # between layers and before the head
+    "weight_drop": "0:0.6",  # DropConnect on W_hh (concise models)
     "max_tokens": "10000|0",  # the book's first 10,000 chars, or the whole text
 }
 VARIED = ("lr", "clip", "num_hiddens")

@@ -162,13 +162,15 @@ def run_settings(run: dict) -> dict:
 def model_text(config: ModelConfig) -> str:
     """'a 2-layer scratch lstm, num_hiddens 256, dropout 0.2 in training': the model, as the pages name it."""
     dropout = f", dropout {config.dropout} in training" if config.dropout else ""
+    dropout += f", weight drop {config.weight_drop} on W_hh in training" if config.weight_drop else ""
     return f"{describe(config)}, num_hiddens {config.num_hiddens}{dropout}"
 
 
 def run_model_text(run: dict) -> str:
     """`model_text` of a stored run's settings (no vocab is needed to name it)."""
     s = run_settings(run)
-    return model_text(ModelConfig(0, s.get("num_hiddens"), s["model"], s["cell"], s["num_layers"], s["dropout"]))
+    fields = (s.get("num_hiddens"), s["model"], s["cell"], s["num_layers"], s["dropout"], s.get("weight_drop", 0.0))
+    return model_text(ModelConfig(0, *fields))
 
 
 def rounded(value, digits: int | None = None, significant: int | None = None):

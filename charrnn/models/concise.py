@@ -1,7 +1,7 @@
 """The book's concise models (8.6 `RNNModel`, 9.1-9.3): `torch.nn.RNN`, `nn.GRU` or `nn.LSTM` on one-hot
 input, then a Linear head. Attributes are named `rnn` and `linear` as in the book, so are the
 checkpoint keys. Dropout between layers is torch's own; the one before the head is ours, so that
-both kinds drop the same connections.
+both kinds drop the same connections. `weight_drop` masks each W_hh (DropConnect) once per minibatch in training.
 
 `nn.GRU` applies its reset gate after the recurrent product, r * (W_hn h + b_hn), where the book's GRU
 (9.1) multiplies the state first, (R * H) W_hh: the concise GRU is a different function from the scratch
@@ -10,6 +10,7 @@ one. `nn.LSTM` and `nn.RNN` compute the book's functions.
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.nn import functional as F
 
 from charrnn.models import lstm, rnn
@@ -36,7 +37,14 @@ class ConciseModel(nn.Module):
 
     def forward(self, X: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
         inputs = self._one_hot(X)  # (num_steps, batch_size, vocab_size)
-        Y, new = self.rnn(inputs, state if self.config.cell == "lstm" else state[0])  # Y: (T, B, H)
+        state = state if self.config.cell == "lstm" else state[0]
+        if self.training and self.config.weight_drop > 0:  # one mask on each W_hh for the whole minibatch
+            weights = dict(self.rnn.named_parameters())
+            for name in [n for n in weights if n.startswith("weight_hh")]:
+                weights[name] = F.dropout(weights[name], self.config.weight_drop, True)
+            Y, new = functional_call(self.rnn, weights, (inputs, state))
+        else:
+            Y, new = self.rnn(inputs, state)  # Y: (T, B, H)
         if self.config.dropout > 0:
             Y = F.dropout(Y, self.config.dropout, self.training)
         logits = self.linear(Y.reshape(-1, Y.shape[-1]))  # (num_steps * batch_size, vocab_size), time-major

@@ -1,4 +1,4 @@
-"""What a model is: its kind, cell, width, depth and dropout, as a dataclass of plain fields that goes
+"""What a model is: its kind, cell, width, depth, dropout and weight drop, as a dataclass of plain fields that goes
 straight into checkpoints."""
 
 from dataclasses import dataclass
@@ -17,6 +17,9 @@ class ModelConfig:
     cell: str = "rnn"  # one of CELLS; checkpoints written before chapter 9 hold an rnn
     num_layers: int = 1  # stacked recurrent layers (9.3): layer l reads layer l-1's hidden states
     dropout: float = 0.0  # on the non-recurrent connections (between layers, before the head); off in eval
+    # DropConnect on the recurrent weights W_hh (Merity et al. 2017's weight drop): one mask per minibatch,
+    # shared by every step, so the recurrence itself is regularised; off in eval; concise models only
+    weight_drop: float = 0.0
 
     def check(self) -> "ModelConfig":
         """Raise ValueError naming the first field out of range and how to fix it."""
@@ -26,11 +29,18 @@ class ModelConfig:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
         if not _is_int(self.num_layers) or not 1 <= self.num_layers <= MAX_LAYERS:
             raise ValueError(f"num_layers must be a whole number from 1 to {MAX_LAYERS}, not {self.num_layers!r}")
-        number = isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool)
-        if not number or not 0 <= self.dropout <= MAX_DROPOUT:
+        for name in ("dropout", "weight_drop"):
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not 0 <= value <= MAX_DROPOUT:
+                raise ValueError(
+                    f"{name} must be a probability from 0 (off) to {MAX_DROPOUT}, not {value!r}; "
+                    f"1 would drop every {'activation' if name == 'dropout' else 'recurrent weight'}"
+                )
+        if self.weight_drop and self.kind != "concise":
             raise ValueError(
-                f"dropout must be a probability from 0 (off) to {MAX_DROPOUT}, not {self.dropout!r}; "
-                "1 would drop every activation"
+                "weight_drop works with the concise model only (the scratch cells' hand-written backpropagation "
+                "keeps W_hh whole); use model concise, or weight_drop 0"
             )
         return self
 
