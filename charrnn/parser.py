@@ -27,7 +27,7 @@ from charrnn.data import MODES
 from charrnn.models import CELLS, KINDS
 from charrnn.presets import PRESETS, preset
 from charrnn.runner import run_name  # one cap (200 characters) for the app's names and --name
-from charrnn.train import OPTIMIZERS, STATES, TrainConfig
+from charrnn.train import OPTIMIZERS, SCHEDULES, STATES, TrainConfig
 
 ngram_order = at_most(positive_int, MAX_ORDER)
 
@@ -46,6 +46,7 @@ FLAGS = {
     "num_layers": "--num-layers",
     "weight_decay": "--weight-decay",
     "weight_drop": "--weight-drop",
+    "lr_schedule": "--lr-schedule",
 }
 # ...and plain words only as a message's first word, where they name the setting ("device 'tpu' ...").
 LEADING = ("lr", "clip", "seed", "device", "sampling", "mode", "prefix", "temperature", "state", "model", "cell")
@@ -107,6 +108,12 @@ def add_train_args(p):
     p.add_argument("--lr", type=step_size, default=d.lr, help="learning rate (default: %(default)s, the book's SGD)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="'sgd' (the book's) or 'adam' (AdamW)")
     p.add_argument(
+        "--lr-schedule",
+        choices=SCHEDULES,
+        default=d.lr_schedule,
+        help="'constant' (the book's) or 'cosine': lr falls by minibatch to 0 at the last epoch",
+    )
+    p.add_argument(
         "--weight-decay",
         type=weight_decay,
         default=d.weight_decay,
@@ -124,7 +131,7 @@ def add_train_args(p):
         default=d.patience,
         help="stop after K held-out evaluations without a new best (default: never, as the book)",
     )
-    p.add_argument("--name", type=run_name, help="a name for the run in the run store (default: the date and time)")
+    p.add_argument("--name", type=run_name, help="a name for the run in the run store (default: what it is, and when)")
     p.add_argument(
         "--checkpoint-every",
         type=positive_int,

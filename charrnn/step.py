@@ -38,6 +38,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, config: "TrainConfig", cuda_graph: bool = True, optimizer_state=None):
         self.model, self.config = model, config
+        self.lr = config.lr  # the step's learning rate: config.lr, or where `set_lr` put it (a schedule)
         self.params = list(model.parameters())
         on_cuda = self.params[0].device.type == "cuda"
         self.adam = None
@@ -53,7 +54,16 @@ class Trainer:
                         f"the checkpoint's optimizer state does not fit this model ({type(e).__name__}); "
                         "train again instead"
                     ) from e
-        self.graph = CudaGraphStep(self.eager_step) if cuda_graph and on_cuda else None
+        # A captured graph keeps the lr it was captured with: a schedule runs the step eagerly.
+        fixed_lr = config.lr_schedule == "constant"
+        self.graph = CudaGraphStep(self.eager_step) if cuda_graph and on_cuda and fixed_lr else None
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the next steps (a schedule's)."""
+        self.lr = lr
+        if self.adam is not None:
+            for group in self.adam.param_groups:
+                group["lr"] = lr
 
     def optimizer_state(self) -> dict | None:
         """What a resumed run needs to continue the update exactly (Adam's moments); None for SGD."""
@@ -84,5 +94,5 @@ class Trainer:
             else:
                 if self.config.weight_decay > 0:  # L2: the gradient of wd/2 ||p||^2, after clipping as torch's SGD
                     torch._foreach_add_(grads, self.params, alpha=self.config.weight_decay)
-                torch._foreach_add_(self.params, grads, alpha=-self.config.lr)
+                torch._foreach_add_(self.params, grads, alpha=-self.lr)
         return loss.detach(), norm, clipped, state

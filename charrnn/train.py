@@ -28,6 +28,7 @@ MAX_HIDDENS = 8192
 MAX_STEP = 1e6
 STATES = ("carry", "reset")
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine")  # the book's constant lr; cosine annealing from lr to 0 over num_epochs
 MAX_WEIGHT_DECAY = 1.0  # a decay of 1 per step already wipes the weights; useful values are 1e-5..0.1
 MAX_PARAMS = 240_000_000  # float32 weights that fit a checkpoint (charrnn.checkpoint.MAX_CHECKPOINT_BYTES, 1 GiB)
 
@@ -59,6 +60,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # "sgd": the book's plain update; "adam": AdamW (Adam with decoupled weight decay)
     weight_decay: float = 0.0  # sgd: L2 added to the gradient after clipping; adam: AdamW's decay (0 = none)
     patience: int = 0  # stop after this many held-out evaluations without a new best (0 = never: the book's)
+    lr_schedule: str = "constant"  # one of SCHEDULES: "cosine" lowers lr by minibatch to 0 at num_epochs
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The model these settings train, for a vocab of `vocab_size`."""
@@ -95,7 +97,8 @@ class TrainConfig:
                 f"weight_decay must be 0 (none) or a positive number at most {MAX_WEIGHT_DECAY}, "
                 f"not {self.weight_decay!r}"
             )
-        for name, choices in (("sampling", SAMPLINGS), ("state", STATES), ("model", KINDS), ("optimizer", OPTIMIZERS)):
+        named = (("sampling", SAMPLINGS), ("state", STATES), ("model", KINDS), ("optimizer", OPTIMIZERS))
+        for name, choices in (*named, ("lr_schedule", SCHEDULES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         if not (_is_int(self.seed) and 0 <= self.seed < 2**63):
@@ -194,6 +197,12 @@ def build_model(vocab_size: int, config: TrainConfig) -> nn.Module:
     return make_model(config.model_config(vocab_size), generator=generator)
 
 
+def scheduled_lr(config: TrainConfig, done: float) -> float:
+    """The learning rate once the share `done` (0..1) of the run's minibatches has trained: cosine annealing
+    (Loshchilov and Hutter 2017) from config.lr at the start to 0 at the end."""
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(max(done, 0.0), 1.0)))
+
+
 def train(
     corpus,
     vocab,
@@ -241,11 +250,13 @@ def train(
     for epoch in range(start_epoch, config.num_epochs):
         t0 = time.perf_counter()
         sums = torch.zeros(3, device=device)  # loss * tokens, grad norm, clipped
-        state, tokens, n = None, 0, 0
+        state, tokens, n, per_epoch = None, 0, 0, max(1, len(loader))
         for X, Y in loader:
             if should_stop is not None and should_stop():
                 result.stopped = True
                 return result
+            if config.lr_schedule != "constant":
+                trainer.set_lr(scheduled_lr(config, (epoch + n / per_epoch) / config.num_epochs))
             if state is None or config.resets_state:
                 state = model.begin_state(X.shape[0], device)
             else:

@@ -95,6 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # The train flags a worker takes as they are (each a TrainConfig field of the same name).
 FIXED = ("lr", "batch_size", "num_steps", "num_hiddens", "max_tokens", "sampling", "clip", "device")
 FIXED += ("val_tokens", "eval_every", "state", "model", "cell", "num_layers", "dropout", "optimizer", "weight_decay")
+FIXED += ("weight_drop",)
 
 
 # The flags a Search takes by name.

@@ -13,7 +13,7 @@ import ui.state
 import ui.training
 import ui.watch
 from charrnn.models import CELLS, KINDS, MAX_DROPOUT, MAX_LAYERS
-from charrnn.train import MAX_HIDDENS, OPTIMIZERS, STATES
+from charrnn.train import MAX_HIDDENS, OPTIMIZERS, SCHEDULES, STATES
 
 ui.via_entry(__file__)
 ui.links.restore_and_sync("train")  # a shared link's settings, and the address kept in step
@@ -130,6 +130,12 @@ with st.expander(ui.training.settings_label(snap), key="train_settings", on_chan
             format="%g",
             help="DropConnect on the recurrent weights: one mask per minibatch, in training only (concise model).",
             **ui.bound("hp_weight_drop", "train"),
+        )
+        c[3].selectbox(
+            "lr schedule",
+            SCHEDULES,
+            help="constant: the book's. cosine: lr falls by minibatch from lr to 0 at the last epoch.",
+            **ui.bound("hp_lr_schedule", "train"),
         )
         ui.training.start_button(disabled=snap.running)
 c = st.columns([1, 1.4, 3], vertical_alignment="center")

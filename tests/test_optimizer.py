@@ -34,9 +34,14 @@ def test_sgd_weight_decay_is_l2_after_clipping():
         torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_adam_resumed_equals_adam_straight_through(text, tmp_path, weight_decay):
-    config = TrainConfig(num_epochs=6, optimizer="adam", lr=0.01, cell="gru", weight_decay=weight_decay, **SMALL)
+@pytest.mark.parametrize(
+    "weight_decay, schedule", [(0.0, "constant"), (0.1, "constant"), (0.0, "cosine")], ids=["adam", "adamw", "cosine"]
+)
+def test_adam_resumed_equals_adam_straight_through(text, tmp_path, weight_decay, schedule):
+    """A resumed cosine schedule goes on where it stood: its lr depends on the epoch, not on the process."""
+    config = TrainConfig(
+        num_epochs=6, optimizer="adam", lr=0.01, cell="gru", weight_decay=weight_decay, lr_schedule=schedule, **SMALL
+    )
     store = RunStore(tmp_path / "a")
     _, straight = train_recorded(store, text, config)
 
@@ -55,3 +60,28 @@ def test_adam_resumed_equals_adam_straight_through(text, tmp_path, weight_decay)
     for (name, p), q in zip(straight.model.named_parameters(), resumed.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
     assert straight.history[-1].perplexity < straight.history[0].perplexity  # it learns
+
+
+def test_cosine_schedule_falls_from_lr_to_zero_by_minibatch_and_sgd_follows_it(text):
+    """scheduled_lr by hand at the ends and the middle; a cosine SGD run's steps use it (its first step is the
+    constant run's, its last lr is nearly 0), and its weights end elsewhere than the constant run's."""
+    from charrnn.train import scheduled_lr, train
+
+    config = TrainConfig(num_epochs=3, lr=2.0, lr_schedule="cosine", **SMALL)
+    assert (scheduled_lr(config, 0), scheduled_lr(config, 0.5), scheduled_lr(config, 1)) == (2.0, 1.0, 0.0)
+    assert scheduled_lr(config, 0.25) == pytest.approx(1 + 2**-0.5)
+    seen = []
+
+    class Watching(Trainer):
+        def step(self, X, Y, state):
+            seen.append(self.lr)
+            return super().step(X, Y, state)
+
+    model = build_model(len(text.vocab), config)
+    cosine = train(text.corpus, text.vocab, config, model=model, trainer=Watching(model, config))
+    per_epoch = len(seen) // 3
+    assert seen[0] == 2.0 and 0 < seen[-1] < 2.0 * (1 - 0.999) and seen == sorted(seen, reverse=True)
+    assert seen[per_epoch] == pytest.approx(scheduled_lr(config, 1 / 3), rel=0.05)
+    constant = train(text.corpus, text.vocab, TrainConfig(**{**config.__dict__, "lr_schedule": "constant"}))
+    assert cosine.history[0].perplexity != constant.history[0].perplexity
+    assert cosine.history[-1].perplexity != constant.history[-1].perplexity
