@@ -4,10 +4,11 @@ CI (the `CI` environment variable set) it FAILS them, and the text is never down
 import os
 from pathlib import Path
 
-import appserver  # tools/appserver.py, on sys.path through pyproject's [tool.pytest.ini_options]
 import pytest
+from support import serve
 
 from charrnn.data import CorpusError, download_time_machine, find_time_machine, load_corpus
+from charrnn.store import RunStore
 
 DOWNLOAD_TIMEOUT = 10  # seconds: an offline machine must not hold the test session up for long
 
@@ -93,17 +94,24 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture
 def server(time_machine_path):
-    """`streamlit run` on a free loopback port (CHARRNN_DATA_DIR and the private CHARRNN_HOME passed
-    through); yields its URL; fails the test if the server printed a traceback."""
-    try:
-        proc, url = appserver.start(env={"CHARRNN_DATA_DIR": str(time_machine_path.parent)})
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    try:
-        yield url
-    finally:
-        out = appserver.stop(proc)
-        assert "Traceback" not in out, out
+    """`streamlit run` with this test's store: see support.serve."""
+    yield from serve(time_machine_path)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, fresh_caches):
+    """An empty run store per test (this process and the app's AppTests), demo mode and a Tune storage
+    from the environment off. A test file may define its own `home`."""
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CHARRNN_DEMO", raising=False)
+    monkeypatch.delenv("CHARRNN_TUNE_STORAGE", raising=False)
+    return RunStore()
+
+
+@pytest.fixture(scope="module")
+def corpus(time_machine_path):
+    """The book's first 2,000 chars (book preprocessing): tiny runs' text."""
+    return load_corpus("time_machine", mode="book", max_tokens=2000, download=False)
 
 
 def chromium_path(playwright) -> str:

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import appserver  # tools/appserver.py (pyproject puts tools/ on the path)
+import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +44,16 @@ def cli_train(home, *args: str) -> subprocess.Popen:
 def ok(at: AppTest) -> AppTest:
     """`at`, after asserting that its last run raised nothing."""
     assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def wait(at: AppTest, done, what: str, timeout: float = 60) -> AppTest:
+    """Rerun `at` until `done()` (run_every never fires in AppTest); fail naming `what` after `timeout` s."""
+    end = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < end, f"{what} did not happen in time"
+        time.sleep(0.3)
+        ok(at.run())
     return at
 
 
@@ -91,6 +103,20 @@ def figure(at: AppTest, key: str) -> dict:
 
 
 # ---- a real browser --------------------------------------------------------------------------
+
+
+def serve(time_machine_path, **env):
+    """`streamlit run` on a free loopback port (CHARRNN_DATA_DIR, the private CHARRNN_HOME and `env` passed
+    through); yields its URL; fails the test if the server printed a traceback."""
+    try:
+        proc, url = appserver.start(env={"CHARRNN_DATA_DIR": str(time_machine_path.parent), **env})
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
+        yield url
+    finally:
+        out = appserver.stop(proc)
+        assert "Traceback" not in out, out
 
 
 def settle(pg, pause_ms: int = 300):

@@ -18,26 +18,12 @@ from support import app, figure, generate, record_run, wait_until_ended
 
 from charrnn import demo
 from charrnn.checkpoint import load_checkpoint, read_checkpoint
-from charrnn.data import load_corpus
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig
 
 TINY = dict(num_epochs=2, num_hiddens=16, max_tokens=2000, batch_size=4, num_steps=8, val_tokens=200, device="cpu")
 GRU = dict(cell="gru")
 LSTM = dict(cell="lstm", num_layers=2, dropout=0.2, model="concise")
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch, fresh_caches):
-    """An empty run store per test, demo mode off (fresh Streamlit caches: AppTests share them)."""
-    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("CHARRNN_DEMO", raising=False)
-    return RunStore()
-
-
-@pytest.fixture(scope="module")
-def corpus(time_machine_path):
-    return load_corpus("time_machine", mode="book", max_tokens=2000, download=False)
 
 
 @pytest.fixture

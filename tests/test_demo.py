@@ -6,12 +6,11 @@ or another tab makes them; a fresh AppTest is the visitor."""
 
 import re
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from support import APP, app, generate, ok, record_run
+from support import APP, app, generate, ok, record_run, wait
 
 from charrnn import demo
 from charrnn.data import load_corpus
@@ -159,15 +158,6 @@ def call_callbacks(run_id: str):
     for callback in (ui.runs.rename_run, ui.runs.resume_run, ui.runs.ask_delete, ui.runs.delete_run):
         callback(run_id)
         st.text(st.session_state.pop("runs_error", ""))
-
-
-def wait(at: AppTest, done, what: str, timeout: float = 60) -> AppTest:
-    end = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < end, f"{what} did not happen in time"
-        time.sleep(0.3)
-        ok(at.run())
-    return at
 
 
 def test_a_run_this_session_started_can_be_renamed_resumed_and_deleted(demo_on, time_machine_path):

@@ -11,26 +11,12 @@ import time
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
-from support import APP, figure, ok, record_run
+from support import APP, figure, ok, record_run, wait
 
-from charrnn.data import load_corpus
 from charrnn.device import resolve_device
-from charrnn.store import RunStore
 from ui.training import device_lock
 
 TINY = dict(num_epochs=2, num_hiddens=16, max_tokens=2000, batch_size=4, num_steps=8, device="cpu")
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch, fresh_caches):
-    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("CHARRNN_TUNE_STORAGE", raising=False)
-    return RunStore()
-
-
-@pytest.fixture(scope="module")
-def corpus(time_machine_path):
-    return load_corpus("time_machine", mode="book", max_tokens=2000, download=False)
 
 
 def fresh(page: str, **params) -> AppTest:
@@ -47,15 +33,6 @@ def plain(elements) -> list[str]:
 
 def link(at: AppTest) -> dict:
     return {k: v[0] if isinstance(v, list) else v for k, v in at.query_params.items()}
-
-
-def wait(at: AppTest, done, what: str, timeout: float = 60) -> AppTest:
-    end = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < end, f"{what} did not happen in time"
-        time.sleep(0.3)
-        ok(at.run())
-    return at
 
 
 def train(at: AppTest, **settings) -> AppTest:
@@ -162,6 +139,14 @@ def long_run(corpus):
     return runner
 
 
+def still_training(runner, why: str):
+    """Assert that `runner` still trains half a second later (a stop takes effect within that), then end it."""
+    time.sleep(0.5)
+    assert runner.running(), why
+    runner.stop()
+    runner.join(30)
+
+
 def test_an_ended_book_chain_stopped_later_leaves_the_visitors_own_run(home, corpus):
     """The visitor's Book queue keeps their runner after its chain ends (a tab's end used to stop it): its
     stop must not reach a Train run they started since."""
@@ -171,10 +156,7 @@ def test_an_ended_book_chain_stopped_later_leaves_the_visitors_own_run(home, cor
     queue = BookQueue()
     queue.runner = runner  # as after a chain of Book runs that has ended
     queue.stop()
-    time.sleep(0.5)
-    assert runner.running(), "stopping an ended Book chain stopped the visitor's Train run"
-    runner.stop()
-    runner.join(30)
+    still_training(runner, "stopping an ended Book chain stopped the visitor's Train run")
 
 
 def test_a_trial_that_cannot_start_leaves_the_run_that_holds_the_runner(home, corpus):
@@ -193,10 +175,7 @@ def test_a_trial_that_cannot_start_leaves_the_run_that_holds_the_runner(home, co
         tuner.run()
     assert [t.state.name for t in tuner.study.trials] == ["FAIL"]
     tuner.stop()
-    time.sleep(0.5)
-    assert runner.running(), "a trial that never started stopped the visitor's run"
-    runner.stop()
-    runner.join(30)
+    still_training(runner, "a trial that never started stopped the visitor's run")
 
 
 def test_a_private_link_never_silently_takes_over_a_browser_that_owns_runs(home, corpus):

@@ -5,9 +5,8 @@ Screenshots go to artifacts/screenshots/ (gitignored)."""
 
 import time
 
-import appserver
 import pytest
-from support import OWN_CHART_POINTS, choose, fill, go, settle, shot
+from support import OWN_CHART_POINTS, choose, fill, go, serve, settle, shot
 
 from charrnn.store import RunStore
 
@@ -19,16 +18,7 @@ VIEW = {"width": 1366, "height": 768}
 @pytest.fixture
 def demo_server(time_machine_path, tmp_path, monkeypatch):
     monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))  # this process reads the same store
-    env = {"CHARRNN_DATA_DIR": str(time_machine_path.parent), "CHARRNN_DEMO": "1"}
-    try:
-        proc, url = appserver.start(env=env)
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    try:
-        yield url
-    finally:
-        out = appserver.stop(proc)
-        assert "Traceback" not in out, out
+    yield from serve(time_machine_path, CHARRNN_DEMO="1")
 
 
 def open_page(context, url: str, title: str = "charrnn studio"):

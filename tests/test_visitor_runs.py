@@ -17,23 +17,10 @@ from charrnn import demo, runner
 from charrnn.checkpoint import make_checkpoint
 from charrnn.data import load_corpus
 from charrnn.models import make_model
-from charrnn.store import RunStore
 from charrnn.train import EpochStats, TrainConfig
 from charrnn.vocab import Vocab
 
 TINY = dict(num_epochs=2, num_hiddens=16, max_tokens=2000, batch_size=4, num_steps=8, device="cpu")
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch, fresh_caches):
-    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("CHARRNN_TUNE_STORAGE", raising=False)
-    return RunStore()
-
-
-@pytest.fixture(scope="module")
-def corpus(time_machine_path):
-    return load_corpus("time_machine", mode="book", max_tokens=2000, download=False)
 
 
 def plain(elements) -> list[str]:

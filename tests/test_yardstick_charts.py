@@ -7,16 +7,8 @@ from support import APP, figure, ok, record_run, wait_until_ended
 
 from charrnn.baseline import baseline
 from charrnn.data import load_corpus, split_heldout
-from charrnn.store import RunStore
 
 TINY = dict(num_epochs=2, num_hiddens=16, max_tokens=2000, batch_size=4, num_steps=8, val_tokens=200, device="cpu")
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch, fresh_caches):
-    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("CHARRNN_DEMO", raising=False)
-    return RunStore()
 
 
 def five_gram(max_tokens: int, val_tokens: int) -> float:
