@@ -17,7 +17,7 @@ from charrnn.data import load_corpus, split_heldout
 from charrnn.device import resolve_device
 from charrnn.files import check_save
 from charrnn.generate import generate, predict
-from charrnn.parser import apply_preset, build_parser, flagged
+from charrnn.parser import FLAGS, apply_preset, build_parser, flagged, given
 from charrnn.recorder import check_resumable, load_run_checkpoint, train_recorded
 from charrnn.reproduce import CHAPTERS, format_table, run_experiments
 from charrnn.store import RunStore, home_dir
@@ -98,6 +98,22 @@ def print_epoch(as_json: bool, s) -> None:
     print(line + held + (f"\n  {s.sample}" if s.sample else ""), flush=True)
 
 
+def check_kept_settings(args, stored: dict, settings: set[str]) -> None:
+    """A resumed run trains on with its own settings (the device aside): refuse a flag or preset that asks
+    for another value, rather than drop it silently (a run must not change its model under its name)."""
+    kept = {k: stored.get(k, getattr(TrainConfig(), k)) for k in settings}  # an old run's missing ones: defaults
+    changed = [
+        f"{FLAGS.get(k, '--' + k.replace('_', '-'))} {getattr(args, k)} (the run's: {kept[k]})"
+        for k in sorted(settings)
+        if given(k, args.argv, args.preset) and getattr(args, k) != kept[k]
+    ]
+    if changed:
+        raise ValueError(
+            f"--resume {args.resume}: a resumed run keeps its own settings, and {', '.join(changed[:3])} would "
+            "change them; leave those out, or train a new run with them (Runs page: Train again)"
+        )
+
+
 def cmd_train(args) -> int:
     settings = {f.name for f in fields(TrainConfig)} - {"num_epochs", "prefix", "predict_every"}  # each is a flag
     config = TrainConfig(num_epochs=args.epochs or TrainConfig.num_epochs, **{k: getattr(args, k) for k in settings})
@@ -107,9 +123,10 @@ def cmd_train(args) -> int:
     check_save(args.save, args.overwrite, store)
     if args.resume:
         try:
-            check_resumable(store, args.resume, args.epochs)
+            run, _ = check_resumable(store, args.resume, args.epochs)
         except ValueError as e:
             raise ValueError(f"--resume {args.resume}: {e}") from None
+        check_kept_settings(args, run["config"], settings - {"device"})
         c = resume_corpus(args, store)
     else:
         c = load_corpus(args.corpus, args.mode, args.max_tokens)
@@ -305,6 +322,7 @@ def os_error(e: OSError) -> str:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(bench.add_arguments, add_tune_arguments(argv)).parse_args(argv)
+    args.argv = argv  # which flags were given (a resumed run refuses those that would change it)
     if getattr(args, "preset", None):
         apply_preset(args, argv)
     commands = {"info": cmd_info, "train": cmd_train, "generate": cmd_generate, "runs": cmd_runs, "bench": bench.run}

@@ -288,6 +288,13 @@ def apply_preset(args, argv: list[str]) -> None:
             setattr(args, "epochs" if name == "num_epochs" else name, value)
 
 
+def given(name: str, argv: list[str], preset_name: str | None = None) -> bool:
+    """Whether the TrainConfig field `name` was set on the command line: by its flag, or by a preset."""
+    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+    in_preset = preset_name is not None and name in preset(preset_name)
+    return in_preset or any(a == flag or a.startswith(flag + "=") for a in argv)
+
+
 def flagged(message: str) -> str:
     """A library message in the CLI's words: `num_epochs` becomes `--epochs`, on one line."""
     for name, flag in FLAGS.items():

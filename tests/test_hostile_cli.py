@@ -338,6 +338,26 @@ def test_a_checkpoint_of_another_cell_cannot_resume_the_run(capsys, home, text, 
     assert "scratch lstm" in err and "scratch gru" in err
 
 
+def test_a_resumed_run_refuses_a_flag_that_would_change_its_model(capsys, home, text, time_machine_path):
+    """`train --resume RUN --cell lstm` on a GRU run used to train the GRU on, the flag dropped in silence: a
+    flag (or preset) asking for another value than the run's own is refused naming both; --device, --epochs
+    and a flag that repeats the run's value are fine."""
+    store = RunStore()
+    run_id, _ = train_recorded(store, text, TrainConfig(num_epochs=2, cell="gru", **SMALL), checkpoint_every=2)
+    store.finish(run_id, "stopped")
+    for extra, needle in (
+        (["--cell", "lstm"], "--cell lstm (the run's: gru)"),
+        (["--lr", "0.5", "--num-hiddens=32"], "--lr 0.5 (the run's: 1.0), --num-hiddens 32 (the run's: 16)"),
+        (["--preset", "book-lstm"], "--cell lstm (the run's: gru)"),
+    ):
+        code, _, err = cli(capsys, "train", "--resume", run_id, "--epochs", "4", *extra)
+        assert_refused(code, err, needle)
+    assert [e["epoch"] for e in store.history(run_id)] == [1, 2]  # nothing trained meanwhile
+    code, _, err = cli(capsys, "train", "--resume", run_id, "--epochs", "3", "--cell", "gru", "--device", "cpu")
+    assert code == 0, err
+    assert [e["epoch"] for e in store.history(run_id)] == [1, 2, 3]
+
+
 # ---- 7: strict JSON ---------------------------------------------------------------------------------
 
 

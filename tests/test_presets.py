@@ -33,7 +33,12 @@ def test_the_book_presets_are_the_books_runs():
 @pytest.mark.parametrize("flag", [["--lr", "0.5"], ["--lr=0.5"]])
 def test_a_flag_beside_a_preset_overrides_it(flag):
     args = parsed("--preset", "whole-text", *flag)
-    assert args.lr == 0.5 and args.max_tokens == 0 and args.optimizer == "adam" and args.epochs == 60
+    assert (
+        args.lr == 0.5
+        and args.max_tokens == 0
+        and args.optimizer == "adam"
+        and args.epochs == preset("whole-text")["num_epochs"]
+    )
     assert parsed(*flag, "--preset", "whole-text").lr == 0.5  # before or after: given is given
 
 
