@@ -1,6 +1,9 @@
 """Links in Chromium: settings changed on Train and Generate are in the address; a fresh browser
 context opening that address sees the same values and, greedily, generates the same text."""
 
+import re
+import time
+
 import pytest
 from support import choose, fill, go, settle, shot
 
@@ -48,9 +51,15 @@ def test_a_link_reproduces_train_and_generate(server, browser, time_machine_path
     choose(a, "Run", "linked run")
     fill(a, {"prefix": "the time", "characters to generate": "30"})
     settle(a)
+    # The address follows each rerun; under load the last one can lag the typing (a link captured then
+    # held an empty prefix): wait until it carries what was typed.
+    deadline = time.monotonic() + 30
+    while not (re.search(r"prefix=the(\+|%20)time", a.url) and "length=30" in a.url) and time.monotonic() < deadline:
+        a.wait_for_timeout(200)
     text_a = generated(a)
     generate_url = a.url
     assert f"run={run_id}" in generate_url and "length=30" in generate_url, generate_url
+    assert re.search(r"prefix=the(\+|%20)time", generate_url), generate_url
     a.locator("[data-testid='stSidebar']").get_by_text("Link to this view").click()
     assert a.locator("[data-testid='stPopoverBody'] [data-testid='stCode']").inner_text().strip() == generate_url
     shot(a, "link-generate-a")
