@@ -83,7 +83,10 @@ def bound(name: str, page: str, form: bool = False, resend: bool = False) -> dic
 
 
 def keep(name: str, page: str):
-    st.session_state[name] = st.session_state[f"{page}_{name}"]
+    """on_change of a bound widget. Its key may be gone: a callback that ran before it in the same rerun (a
+    preset filling the fields) replaced the setting and dropped the widget's state; that value stands."""
+    if f"{page}_{name}" in st.session_state:
+        st.session_state[name] = st.session_state[f"{page}_{name}"]
 
 
 def keep_all(page: str):

@@ -146,24 +146,25 @@ def matching_preset() -> str | None:
 
 
 def preset_picker():
-    """The Train page's preset picker: it shows the preset the form matches (or "your settings"), and a
-    pick fills every field from that preset; changing a field afterwards turns it into "your settings"."""
-    st.session_state["train_preset"] = matching_preset() or CUSTOM  # before the widget: true at every run
-    st.selectbox(
+    """The Train page's preset picker: pick one, and "Fill the fields" sets every field from it; beside them,
+    which preset the fields hold now. The picker is the widget's own (never set from the fields: a value set
+    while the browser sends another would read as a pick, and fill the fields over what was just typed)."""
+    c = st.columns([2, 1, 3], vertical_alignment="bottom")
+    c[0].selectbox(
         "Preset",
-        [CUSTOM, *PRESETS],
+        list(PRESETS),
         key="train_preset",
-        on_change=apply_preset,
         help="book-rnn: 8.5's recipe. book-gru, book-lstm, book-deep-lstm: chapter 9 as the book ran it. "
-        "whole-text: an LSTM with dropout and Adam on the whole text, kept at its best held-out epoch.",
+        "whole-text: an LSTM with dropout, weight drop and Adam on the whole text, kept at its best epoch.",
     )
+    c[1].button("Fill the fields", on_click=apply_preset, key="train_preset_fill")
+    named = matching_preset()
+    c[2].caption(f"The fields hold the {named} preset." if named else f"The fields hold {CUSTOM}.")
 
 
 def apply_preset():
-    name = st.session_state["train_preset"]
-    if name != CUSTOM:
-        for k, v in preset_fields(name).items():
-            set_setting(f"hp_{k}", v)
+    for k, v in preset_fields(st.session_state["train_preset"]).items():
+        set_setting(f"hp_{k}", v)
 
 
 def settings_text() -> str:
