@@ -179,5 +179,5 @@ def generate_from(choice: str, run_id: str | None = None):
     set_setting("gen_model", choice)
     if run_id is not None:
         set_setting("gen_run", run_id)
-        set_setting("gen_epoch", None)  # its last checkpoint, pinned as the page opens
+        set_setting("gen_epoch", None)  # its best held-out checkpoint, else its last, pinned as the page opens
     switch_to("pages/generate.py")
