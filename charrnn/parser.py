@@ -283,16 +283,19 @@ def build_parser(add_bench_arguments, add_tune_arguments=None) -> argparse.Argum
 def apply_preset(args, argv: list[str]) -> None:
     """Put `args.preset`'s settings into `args`, except those whose flag is in `argv` (given there, they win)."""
     for name, value in preset(args.preset).items():
-        flag = FLAGS.get(name, "--" + name.replace("_", "-"))
-        if not any(a == flag or a.startswith(flag + "=") for a in argv):
+        if not on_command_line(name, argv):
             setattr(args, "epochs" if name == "num_epochs" else name, value)
+
+
+def on_command_line(name: str, argv: list[str]) -> bool:
+    """Whether the TrainConfig field `name`'s flag is in `argv` (`--lr 0.5` or `--lr=0.5`)."""
+    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+    return any(a == flag or a.startswith(flag + "=") for a in argv)
 
 
 def given(name: str, argv: list[str], preset_name: str | None = None) -> bool:
     """Whether the TrainConfig field `name` was set on the command line: by its flag, or by a preset."""
-    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
-    in_preset = preset_name is not None and name in preset(preset_name)
-    return in_preset or any(a == flag or a.startswith(flag + "=") for a in argv)
+    return (preset_name is not None and name in preset(preset_name)) or on_command_line(name, argv)
 
 
 def flagged(message: str) -> str:

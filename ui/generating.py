@@ -8,8 +8,7 @@ import streamlit as st
 
 from charrnn.generate import generate
 from ui.display import error
-from ui.training import device_text, quick_train, wait_for_run
-from ui.visitor import runner
+from ui.training import device_text, quick_train, while_own_run_trains
 
 # The inputs in the order a result keeps them, as the page names them.
 NAMES = ("model", "prefix", "number of characters", "decoding", "temperature", "top-k", "seed")
@@ -59,9 +58,7 @@ def changed(made: tuple, values: dict) -> list[str]:
 
 def no_model_yet():
     """What Generate says when no run has a checkpoint: the visitor's run is on its way, or Quick training."""
-    if runner().running():
-        st.info("Your run is training; its model appears here when it ends.")
-        wait_for_run()
+    if while_own_run_trains():
         return
     st.info("No run has a checkpoint yet: train one (here, with the book's recipe, or on the Train page).")
     st.button(

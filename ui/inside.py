@@ -17,7 +17,7 @@ from ui import models, views
 from ui.corpus import load_text
 from ui.display import error, literal
 from ui.state import bound, keep_valid
-from ui.training import runner, wait_for_run
+from ui.training import while_own_run_trains
 
 TEXTS = ["The Time Machine", "typed", "last generation"]
 RECIPE_TOKENS = 10000  # the chapter trains on the first 10,000 chars; what follows is held out
@@ -66,9 +66,7 @@ class Subject:
 
 def waiting():
     """What Inside says when no run has a checkpoint yet."""
-    if runner().running():
-        st.info("Your run is training; its model appears here when it ends.")
-        wait_for_run()
+    if while_own_run_trains():
         return
     st.info("No model yet: train one on the Train page (or pick a checkpoint file).")
 

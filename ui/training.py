@@ -233,6 +233,15 @@ def quick_train():
     start_training()
 
 
+def while_own_run_trains() -> bool:
+    """When the visitor's run is training: say that its model comes when it ends, follow it, and return True."""
+    if not runner().running():
+        return False
+    st.info("Your run is training; its model appears here when it ends.")
+    wait_for_run()
+    return True
+
+
 def wait_for_run():
     """A progress bar that follows the visitor's run and reruns the page once it ends."""
 

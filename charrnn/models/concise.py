@@ -29,6 +29,7 @@ class ConciseModel(nn.Module):
         layers, p = config.num_layers, config.dropout
         self.rnn = MODULES[config.cell](config.vocab_size, config.num_hiddens, layers, dropout=p if layers > 1 else 0)
         self.linear = nn.Linear(config.num_hiddens, config.vocab_size)
+        self._hh = [n for n, _ in self.rnn.named_parameters() if n.startswith("weight_hh")]  # what weight drop masks
 
     def begin_state(self, batch_size: int, device) -> tuple[torch.Tensor, ...]:
         shape = (self.config.num_layers, batch_size, self.config.num_hiddens)
@@ -40,7 +41,7 @@ class ConciseModel(nn.Module):
         state = state if self.config.cell == "lstm" else state[0]
         if self.training and self.config.weight_drop > 0:  # one mask on each W_hh for the whole minibatch
             weights = dict(self.rnn.named_parameters())
-            for name in [n for n in weights if n.startswith("weight_hh")]:
+            for name in self._hh:
                 weights[name] = F.dropout(weights[name], self.config.weight_drop, True)
             Y, new = functional_call(self.rnn, weights, (inputs, state))
         else:
