@@ -147,8 +147,10 @@ def test_a_second_ctrl_c_quits_at_once_failing_the_group_and_marking_its_runs_in
     while not (said and said[-1].startswith("stopping after")) and (line := proc.stderr.readline()):
         said.append(line)
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    err = "".join(said) + err
+    proc.wait(timeout=60)
+    # read through the same text stream: communicate() reads the raw pipe and loses what readline buffered
+    proc.stdout.read()
+    err = "".join(said) + proc.stderr.read()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.rstrip().endswith("interrupted"), err
     trials = load(storage, "quit").trials
