@@ -12,6 +12,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from charrnn.evaluate import check_cadence
 from charrnn.generate import MAX_PREDS, MAX_PREFIX
 from charrnn.models import MAX_DROPOUT, MAX_LAYERS
 from charrnn.store import check_id
@@ -67,6 +68,19 @@ def dropout(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"must be a probability from 0 (off) to {MAX_DROPOUT}, not {_short(text)}; 1 would drop every activation"
         )
+    return value
+
+
+def evaluation_cadence(text: str) -> int | float:
+    """`--eval-every`: a whole number of epochs, or 1/k of one (0.25: four evaluations an epoch)."""
+    try:
+        value = int(text) if text.strip().isdigit() else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{_short(text)} is not a number") from None
+    try:
+        check_cadence(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("eval_every ")) from None
     return value
 
 

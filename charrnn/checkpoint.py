@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from charrnn.files import atomic_write
-from charrnn.models import CELLS, KINDS, ModelConfig, make_model
+from charrnn.models import CELLS, KINDS, ModelConfig, make_model, mixture
 from charrnn.vocab import Vocab
 
 FORMAT = "charrnn-checkpoint-v1"
@@ -59,6 +59,7 @@ def make_checkpoint(
         "train_config": asdict(train_config) if train_config is not None else None,
         "corpus": corpus,
         "history": [asdict(h) if not isinstance(h, dict) else h for h in history],
+        **({"ngram_tokens": mixture.mixture(model).tokens} if mixture.mixture(model) else {}),
     }
 
 
@@ -103,6 +104,7 @@ def load_checkpoint(source, device="cpu") -> tuple[torch.nn.Module, Vocab, dict]
     # once, uninitialised, on `device`, and load_state_dict fills it (converting the dtype if need be).
     model = _meta_model(ModelConfig(**ckpt["model_config"])).to_empty(device=device)
     model.load_state_dict(ckpt["state_dict"])  # names and shapes were checked: this cannot mismatch
+    mixture.attach(model, ckpt.get("ngram_tokens"))  # checked too: a mixed model holds its training text
     return model.eval(), Vocab.from_tokens(ckpt["vocab"]), ckpt
 
 
@@ -135,6 +137,8 @@ def _read_open(f, name: str) -> dict:
     config = _check_config(ckpt.get("model_config"), name)
     _check_vocab(ckpt.get("vocab"), config.vocab_size, name)
     _check_state_dict(ckpt.get("state_dict"), config, name)
+    if config.ngram_order:
+        _check_ngram_tokens(ckpt.get("ngram_tokens"), config, name)
     return ckpt
 
 
@@ -147,7 +151,8 @@ def _meta_model(config: ModelConfig) -> torch.nn.Module:
 def describe(config: ModelConfig) -> str:
     """'a 2-layer scratch lstm', as a message names a model."""
     depth = f"{config.num_layers}-layer " if config.num_layers > 1 else ""
-    return f"a {depth}{config.kind} {config.cell}"
+    mixed = f" mixed with a {config.ngram_order}-gram" if config.ngram_order else ""
+    return f"a {depth}{config.kind} {config.cell}{mixed}"
 
 
 def _check_archive(f, name: str) -> None:
@@ -229,6 +234,25 @@ def _check_vocab(vocab, V: int, name: str) -> None:
         seen.add(token)
     if len(vocab) != V:
         raise CheckpointError(f"{name}: its vocab has {len(vocab)} tokens but its model_config says vocab_size {V}.")
+
+
+def _check_ngram_tokens(tokens, config: ModelConfig, name: str) -> None:
+    """A mixed model's training text: a dense 1-D tensor of whole numbers, each a token of the vocab."""
+    if not isinstance(tokens, torch.Tensor) or tokens.layout != torch.strided or not tokens.is_contiguous():
+        raise CheckpointError(
+            f"{name}: its model_config mixes in a {config.ngram_order}-gram, but it holds no ngram_tokens (the "
+            "training text the n-gram counts); save the model again."
+        )
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool or tokens.dim() != 1:
+        raise CheckpointError(
+            f"{name}: its ngram_tokens must be one row of whole numbers, not {tokens.dtype} of "
+            f"shape {tuple(tokens.shape)}."
+        )
+    if len(tokens) < config.ngram_order or int(tokens.min()) < 0 or int(tokens.max()) >= config.vocab_size:
+        raise CheckpointError(
+            f"{name}: its ngram_tokens must hold at least {config.ngram_order} tokens from 0 to "
+            f"{config.vocab_size - 1} (its vocab); save the model again."
+        )
 
 
 def _check_state_dict(state_dict, config: ModelConfig, name: str) -> None:

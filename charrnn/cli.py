@@ -94,7 +94,9 @@ def print_epoch(as_json: bool, s) -> None:
         f"epoch {s.epoch:4d}  perplexity {ppl}  {s.tokens_per_sec:10.1f} tokens/sec  "
         f"grad norm {s.grad_norm:.3f}  clipped {s.clipped:4.0%}"
     )
-    held = f"  held-out {s.val_perplexity:.3f}" if getattr(s, "val_perplexity", None) is not None else ""
+    held = [v for _, v in getattr(s, "val_points", ())]  # inside the epoch (a cadence of 1/k epoch), then its end
+    held += [s.val_perplexity] if getattr(s, "val_perplexity", None) is not None else []
+    held = f"  held-out {', '.join(f'{v:.3f}' for v in held)}" if held else ""
     print(line + held + (f"\n  {s.sample}" if s.sample else ""), flush=True)
 
 

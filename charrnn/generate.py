@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from charrnn.models import evaluating
+from charrnn.models import evaluating, mixture
 
 MAX_PREDS = 10_000
 MAX_PREFIX = 10_000  # characters; the warm-up is one forward pass over the whole prefix
@@ -59,11 +59,13 @@ def generate(
         # gives the first prediction (the book feeds prefix[-1] as the first input of the loop).
         if len(idx) > 1:
             _, state = model(torch.tensor([idx[:-1]], device=device), state)
-        last = idx[-1]
+        last, mix, history = idx[-1], mixture.mixture(model), list(idx)  # history: the n-gram's context
         for _ in range(num_preds):
             logits, state = model(torch.tensor([[last]], device=device), state)
-            last = pick(logits[-1], temperature, top_k, generator)
+            scores = mix.mixed_logits(logits[-1], history) if mix else logits[-1]
+            last = pick(scores, temperature, top_k, generator)
             out.append(last)
+            history.append(last)
     return GenerateResult(prefix=prefix, generated=vocab.decode(out), unknown=unknown)
 
 
@@ -86,9 +88,10 @@ def next_char_probs(model, vocab, text: str, temperature: float = 1.0, device=No
     check_prefix(text, MAX_PREFIX + MAX_PREDS, "text")
     check_temperature(temperature)
     device = device or next(model.parameters()).device
+    idx, mix = vocab.encode(text), mixture.mixture(model)
     with torch.no_grad(), evaluating(model):
-        logits, _ = model(torch.tensor([vocab.encode(text)], device=device), model.begin_state(1, device))
-    logits = logits[-1].to("cpu", torch.float64)
+        logits, _ = model(torch.tensor([idx], device=device), model.begin_state(1, device))
+    logits = mix.mixed_logits(logits[-1], idx) if mix else logits[-1].to("cpu", torch.float64)
     if temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(), logits.numel()).float()
     return torch.softmax(tempered(logits, temperature), dim=-1).float()

@@ -8,6 +8,7 @@ from charrnn.argtypes import (
     clip_theta,
     corpus,
     dropout,
+    evaluation_cadence,
     input_file,
     non_negative_float,
     non_negative_int,
@@ -30,6 +31,7 @@ from charrnn.runner import run_name  # one cap (200 characters) for the app's na
 from charrnn.train import OPTIMIZERS, SCHEDULES, STATES, TrainConfig
 
 ngram_order = at_most(positive_int, MAX_ORDER)
+mix_order = at_most(non_negative_int, MAX_ORDER)
 
 # The library's names for settings, as the flags that set them: anywhere in a message...
 FLAGS = {
@@ -47,6 +49,8 @@ FLAGS = {
     "weight_decay": "--weight-decay",
     "weight_drop": "--weight-drop",
     "lr_schedule": "--lr-schedule",
+    "ngram_order": "--ngram-order",
+    "ngram_weight": "--ngram-weight",
 }
 # ...and plain words only as a message's first word, where they name the setting ("device 'tpu' ...").
 LEADING = ("lr", "clip", "seed", "device", "sampling", "mode", "prefix", "temperature", "state", "model", "cell")
@@ -154,9 +158,10 @@ def add_heldout_args(p):
     )
     p.add_argument(
         "--eval-every",
-        type=positive_int,
+        type=evaluation_cadence,
         default=d.eval_every,
-        help="epochs between held-out evaluations, and at the last (default: %(default)s)",
+        help="epochs between held-out evaluations, and at the last; or 1/k of an epoch, such as 0.25 for 4 "
+        "an epoch (default: %(default)s)",
     )
     p.add_argument(
         "--state",
@@ -194,6 +199,19 @@ def add_model_args(p):
         default=d.weight_drop,
         help="DropConnect on the recurrent weights W_hh, one mask per minibatch, in training only; "
         "concise models (default: 0)",
+    )
+    p.add_argument(
+        "--ngram-order",
+        type=mix_order,
+        default=d.ngram_order,
+        help="mix the model's predictions with the Kneser-Ney n-gram of its training text, of this order "
+        "(default: 0, no mix)",
+    )
+    p.add_argument(
+        "--ngram-weight",
+        type=non_negative_float,
+        default=d.ngram_weight,
+        help="the n-gram's share of that mix, below 1 (the whole-text preset's: 0.4)",
     )
 
 

@@ -13,8 +13,9 @@ PRESETS = {
     "book-deep-lstm": _BY_NAME["deep nn.LSTM, 2 layers"],
     # The whole text, the last 10% held out: a concise LSTM whose recurrent weights are masked per minibatch
     # (weight drop) as well as its outputs (dropout), trained by Adam in long windows with the lr annealed to
-    # 0 by the last epoch, evaluated every epoch and kept at its best (the README's "Beat counting" says
-    # what it reaches, in what time, and how it was found).
+    # 0 by the last epoch, evaluated every epoch and kept at its best; it predicts mixed with the Kneser-Ney 7-gram
+    # of its training text (charrnn.models.mixture). The README's "Beat counting" says what it reaches, in what
+    # time, and how it was found.
     "whole-text": {
         "max_tokens": 0,
         "model": "concise",
@@ -30,6 +31,8 @@ PRESETS = {
         "clip": 1.0,
         "num_epochs": 160,
         "eval_every": 1,
+        "ngram_order": 7,
+        "ngram_weight": 0.4,
     },
 }
 

@@ -15,7 +15,7 @@ from charrnn.batches import SeqDataLoader
 from charrnn.checkpoint import CheckpointError, describe, load_checkpoint, save_checkpoint
 from charrnn.data import split_heldout
 from charrnn.device import resolve_device
-from charrnn.models import ModelConfig
+from charrnn.models import ModelConfig, mixture
 from charrnn.step import Trainer
 from charrnn.store import RunStore
 from charrnn.store_schema import training_elsewhere
@@ -155,6 +155,7 @@ def train_recorded(
     else:
         model, start_epoch = build_model(len(corpus.vocab), config), 0
         split = split_heldout(corpus, config.val_tokens)
+        mixture.attach(model, split.train)  # an n-gram the text cannot give is refused before the run exists
         loader = SeqDataLoader(split.train, config.batch_size, config.num_steps, config.sampling, config.seed, device)
         run_id = store.create_run(config, corpus.fingerprint(), str(device), name or default_name(config))
     if on_start is not None:

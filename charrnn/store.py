@@ -138,6 +138,7 @@ class RunStore:
 
     def add_epoch(self, run_id: str, stats) -> None:
         row = stats if isinstance(stats, dict) else asdict(stats)
+        row = {**row, "val_points": json.dumps(row["val_points"]) if row.get("val_points") else None}
         with self._connect() as db:
             db.execute(schema.INSERT_EPOCH, (run_id, *(row.get(f) for f in EPOCH_FIELDS)))
             db.execute("UPDATE runs SET updated=? WHERE id=?", (time.time(), run_id))
@@ -264,7 +265,7 @@ class RunStore:
             rows = db.execute(
                 f"SELECT {', '.join(EPOCH_FIELDS)} FROM epochs WHERE run_id=? ORDER BY epoch", (run_id,)
             ).fetchall()
-        return [dict(r) for r in rows]
+        return [{**r, "val_points": [tuple(p) for p in json.loads(r["val_points"] or "[]")]} for r in map(dict, rows)]
 
     def _checkpoint_rows(self, run_id: str) -> list[dict]:
         with self._connect() as db:

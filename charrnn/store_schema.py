@@ -35,6 +35,7 @@ ADDED_COLUMNS = {
     ("epochs", "val_perplexity"): "REAL",
     ("runs", "study"): "TEXT",
     ("runs", "trial"): "INTEGER",
+    ("epochs", "val_points"): "TEXT",  # JSON [[epochs trained, held-out perplexity], ...] inside the epoch
 }
 # What a table must have to be ours; a table of the same name without these belongs to something else.
 REQUIRED = {
@@ -46,7 +47,8 @@ REQUIRED = {
 ABSOLUTE_ROWS = "SELECT run_id, epoch, path FROM checkpoints WHERE path LIKE '/%' OR path LIKE '\\%' OR path GLOB '?:*'"
 
 EPOCH_FIELDS = (
-    "epoch", "perplexity", "tokens_per_sec", "grad_norm", "clipped", "elapsed", "loss", "sample", "val_perplexity"
+    "epoch", "perplexity", "tokens_per_sec", "grad_norm", "clipped", "elapsed", "loss", "sample", "val_perplexity",
+    "val_points",
 )  # fmt: skip
 INSERT_EPOCH = (
     f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_FIELDS)}) VALUES (?{', ?' * len(EPOCH_FIELDS)})"

@@ -15,9 +15,9 @@ from torch import nn
 
 from charrnn.batches import SAMPLINGS, SeqDataLoader
 from charrnn.device import free_bytes, resolve_device
-from charrnn.evaluate import heldout_perplexity, perplexity
+from charrnn.evaluate import check_cadence, heldout_perplexity, mid_epoch_marks, perplexity
 from charrnn.generate import predict
-from charrnn.models import KINDS, ModelConfig, detach_state, make_model, param_count
+from charrnn.models import KINDS, ModelConfig, detach_state, make_model, mixture, param_count
 from charrnn.step import Trainer
 
 # The widest model whose checkpoint fits charrnn.checkpoint.MAX_CHECKPOINT_BYTES (1 GiB) with a vocab of up to
@@ -50,7 +50,7 @@ class TrainConfig:
     prefix: str = "time traveller"  # greedy continuation shown every `predict_every` epochs
     predict_every: int = 10  # epochs between those continuations
     val_tokens: int = 2000  # held-out chars after the training slice (see data.split_heldout); 0 = none
-    eval_every: int = 10  # held-out perplexity every N epochs and at the last one (the sample cadence)
+    eval_every: int | float = 10  # held-out perplexity every N epochs (or 1/k of one) and at the last epoch
     state: str = "carry"  # "carry" the state across minibatches, or "reset" it before each (the book's 2nd run)
     model: str = "scratch"  # "scratch" (the book's explicit parameters) or "concise" (torch.nn's modules)
     cell: str = "rnn"  # "rnn" (8.5), "gru" (9.1) or "lstm" (9.2)
@@ -61,11 +61,21 @@ class TrainConfig:
     weight_decay: float = 0.0  # sgd: L2 added to the gradient after clipping; adam: AdamW's decay (0 = none)
     patience: int = 0  # stop after this many held-out evaluations without a new best (0 = never: the book's)
     lr_schedule: str = "constant"  # one of SCHEDULES: "cosine" lowers lr by minibatch to 0 at num_epochs
+    ngram_order: int = 0  # mix the predictions with the training text's n-gram of this order (0 = none: the book's)
+    ngram_weight: float = 0.0  # the n-gram's share of that mix (charrnn.models.mixture)
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The model these settings train, for a vocab of `vocab_size`."""
         return ModelConfig(
-            vocab_size, self.num_hiddens, self.model, self.cell, self.num_layers, self.dropout, self.weight_drop
+            vocab_size,
+            self.num_hiddens,
+            self.model,
+            self.cell,
+            self.num_layers,
+            self.dropout,
+            self.weight_drop,
+            self.ngram_order,
+            self.ngram_weight,
         )
 
     @property
@@ -77,7 +87,8 @@ class TrainConfig:
         """Raise ValueError naming the first field that is out of range and how to fix it."""
         if not _is_int(self.patience) or self.patience < 0:
             raise ValueError(f"patience must be a positive number of evaluations, or 0 for none, not {self.patience!r}")
-        for name in ("num_epochs", "batch_size", "num_steps", "num_hiddens", "predict_every", "eval_every"):
+        check_cadence(self.eval_every)
+        for name in ("num_epochs", "batch_size", "num_steps", "num_hiddens", "predict_every"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
@@ -135,6 +146,8 @@ class EpochStats:
     loss: float  # mean cross-entropy
     sample: str | None = None  # greedy continuation of the prefix, every predict_every epochs
     val_perplexity: float | None = None  # held-out perplexity (charrnn.evaluate); None between evaluations
+    # evaluations inside the epoch (eval_every 1/k): (epochs trained when it ran, e.g. 2.25; held-out perplexity)
+    val_points: list = field(default_factory=list)
 
 
 @dataclass
@@ -223,19 +236,20 @@ def train(
     the run after that epoch with `result.diverged`. `model`, `start_epoch` and `loader` let a
     caller continue a run from a checkpoint. Never prints or plots.
 
-    `val` (held-out indices, see `data.split_heldout`) is evaluated every `eval_every` epochs and
-    at the last epoch, on the training device, into `stats.val_perplexity`. A diverged epoch is not
-    evaluated (its weights are not finite), and a stopped run's unfinished epoch is never reported,
-    so its last held-out figure is the last one on the cadence. Evaluation draws no random numbers,
-    so the training figures are the same with `val` as without. `trainer` (a `Trainer` over `model`, on its
-    device) lets a caller read the optimizer's state for checkpoints, or continue it. With `config.patience`
-    K > 0 the run ends after K evaluations in a row without a held-out figure below the best so far
-    (`best_val`: a resumed run's best before it stopped) with `result.patience_ran_out`.
+    `val` (held-out indices, see `data.split_heldout`) is evaluated on the training device every `eval_every`
+    epochs and at the last, into `stats.val_perplexity`; a cadence of 1/k epoch adds the k - 1 inside each into
+    `stats.val_points`. A diverged epoch is not evaluated (its weights are not finite), and a stopped run's
+    unfinished epoch is never reported, so its last held-out figure is the last one on the cadence. Evaluation
+    draws no random numbers, so the training figures are the same with `val` as without. `trainer` (a `Trainer`
+    over `model`, on its device) lets a caller read the optimizer's state for checkpoints, or continue it. With
+    `config.patience` K > 0 the run ends after K epoch-end evaluations in a row without a held-out figure below
+    the best so far (`best_val`: a resumed run's best before it stopped) with `result.patience_ran_out`.
     """
     config = (config or TrainConfig()).validate()
     device = resolve_device(config.device)
     if model is None:
         model = build_model(len(vocab), config)
+    mixture.attach(model, corpus)  # the n-gram of a mixed model is counted on the training text only
     model.to(device).train()  # dropout on, if the model has any
     if config.dropout > 0 or config.weight_drop > 0:  # masks come from torch's RNG: seeded, so a run repeats
         torch.manual_seed(config.seed + start_epoch)
@@ -251,6 +265,7 @@ def train(
         t0 = time.perf_counter()
         sums = torch.zeros(3, device=device)  # loss * tokens, grad norm, clipped
         state, tokens, n, per_epoch = None, 0, 0, max(1, len(loader))
+        marks, points = mid_epoch_marks(config.eval_every, per_epoch) if val else set(), []
         for X, Y in loader:
             if should_stop is not None and should_stop():
                 result.stopped = True
@@ -265,6 +280,8 @@ def train(
             sums += torch.stack([loss * Y.numel(), norm, clipped])
             tokens += Y.numel()
             n += 1
+            if n in marks:  # inside the epoch: for the curve and a pruner, not for keeping the best
+                points.append((epoch + n / per_epoch, heldout_perplexity(model, val, device)))
         loss_sum, norm_sum, clipped_sum = sums.tolist()  # the epoch's one host sync
         seconds = time.perf_counter() - t0
         mean_loss = loss_sum / tokens
@@ -276,6 +293,7 @@ def train(
             clipped=clipped_sum / n,
             elapsed=time.perf_counter() - begin,
             loss=mean_loss,
+            val_points=points,
         )
         result.diverged = not math.isfinite(stats.perplexity)
         if (epoch + 1) % config.predict_every == 0 and not result.diverged:

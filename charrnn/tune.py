@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from charrnn.argtypes import (
     at_most,
+    evaluation_cadence,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -77,7 +78,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=non_negative_int, default=d.max_tokens, help="train on the first N chars")
     p.add_argument("--val-tokens", type=positive_int, default=d.val_tokens, help="held-out chars trials are judged on")
     p.add_argument(
-        "--eval-every", type=positive_int, help="epochs between evaluations (default: 5 or more a trial, for pruning)"
+        "--eval-every",
+        type=evaluation_cadence,
+        help="epochs between evaluations, or 1/k of one such as 0.25 (default: 5 or more a trial, for pruning)",
     )
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     p.add_argument("--num-steps", type=positive_int, default=d.num_steps)
@@ -95,7 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # The train flags a worker takes as they are (each a TrainConfig field of the same name).
 FIXED = ("lr", "batch_size", "num_steps", "num_hiddens", "max_tokens", "sampling", "clip", "device")
 FIXED += ("val_tokens", "eval_every", "state", "model", "cell", "num_layers", "dropout", "optimizer", "weight_decay")
-FIXED += ("weight_drop",)
+FIXED += ("weight_drop", "ngram_order", "ngram_weight")
 
 
 # The flags a Search takes by name.

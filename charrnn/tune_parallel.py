@@ -47,6 +47,8 @@ BATCHABLE = (
     ("dropout", lambda v: v == 0, "only without dropout; use --dropout 0"),
     ("optimizer", lambda v: v == "sgd", "only by sgd (no batched Adam); use --optimizer sgd"),
     ("weight_decay", lambda v: v == 0, "only without weight decay; use --weight-decay 0"),
+    ("ngram_order", lambda v: v == 0, "only without an n-gram mix; use --ngram-order 0"),
+    ("eval_every", lambda v: v >= 1, "only evaluated at whole epochs; use --eval-every 1 or more"),
 )
 
 

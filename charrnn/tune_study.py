@@ -30,6 +30,7 @@ import optuna
 
 from charrnn.baseline import baseline
 from charrnn.data import split_heldout
+from charrnn.evaluate import evals_per_epoch, report_step
 from charrnn.runner import Runner
 from charrnn.store import RunStore
 from charrnn.train import TrainConfig
@@ -91,11 +92,13 @@ def make_pruner(search: Search):
     worse than the median of earlier trials at the same epoch ends, from its second evaluation on
     (one evaluation is too noisy to judge). Hyperband: brackets from one evaluation to the budget.
     Neither acts at a trial's last epoch, so a trial needs evaluations before it (`pruning_note`)."""
-    every, epochs = search.base.eval_every, search.base.num_epochs
+    # A step is an epoch, or 1/k of one for a cadence of 1/k epoch (charrnn.evaluate.report_step).
+    k = evals_per_epoch(search.base.eval_every)
+    every, steps = max(1, int(search.base.eval_every)), search.base.num_epochs * k
     if search.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP, n_warmup_steps=min(every + 1, epochs))
+        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP, n_warmup_steps=min(every + 1, steps))
     if search.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=min(every, epochs), max_resource=epochs)
+        return optuna.pruners.HyperbandPruner(min_resource=min(every, steps), max_resource=steps)
     return optuna.pruners.NopPruner()
 
 
@@ -106,7 +109,7 @@ def eval_cadence(epochs: int) -> int:
 
 def yardstick(corpus, max_tokens: int, val_tokens: int) -> float | None:
     """The 5-gram's held-out perplexity on the split a trial of `max_tokens` is judged on (Kneser-Ney,
-    `charrnn.baseline`); None when the training text is too short for it."""
+    `charrnn.baseline`); None when the training text is too short for it, or too long to count in memory."""
     try:
         split = split_heldout(trial_corpus(corpus, max_tokens), val_tokens)
         return baseline(split.train, split.val, YARDSTICK_ORDER, len(corpus.vocab), "kneser-ney").val_perplexity
@@ -120,7 +123,7 @@ def pruning_note(pruner: str, eval_every: int, epochs: int) -> str | None:
     first = {"median": 2 * eval_every, "hyperband": eval_every}.get(pruner)
     if first is None or first < epochs:
         return None
-    n = len(range(eval_every, epochs, eval_every)) + 1  # on the cadence, and at the last epoch
+    n = len(range(int(eval_every), epochs, int(eval_every))) + 1  # on the cadence, and at the last epoch
     return (
         f"the {pruner} pruner cannot end a trial early: {epochs} epochs evaluated every {eval_every} give {n} "
         f"held-out figure{'s' * (n > 1)} a trial; give more epochs or evaluate more often"
@@ -275,19 +278,21 @@ class Tuner:
                 trial.set_user_attr("run_id", snap.run_id)
                 self.store.tag_run(snap.run_id, self.search.study, trial.number)
                 tagged = True
-            for stats in snap.history[seen:]:
-                if stats.val_perplexity is None or pruned:
+            evaluations = [p for s in snap.history[seen:] for p in [*s.val_points, (s.epoch, s.val_perplexity)]]
+            for position, value in evaluations:  # inside an epoch (a cadence of 1/k epoch), then at its end
+                every, epochs = snap.config.eval_every, snap.config.num_epochs
+                if value is None or pruned:
                     continue
-                if not math.isfinite(stats.val_perplexity):  # the model broke down: as good as diverged
-                    pruned = f"the held-out perplexity became infinite at epoch {stats.epoch}"
+                if not math.isfinite(value):  # the model broke down: as good as diverged
+                    pruned = f"the held-out perplexity became infinite at epoch {position:g}"
                     run.stop()
                     continue
-                values.append(stats.val_perplexity)
-                trial.report(stats.val_perplexity, stats.epoch)
-                if stats.epoch < snap.config.num_epochs and trial.should_prune():  # at the last, it is done
+                values.append(value)
+                trial.report(value, report_step(position, every))
+                if position < epochs and trial.should_prune():  # at the last, it is done
                     pruned = (
-                        f"pruned by the {self.search.pruner} pruner at epoch {stats.epoch} of "
-                        f"{snap.config.num_epochs} (held-out perplexity {stats.val_perplexity:.3f})"
+                        f"pruned by the {self.search.pruner} pruner at epoch {position:g} of "
+                        f"{epochs} (held-out perplexity {value:.3f})"
                     )
                     run.stop()
             seen = len(snap.history)

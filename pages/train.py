@@ -12,6 +12,7 @@ import ui.runs
 import ui.state
 import ui.training
 import ui.watch
+from charrnn.baseline import MAX_ORDER
 from charrnn.models import CELLS, KINDS, MAX_DROPOUT, MAX_LAYERS
 from charrnn.train import MAX_HIDDENS, OPTIMIZERS, SCHEDULES, STATES
 
@@ -101,7 +102,15 @@ with st.expander(ui.training.settings_label(snap), key="train_settings", on_chan
             help="The characters after the training text, never trained on (the last 10% when there is no room).",
             **ui.bound("hp_val_tokens", "train"),
         )
-        c[2].number_input("evaluate every N epochs", min_value=1, **ui.bound("hp_eval_every", "train"))
+        c[2].number_input(
+            "evaluate every N epochs",
+            min_value=0.01,
+            step=1.0,
+            format="%g",
+            help="Held-out perplexity every N epochs and at the last; or 1/k of an epoch (0.5, 0.25, 0.1) for k "
+            "evaluations in each (the best checkpoint and patience go by those at epoch ends).",
+            **ui.bound("hp_eval_every", "train"),
+        )
         c[3].number_input(
             "patience (0 = off)",
             min_value=0,
@@ -137,6 +146,26 @@ with st.expander(ui.training.settings_label(snap), key="train_settings", on_chan
             help="constant: the book's. cosine: lr falls by minibatch from lr to 0 at the last epoch.",
             **ui.bound("hp_lr_schedule", "train"),
         )
+        c = st.columns([1, 1, 3], vertical_alignment="bottom")  # the mix with counting
+        c[0].number_input(
+            "n-gram order (0 = off)",
+            min_value=0,
+            max_value=MAX_ORDER,
+            help="Mix the model's predictions with the Kneser-Ney n-gram of its training text (counted, never "
+            "trained): the network trains alone, its predictions are mixed wherever it predicts.",
+            **ui.bound("hp_ngram_order", "train"),
+        )
+        c[1].number_input(
+            "n-gram share",
+            min_value=0.0,
+            max_value=0.99,
+            step=0.05,
+            format="%g",
+            help="The n-gram's weight in the mix: (1 - share) x network + share x n-gram.",
+            **ui.bound("hp_ngram_weight", "train"),
+        )
+        if st.session_state["hp_ngram_order"] and st.session_state["hp_ngram_weight"]:
+            c[2].caption(ui.training.mix_note(st.session_state["hp_ngram_order"], st.session_state["hp_ngram_weight"]))
         ui.training.start_button(disabled=snap.running)
 c = st.columns([1, 1.4, 3], vertical_alignment="center")
 c[0].button(

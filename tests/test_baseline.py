@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from charrnn.baseline import MAX_ORDER, baseline, fit, heldout_loss
+from charrnn.baseline import MAX_COUNTED, MAX_ORDER, baseline, check_order, fit, heldout_loss
 
 # Tokens: 0 <unk>, 1 a, 2 b. Training text "abaab", held-out text "aba" (predict b after a, then a after b).
 TRAIN, VAL, V = [1, 2, 1, 1, 2], [1, 2, 1], 3
@@ -51,6 +51,14 @@ def test_the_context_never_reaches_before_the_held_out_slice():
 def test_bad_orders_are_one_clear_line(order, phrase):
     with pytest.raises(ValueError, match=phrase):
         baseline(TRAIN, VAL, order, V)
+
+
+def test_a_count_too_large_for_memory_is_refused_before_anything_is_counted():
+    check_order(5, MAX_COUNTED // 5)  # at the limit: counted
+    with pytest.raises(
+        ValueError, match="order 5 on 800,001 training chars would count 4,000,005 n-grams.*lower order"
+    ):
+        fit([0] * (MAX_COUNTED // 5 + 1), 5, V)  # refused at once: a table this size would take seconds to build
 
 
 def test_the_five_gram_beats_the_book_rnn_on_the_whole_text(time_machine_path):

@@ -18,6 +18,7 @@ PAGES = ("data", "train", "generate", "runs", "inside")  # the prefixes of the p
 
 DEFAULTS = {
     **{f"hp_{k}": v for k, v in asdict(TrainConfig()).items() if k in HP_FIELDS},
+    "hp_eval_every": float(TrainConfig.eval_every),  # whole epochs, or 1/k of one: the field takes fractions
     "corpus_source": "time_machine",
     "corpus_mode": "book",
     "live_paused": False,
@@ -96,7 +97,10 @@ def keep_all(page: str):
 
 
 def set_setting(name: str, value):
-    """Change a permanent setting from a callback; the pages' widgets are reseeded from it."""
+    """Change a permanent setting from a callback; the pages' widgets are reseeded from it. A whole number
+    for a setting held as a float (a preset's eval_every 1) becomes one: a widget takes one type."""
+    if isinstance(DEFAULTS.get(name), float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
     st.session_state[name] = value
     for page in PAGES:
         st.session_state.pop(f"{page}_{name}", None)

@@ -288,6 +288,14 @@ def model_note(kind: str, cell: str) -> str | None:
     )
 
 
+def mix_note(order: int, share: float) -> str:
+    """A caption for the Train form's n-gram mix: what the model will predict with."""
+    return (
+        f"Predictions: {1 - share:g} × network + {share:g} × the Kneser-Ney {order}-gram of the training text. "
+        "The network trains alone; held-out figures, samples and Generate use the mix."
+    )
+
+
 def checkpoint_bytes(snap) -> bytes:
     buffer = io.BytesIO()
     torch.save(make_checkpoint(snap.model, snap.vocab, snap.config, snap.corpus, snap.history), buffer)

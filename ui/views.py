@@ -66,12 +66,12 @@ def history_figure(history, counting: float | None = None, counting_label: str =
             name="training",
         )
     )
-    held = [h for h in history if getattr(h, "val_perplexity", None) is not None]
+    held = held_out_points(history)
     if held:
         fig.add_trace(
             go.Scatter(
-                x=[h.epoch for h in held],
-                y=[h.val_perplexity for h in held],
+                x=[x for x, _ in held],
+                y=[y for _, y in held],
                 mode="markers+lines",
                 line=dict(dash="dot"),
                 name="held-out",
@@ -82,6 +82,18 @@ def history_figure(history, counting: float | None = None, counting_label: str =
         fig.add_vline(x=bad, line_color="crimson", line_dash="dash", annotation_text=f"diverged at epoch {bad}")
     fig.update_layout(showlegend=True)
     return perplexity_layout(yardstick_line(fig, counting, counting_label), "ppl")
+
+
+def held_out_points(history) -> list[tuple[float, float]]:
+    """Every held-out evaluation of a history (EpochStats or stored rows) as (epochs trained, perplexity): those
+    inside an epoch (a cadence of 1/k epoch) and those at its end."""
+    get = (lambda h, k: h.get(k)) if history and isinstance(history[0], dict) else getattr
+    return [
+        point
+        for h in history
+        for point in [*(get(h, "val_points") or ()), (get(h, "epoch"), get(h, "val_perplexity"))]
+        if point[1] is not None
+    ]
 
 
 def bar_figure(labels: list, values: list, x_title: str, y_title: str, height: int, colors=None) -> go.Figure:
@@ -163,6 +175,7 @@ def model_text(config: ModelConfig) -> str:
     """'a 2-layer scratch lstm, num_hiddens 256, dropout 0.2 in training': the model, as the pages name it."""
     dropout = f", dropout {config.dropout} in training" if config.dropout else ""
     dropout += f", weight drop {config.weight_drop} on W_hh in training" if config.weight_drop else ""
+    dropout += f", n-gram share {config.ngram_weight:g}" if config.ngram_order else ""
     return f"{describe(config)}, num_hiddens {config.num_hiddens}{dropout}"
 
 
@@ -170,7 +183,7 @@ def run_model_text(run: dict) -> str:
     """`model_text` of a stored run's settings (no vocab is needed to name it)."""
     s = run_settings(run)
     fields = (s.get("num_hiddens"), s["model"], s["cell"], s["num_layers"], s["dropout"], s.get("weight_drop", 0.0))
-    return model_text(ModelConfig(0, *fields))
+    return model_text(ModelConfig(0, *fields, s.get("ngram_order", 0), s.get("ngram_weight", 0.0)))
 
 
 def rounded(value, digits: int | None = None, significant: int | None = None):
@@ -247,11 +260,13 @@ def runs_figure(runs: list[dict], labels: dict, metric: str = "perplexity", coun
     fig = go.Figure()
     store = RunStore()  # opened once: opening runs its schema and interrupted-run checks
     for r in runs:
-        points = [p for p in thin(store.history(r["id"])) if p.get(metric) is not None]
+        history = thin(store.history(r["id"]))
+        points = held_out_points(history) if metric == "val_perplexity" else [(h["epoch"], h[metric]) for h in history]
+        points = [(x, y) for x, y in points if y is not None]
         fig.add_trace(
             go.Scatter(
-                x=[p["epoch"] for p in points],
-                y=[p[metric] for p in points],
+                x=[x for x, _ in points],
+                y=[y for _, y in points],
                 mode="lines+markers" if len(points) < 60 else "lines",
                 name=html.escape(labels[r["id"]]),  # Plotly reads tags in names; a run's name is text
             )

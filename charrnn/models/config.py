@@ -1,7 +1,10 @@
-"""What a model is: its kind, cell, width, depth, dropout and weight drop, as a dataclass of plain fields that goes
-straight into checkpoints."""
+"""What a model is: its kind, cell, width, depth, dropout, weight drop and n-gram mix, as a dataclass of plain
+fields that goes straight into checkpoints."""
 
 from dataclasses import dataclass
+
+from charrnn.baseline import MAX_ORDER
+from charrnn.models import mixture
 
 KINDS = ("scratch", "concise")  # the book's explicit parameters; torch.nn's RNN, GRU or LSTM with a Linear head
 CELLS = ("rnn", "gru", "lstm")  # 8.4-8.6's tanh RNN, 9.1's GRU, 9.2's LSTM
@@ -20,6 +23,10 @@ class ModelConfig:
     # DropConnect on the recurrent weights W_hh (Merity et al. 2017's weight drop): one mask per minibatch,
     # shared by every step, so the recurrence itself is regularised; off in eval; concise models only
     weight_drop: float = 0.0
+    # Mix the predictions with a Kneser-Ney n-gram of the training text (charrnn.models.mixture): its order (0 = no
+    # mix, the book's) and its share of the mixture
+    ngram_order: int = 0
+    ngram_weight: float = 0.0
 
     def check(self) -> "ModelConfig":
         """Raise ValueError naming the first field out of range and how to fix it."""
@@ -42,6 +49,7 @@ class ModelConfig:
                 "weight_drop works with the concise model only (the scratch cells' hand-written backpropagation "
                 "keeps W_hh whole); use model concise, or weight_drop 0"
             )
+        mixture.check(self.ngram_order, self.ngram_weight, MAX_ORDER)
         return self
 
 
