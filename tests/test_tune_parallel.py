@@ -17,7 +17,7 @@ from test_tune import SPACE, STORE, TINY, check_trials_and_runs, finish, load, p
 import charrnn.batched
 from charrnn import tune
 from charrnn.data import load_corpus, split_heldout
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig, train
 
 TS = optuna.trial.TrialState
@@ -136,11 +136,12 @@ def test_ctrl_c_stops_every_member_after_its_epoch(tmp_path):
 
 
 def test_a_second_ctrl_c_quits_at_once_failing_the_group_and_marking_its_runs_interrupted(tmp_path):
-    """The whole text at hidden 256: an epoch lasts about a second, so both signals, sent right after
-    an epoch is recorded (the second once the worker said it got the first), land inside the next one."""
+    """The whole text at hidden 512: an epoch lasts seconds, so both signals, sent right after an epoch is
+    recorded (the second once the worker said it got the first), land inside the next one even on a loaded
+    machine (at hidden 256 an epoch ended between them once in CI, and the group stopped gracefully)."""
     storage, home = STORE.format(tmp=tmp_path), tmp_path / "home"
     argv = ["--study", "quit", "--space", "lr=0.5:2:log", "--parallel", "2", "--max-tokens", "0"]
-    proc = worker(home, storage, *argv, "--num-hiddens", "256", trials=2, epochs=1000, start_new_session=True)
+    proc = worker(home, storage, *argv, "--num-hiddens", "512", trials=2, epochs=1000, start_new_session=True)
     wait_for_epochs(home, poll=0.05)
     os.killpg(proc.pid, signal.SIGINT)
     said = []  # the second only once the first was handled: two signals pending at once are one
