@@ -11,7 +11,7 @@ import plotly.graph_objects  # noqa: F401
 import streamlit as st
 
 import ui
-from charrnn.store import StoreError
+from charrnn.runs.store import StoreError
 
 
 def home():

@@ -4,11 +4,11 @@ Importing the package does nothing: no downloads, no device probing, no streamli
 """
 
 from charrnn.batches import SeqDataLoader
-from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.data import Corpus, CorpusError, load_corpus
 from charrnn.device import resolve_device
 from charrnn.generate import GenerateResult, generate, predict
 from charrnn.models import ScratchModel
+from charrnn.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.train import EpochStats, TrainConfig, TrainResult, train
 from charrnn.vocab import Vocab
 

@@ -11,16 +11,16 @@ from dataclasses import asdict, fields
 
 from charrnn import baseline_command, bench
 from charrnn.batches import SeqDataLoader
-from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.console import print_json, printable, stop_on_signals
 from charrnn.data import load_corpus, split_heldout
 from charrnn.device import resolve_device
 from charrnn.files import check_save
 from charrnn.generate import generate, predict
 from charrnn.parser import FLAGS, apply_preset, build_parser, flagged, given
-from charrnn.recorder import check_resumable, load_run_checkpoint, train_recorded
 from charrnn.reproduce import CHAPTERS, format_table, run_experiments
-from charrnn.store import RunStore, home_dir
+from charrnn.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from charrnn.runs.recorder import check_resumable, load_run_checkpoint, train_recorded
+from charrnn.runs.store import RunStore, home_dir
 from charrnn.train import TrainConfig
 
 SAMPLE_PREFIXES = ("time traveller", "traveller")  # the book's closing continuations

@@ -14,10 +14,10 @@ from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 
-from charrnn.checkpoint import describe
 from charrnn.models import CELLS, KINDS, MAX_LAYERS, ModelConfig, param_count
-from charrnn.store import home_dir
-from charrnn.store_files import VISITORS
+from charrnn.runs.checkpoint import describe
+from charrnn.runs.paths import VISITORS
+from charrnn.runs.store import home_dir
 from charrnn.train import TrainConfig
 
 ENV = "CHARRNN_DEMO"

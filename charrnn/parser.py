@@ -27,7 +27,7 @@ from charrnn.batches import SAMPLINGS
 from charrnn.data import MODES
 from charrnn.models import CELLS, KINDS
 from charrnn.presets import PRESETS, preset
-from charrnn.runner import run_name  # one cap (200 characters) for the app's names and --name
+from charrnn.runs.runner import run_name  # one cap (200 characters) for the app's names and --name
 from charrnn.train import OPTIMIZERS, SCHEDULES, STATES, TrainConfig
 
 ngram_order = at_most(positive_int, MAX_ORDER)

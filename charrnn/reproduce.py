@@ -91,7 +91,7 @@ class Row:
 
 def train_heldout(corpus: Corpus, config: TrainConfig, name: str | None = None, on_epoch=None):
     """Train on `corpus` with its held-out slice, unrecorded; returns (None, result) as
-    `charrnn.recorder.train_recorded` returns (run id, result)."""
+    `charrnn.runs.recorder.train_recorded` returns (run id, result)."""
     split = split_heldout(corpus, config.val_tokens)
     return None, train(split.train, corpus.vocab, config, on_epoch=on_epoch, val=split.val)
 

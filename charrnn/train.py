@@ -20,7 +20,7 @@ from charrnn.generate import predict
 from charrnn.models import KINDS, ModelConfig, detach_state, make_model, mixture, param_count
 from charrnn.step import Trainer
 
-# The widest model whose checkpoint fits charrnn.checkpoint.MAX_CHECKPOINT_BYTES (1 GiB) with a vocab of up to
+# The widest model whose checkpoint fits charrnn.runs.checkpoint.MAX_CHECKPOINT_BYTES (1 GiB) with a vocab of up to
 # 5,000; check_fits also refuses what the device cannot hold.
 MAX_HIDDENS = 8192
 # lr and clip above this overflow float32 arithmetic (lr 1e39 is inf as a float32 scalar); any
@@ -30,7 +30,7 @@ STATES = ("carry", "reset")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")  # the book's constant lr; cosine annealing from lr to 0 over num_epochs
 MAX_WEIGHT_DECAY = 1.0  # a decay of 1 per step already wipes the weights; useful values are 1e-5..0.1
-MAX_PARAMS = 240_000_000  # float32 weights that fit a checkpoint (charrnn.checkpoint.MAX_CHECKPOINT_BYTES, 1 GiB)
+MAX_PARAMS = 240_000_000  # float32 weights that fit a checkpoint (charrnn.runs.checkpoint.MAX_CHECKPOINT_BYTES, 1 GiB)
 
 
 @dataclass

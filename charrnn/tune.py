@@ -43,8 +43,8 @@ from charrnn.argtypes import (
 from charrnn.batches import SAMPLINGS
 from charrnn.data import MODES, load_corpus
 from charrnn.device import resolve_device
-from charrnn.devicequeue import DeviceQueue
 from charrnn.parser import add_model_args
+from charrnn.runs.devicequeue import DeviceQueue
 from charrnn.train import OPTIMIZERS, STATES, TrainConfig
 from charrnn.tune_parallel import MAX_PARALLEL
 from charrnn.tune_space import FieldError, one_line, parse_space

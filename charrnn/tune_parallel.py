@@ -30,7 +30,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 from charrnn.batched import SHARED, MemberResult, check_group_fits, train_batched
 from charrnn.data import split_heldout
 from charrnn.device import resolve_device
-from charrnn.recorder import save_run_checkpoint
+from charrnn.runs.recorder import save_run_checkpoint
 from charrnn.train import TrainConfig
 from charrnn.tune_space import MEMORY, FieldError, grid, trial_config, trial_corpus
 

@@ -2,7 +2,7 @@
 many workers at once, and named without ever showing a password; what a study holds, read back as
 plain data (its settings, its trials); no streamlit here.
 
-The default is `tune.sqlite` next to the run store (`charrnn.store.home_dir()`); `CHARRNN_TUNE_STORAGE`
+The default is `tune.sqlite` next to the run store (`charrnn.runs.store.home_dir()`); `CHARRNN_TUNE_STORAGE`
 or `--storage URL` (e.g. `postgresql+psycopg://user@host/db`) picks another. SQLite serves workers on
 one machine; workers on several machines need a server such as PostgreSQL. A SQLite path must be a
 regular file, or not exist yet, in a folder this user can write (SQLite writes its journal beside it).
@@ -22,7 +22,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from charrnn.store import home_dir
+from charrnn.runs.store import home_dir
 from charrnn.train import TrainConfig
 from charrnn.tune_space import FieldError, echo
 

@@ -31,8 +31,8 @@ import optuna
 from charrnn.baseline import baseline
 from charrnn.data import split_heldout
 from charrnn.evaluate import evals_per_epoch, report_step
-from charrnn.runner import Runner
-from charrnn.store import RunStore
+from charrnn.runs.runner import Runner
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 from charrnn.tune_parallel import check_parallel, run_parallel
 from charrnn.tune_space import Dimension, FieldError, check_space, grid, space_text, trial_config, trial_corpus

@@ -10,7 +10,7 @@ import ui.models
 import ui.runs
 import ui.state
 import ui.watch
-from charrnn.runner import MAX_NAME
+from charrnn.runs.runner import MAX_NAME
 
 ui.via_entry(__file__)
 ui.links.restore_and_sync("runs")  # a shared link's settings, and the address kept in step

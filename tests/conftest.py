@@ -8,7 +8,7 @@ import pytest
 from support import serve
 
 from charrnn.data import CorpusError, download_time_machine, find_time_machine, load_corpus
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 
 DOWNLOAD_TIMEOUT = 10  # seconds: an offline machine must not hold the test session up for long
 

@@ -156,8 +156,8 @@ def record_run(corpus, name: str, base: dict, stop_after: int | None = None, **s
     """A run trained and recorded by the core in the current CHARRNN_HOME, as `python -m charrnn train`
     (or another session) records one: `base` settings updated by `settings`, stopped after
     `stop_after` epochs if asked, checkpointed every epoch."""
-    from charrnn.recorder import train_recorded
-    from charrnn.store import RunStore
+    from charrnn.runs.recorder import train_recorded
+    from charrnn.runs.store import RunStore
     from charrnn.train import TrainConfig
 
     done = []

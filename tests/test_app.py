@@ -8,8 +8,8 @@ from support import APP, app, figure, generate, start, wait_until_ended
 
 from charrnn.data import load_corpus
 from charrnn.generate import predict
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")

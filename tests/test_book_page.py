@@ -7,7 +7,7 @@ import pytest
 from support import app, figure
 
 from charrnn.reproduce import CHAPTER_9
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 

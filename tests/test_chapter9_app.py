@@ -17,8 +17,8 @@ from streamlit.testing.v1 import AppTest
 from support import app, figure, generate, record_run, wait_until_ended
 
 from charrnn import demo
-from charrnn.checkpoint import load_checkpoint, read_checkpoint
-from charrnn.store import RunStore
+from charrnn.runs.checkpoint import load_checkpoint, read_checkpoint
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
 TINY = dict(num_epochs=2, num_hiddens=16, max_tokens=2000, batch_size=4, num_steps=8, val_tokens=200, device="cpu")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 
 
 def charrnn(*args, check=True):
@@ -130,9 +130,9 @@ def test_import_does_not_pull_in_streamlit():
 )
 def test_train_json_reports_held_out_perplexity_for_every_cell(time_machine_path, tmp_path, flags):
     """The closing figure is the studio's one definition on the saved model, whatever its cell, depth or dropout."""
-    from charrnn.checkpoint import load_checkpoint
     from charrnn.data import load_corpus, split_heldout
     from charrnn.evaluate import heldout_perplexity
+    from charrnn.runs.checkpoint import load_checkpoint
 
     ckpt = tmp_path / "run.pt"
     args = ["train", "--epochs", "3", "--num-hiddens", "32", "--save", str(ckpt), "--json", "--device", "cpu"]

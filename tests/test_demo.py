@@ -14,7 +14,7 @@ from support import APP, app, generate, ok, record_run, wait
 
 from charrnn import demo
 from charrnn.data import load_corpus
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
 TINY = dict(num_epochs=2, num_hiddens=16, max_tokens=2000, batch_size=4, num_steps=8, device="cpu")

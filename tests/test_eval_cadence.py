@@ -10,8 +10,8 @@ from test_tune import STORE, TINY, parse
 from charrnn import tune
 from charrnn.batches import SeqDataLoader
 from charrnn.evaluate import check_cadence, heldout_perplexity, mid_epoch_marks, report_step
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig, train
 from ui.views import held_out_points, history_figure, runs_figure
 

@@ -12,10 +12,10 @@ from charrnn.batches import SeqDataLoader
 from charrnn.data import load_corpus, split_heldout
 from charrnn.evaluate import heldout_perplexity
 from charrnn.models import ModelConfig, ScratchModel
-from charrnn.recorder import train_recorded
 from charrnn.reproduce import EXPERIMENTS, format_table, run_experiments, train_heldout
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.step import Trainer
-from charrnn.store import RunStore
 from charrnn.train import TrainConfig, build_model, train
 
 # ---- (b) the split -------------------------------------------------------------------------------

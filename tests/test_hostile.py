@@ -6,8 +6,8 @@ import math
 import pytest
 
 from charrnn.data import MAX_TEXT_BYTES, MAX_VOCAB, CorpusError, load_corpus
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import MAX_HIDDENS, TrainConfig, train
 
 TEXTS = [

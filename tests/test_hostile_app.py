@@ -15,11 +15,11 @@ import torch
 from support import app, figure, wait_until_ended
 from test_ui_errors import PNG, Upload, checkpoint_bytes, no_exception, upload_text
 
-from charrnn.checkpoint import make_checkpoint
 from charrnn.data import load_corpus
 from charrnn.models import ModelConfig, ScratchModel
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.checkpoint import make_checkpoint
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")

@@ -10,8 +10,8 @@ from test_hostile_app import HOSTILE, hostile_checkpoint
 from test_upload_browser import PNG, no_exception, upload
 
 from charrnn.data import load_corpus
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
 pytestmark = pytest.mark.browser

@@ -17,11 +17,11 @@ import pytest
 import torch
 from support import cli_train
 
-from charrnn.checkpoint import save_checkpoint
 from charrnn.cli import main
 from charrnn.data import load_corpus
-from charrnn.recorder import load_run_checkpoint, train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.checkpoint import save_checkpoint
+from charrnn.runs.recorder import load_run_checkpoint, train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig, build_model
 
 TINY = ["--num-hiddens", "16", "--max-tokens", "2000", "--batch-size", "4", "--num-steps", "8", "--device", "cpu"]

@@ -7,8 +7,8 @@ import pytest
 from support import SHOTS, go, settle, shot
 
 from charrnn.data import load_corpus
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
 pytestmark = pytest.mark.browser

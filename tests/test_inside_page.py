@@ -13,12 +13,12 @@ from streamlit.testing.v1 import AppTest
 from support import APP, figure
 
 from charrnn import inside as core
-from charrnn.checkpoint import load_checkpoint, make_checkpoint
 from charrnn.data import load_corpus
 from charrnn.generate import GenerateResult
 from charrnn.models import ModelConfig, make_model
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.checkpoint import load_checkpoint, make_checkpoint
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig, build_model
 
 # clip 0.05: small enough that the tiny run clips, so the history chart has epochs to mark.

@@ -6,8 +6,8 @@ from streamlit.testing.v1 import AppTest
 from support import APP
 
 from charrnn.data import load_corpus
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 from charrnn.tune_storage import open_storage, study_names
 

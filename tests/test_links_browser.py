@@ -8,8 +8,8 @@ import pytest
 from support import choose, fill, go, settle, shot
 
 from charrnn.data import load_corpus
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
 pytestmark = pytest.mark.browser

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from charrnn.data import load_corpus
-from charrnn.recorder import train_recorded
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.step import Trainer
-from charrnn.store import RunStore
 from charrnn.train import TrainConfig, build_model
 
 SMALL = {"num_hiddens": 24, "max_tokens": 2000, "batch_size": 8, "num_steps": 10, "device": "cpu", "val_tokens": 300}

@@ -10,7 +10,7 @@ import pytest
 
 from charrnn.parser import build_parser
 from charrnn.reproduce import CHAPTER_9, CHAPTERS, EXPERIMENTS, Row, format_table, run_experiments, within
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
 # (cell, kind, num_layers, lr) of each of the book's chapter 9 runs, in its order (BOOK.md)

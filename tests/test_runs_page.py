@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from support import APP, cli_train, figure, generate, record_run
 
 from charrnn.data import load_corpus
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 
 TINY = dict(num_epochs=3, num_hiddens=16, max_tokens=2000, batch_size=8, num_steps=8, device="cpu")
 

@@ -15,7 +15,7 @@ import pytest
 from support import OWN_CHART_POINTS, WATCHED_CHART_POINTS, choose, fill, settle
 from support import shot as save_shot
 
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 
 # A run that keeps going until stopped: ~2,000 tokens, a tiny model, many epochs.
 TINY = {

@@ -17,8 +17,8 @@ import optuna
 import pytest
 
 from charrnn import tune
-from charrnn.checkpoint import read_checkpoint
-from charrnn.store import RunStore
+from charrnn.runs.checkpoint import read_checkpoint
+from charrnn.runs.store import RunStore
 from charrnn.tune_space import FieldError
 from charrnn.tune_storage import open_storage
 
@@ -210,7 +210,7 @@ def test_a_killed_worker_trial_fails_by_heartbeat_and_is_retried(tmp_path, time_
     assert {t.state.name for t in trials[1:]} == {"COMPLETE"}
     (run,) = [r for r in RunStore(home).runs() if r["trial"] == 0 and r["id"] == killed.user_attrs["run_id"]]
     # Its training process ended with its worker: stopped at the next minibatch, or failed writing to the
-    # dead worker (charrnn.worker), never left "running".
+    # dead worker (charrnn.runs.worker), never left "running".
     assert run["status"] in ("stopped", "interrupted", "failed")
 
 

@@ -11,7 +11,7 @@ from support import app, figure
 from charrnn import demo
 from charrnn.baseline import baseline
 from charrnn.data import load_corpus, split_heldout
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 from charrnn.tune_space import MAX_LINE
 

@@ -22,9 +22,9 @@ import torch
 from streamlit.testing.v1 import AppTest
 from support import app, figure, start, wait_until_ended
 
-from charrnn.checkpoint import FORMAT, make_checkpoint
 from charrnn.data import load_corpus
 from charrnn.models import ModelConfig, ScratchModel
+from charrnn.runs.checkpoint import FORMAT, make_checkpoint
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 

@@ -131,7 +131,7 @@ def test_start_says_the_run_will_queue_and_the_labels_follow_the_run(home, corpu
 
 def long_run(corpus):
     """The visitor's runner, training a run of their own that lasts until stopped."""
-    from charrnn.runner import Runner
+    from charrnn.runs.runner import Runner
     from charrnn.train import TrainConfig
 
     runner = Runner()

@@ -8,7 +8,7 @@ import time
 import pytest
 from support import OWN_CHART_POINTS, choose, fill, go, serve, settle, shot
 
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 
 pytestmark = pytest.mark.browser
 TINY = {"num_hiddens": 16, "max_tokens (0 = all)": 3000, "batch_size": 4, "num_steps": 8}

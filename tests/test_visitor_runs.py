@@ -13,10 +13,11 @@ import torch
 from streamlit.testing.v1 import AppTest
 from support import APP, figure, ok, record_run
 
-from charrnn import demo, runner
-from charrnn.checkpoint import make_checkpoint
+from charrnn import demo
 from charrnn.data import load_corpus
 from charrnn.models import make_model
+from charrnn.runs import runner
+from charrnn.runs.checkpoint import make_checkpoint
 from charrnn.train import EpochStats, TrainConfig
 from charrnn.vocab import Vocab
 

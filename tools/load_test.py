@@ -13,7 +13,7 @@ Two phases on one `streamlit run` server (a private CHARRNN_HOME in a temporary 
 Figures: per page, the time from each poll (the last websocket message the page sent, i.e. the
 fragment's rerun request) to the chart's data changing in the DOM, p50/p95 over all pages; the server
 process's CPU in cores from /proc/<pid>/stat (utime+stime of the server PID and all its threads, so
-the browsers' CPU is excluded, and so is the training, which runs in a child process (charrnn.worker):
+the browsers' CPU is excluded, and so is the training, which runs in a child process (charrnn.runs.worker):
 what is left is the cost of serving the pages); the run's tokens/s (median over its epochs in the
 window, from the run store) in both phases. Every page is checked for errors and a stuck rerun.
 """
@@ -32,7 +32,7 @@ import appserver  # tools/appserver.py: this script's folder is on sys.path
 ROOT = appserver.ROOT
 sys.path.insert(0, str(ROOT))
 
-from charrnn.store import RunStore  # noqa: E402
+from charrnn.runs.store import RunStore  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -261,7 +261,7 @@ def main():
         ),
         "cpu_method": (
             "utime+stime of the streamlit server PID (all its threads) from /proc/<pid>/stat over wall time; "
-            "the browsers and the training process (charrnn.worker) are other processes and are not counted, "
+            "the browsers and the training process (charrnn.runs.worker) are other processes and are not counted, "
             "so this is the cost of serving the pages. cores_by_process_group splits the machine's CPU the "
             "same way: the server, its child training process, and every chromium process"
         ),

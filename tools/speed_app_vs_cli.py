@@ -25,7 +25,7 @@ import time
 import appserver  # tools/appserver.py: this script's folder is on sys.path
 from load_test import ARGS, CHROMIUM, ROOT, fill, open_train, settle, start_server, tokens_per_sec
 
-from charrnn.store import RunStore  # importable: load_test put the repo on sys.path
+from charrnn.runs.store import RunStore  # importable: load_test put the repo on sys.path
 
 
 def cli_run(home: str, epochs: int) -> float:

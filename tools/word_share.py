@@ -14,7 +14,7 @@ import json
 from charrnn.cli import run_checkpoint
 from charrnn.data import load_corpus, split_heldout
 from charrnn.generate import generate, words_seen
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
 from charrnn.reproduce import CHAPTERS, within
-from charrnn.runner import Runner
-from charrnn.store import RunStore
+from charrnn.runs.runner import Runner
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 from ui import views
 from ui.corpus import load_text, yardsticks_for

@@ -9,9 +9,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from charrnn import inside as core
-from charrnn.checkpoint import describe, read_checkpoint
 from charrnn.data import CorpusError
-from charrnn.store import RunStore
+from charrnn.runs.checkpoint import describe, read_checkpoint
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig, build_model
 from ui import models, views
 from ui.corpus import load_text

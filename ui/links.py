@@ -15,7 +15,7 @@ import streamlit as st
 
 from charrnn import demo
 from charrnn.generate import MAX_PREDS, MAX_PREFIX
-from charrnn.store import RunStore, check_id
+from charrnn.runs.store import RunStore, check_id
 from charrnn.train import TrainConfig
 from ui.display import literal
 from ui.state import DEFAULTS, HP_FIELDS

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from charrnn.checkpoint import load_checkpoint
 from charrnn.device import resolve_device
-from charrnn.store import RunStore
+from charrnn.runs.checkpoint import load_checkpoint
+from charrnn.runs.store import RunStore
 from ui import views
 from ui.demo import check_upload, upload_mb
 from ui.display import error, literal

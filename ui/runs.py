@@ -9,8 +9,8 @@ import streamlit as st
 from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
-from charrnn.runner import run_name
-from charrnn.store import RunStore, home_dir
+from charrnn.runs.runner import run_name
+from charrnn.runs.store import RunStore, home_dir
 from charrnn.train import TrainConfig
 from ui import views
 from ui.corpus import corpus_for_run

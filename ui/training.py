@@ -9,12 +9,12 @@ import streamlit as st
 import torch
 
 from charrnn import demo
-from charrnn.checkpoint import make_checkpoint
 from charrnn.data import CorpusError
 from charrnn.device import describe, resolve_device
-from charrnn.devicequeue import DeviceQueue
 from charrnn.presets import PRESETS, preset
-from charrnn.runner import Runner
+from charrnn.runs.checkpoint import make_checkpoint
+from charrnn.runs.devicequeue import DeviceQueue
+from charrnn.runs.runner import Runner
 from ui.corpus import load_chosen_corpus
 from ui.display import eta_text
 from ui.state import DEFAULTS, HP_FIELDS, SOURCES, keep_all, set_setting, train_config

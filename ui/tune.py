@@ -15,7 +15,7 @@ import streamlit as st
 from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 from charrnn.tune_space import FieldError, corners, one_line, parse_dimension
 from charrnn.tune_storage import masked, open_storage, storage_url
 from charrnn.tune_study import Search, Tuner, eval_cadence, pruning_note

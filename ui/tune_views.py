@@ -8,7 +8,7 @@ import streamlit as st
 
 from charrnn.batches import SAMPLINGS
 from charrnn.models import CELLS, KINDS
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 from charrnn.train import OPTIMIZERS, STATES
 from charrnn.tune_space import TUNABLE, FieldError
 from charrnn.tune_storage import storage_url, stored_settings, study_names, trial_rows

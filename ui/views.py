@@ -11,9 +11,9 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from charrnn.batches import SeqDataLoader
-from charrnn.checkpoint import describe
 from charrnn.models import ModelConfig
-from charrnn.store import RunStore
+from charrnn.runs.checkpoint import describe
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
 

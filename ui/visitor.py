@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit
 import streamlit as st
 
 from charrnn import demo
-from charrnn.runner import Runner
+from charrnn.runs.runner import Runner
 
 COOKIE = "charrnn_visitor"
 PARAM = "key"  # the private link's query parameter

@@ -4,7 +4,7 @@ import sqlite3
 
 import streamlit as st
 
-from charrnn.store import RunStore, home_dir
+from charrnn.runs.store import RunStore, home_dir
 from charrnn.train import EpochStats, TrainConfig
 from ui.corpus import yardstick_of
 from ui.display import error, literal, show_run

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from charrnn.baseline import fit
-from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.data import load_corpus
 from charrnn.evaluate import heldout_loss
 from charrnn.generate import generate, next_char_probs
 from charrnn.models import ModelConfig, mixture
-from charrnn.recorder import train_recorded
+from charrnn.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from charrnn.runs.recorder import train_recorded
 from charrnn.train import TrainConfig, train
 
 ORDER, SHARE = 5, 0.3

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.models import ModelConfig, make_model
+from charrnn.runs.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.train import TrainConfig, build_model, train
 from charrnn.vocab import Vocab
 

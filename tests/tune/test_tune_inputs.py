@@ -15,7 +15,7 @@ from test_tune import STORE, TINY, parse
 
 from charrnn import tune
 from charrnn.data import load_corpus
-from charrnn.store import RunStore
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig, estimate_bytes
 from charrnn.tune_space import MAX_LINE
 from charrnn.tune_storage import masked

@@ -11,9 +11,9 @@ from test_tune import STORE, TINY, load, parse
 
 from charrnn import tune
 from charrnn.baseline import baseline
-from charrnn.checkpoint import read_checkpoint
 from charrnn.data import load_corpus, split_heldout
-from charrnn.store import RunStore
+from charrnn.runs.checkpoint import read_checkpoint
+from charrnn.runs.store import RunStore
 
 SPACE = "optimizer=sgd|adam,lr_sgd=0.5:2:log,lr_adam=0.001:0.01:log,weight_decay=0.00001:0.01:log"
 

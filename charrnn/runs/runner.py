@@ -1,7 +1,7 @@
 """One background training run, for the dashboard (no streamlit here).
 
-A `Runner` owns at most one run at a time. The run trains in a child process (`charrnn.worker`)
-whose main thread calls `charrnn.recorder.train_recorded`: every run lands in the run store,
+A `Runner` owns at most one run at a time. The run trains in a child process (`charrnn.runs.worker`)
+whose main thread calls `charrnn.runs.recorder.train_recorded`: every run lands in the run store,
 checkpointed, and a stopped one can be resumed. A watcher thread in this process reads the finished
 epochs from a pipe into a history under a lock; `stop()` sends SIGTERM, which the child turns into
 a stop between minibatches. Readers (the UI, polling about once a second) take a `snapshot()`.
@@ -32,10 +32,10 @@ from pathlib import Path
 
 from charrnn import demo
 from charrnn.batches import SeqDataLoader
-from charrnn.checkpoint import load_checkpoint
 from charrnn.data import Corpus
 from charrnn.device import describe, resolve_device
-from charrnn.store import RunStore
+from charrnn.runs.checkpoint import load_checkpoint
+from charrnn.runs.store import RunStore
 from charrnn.train import EpochStats, TrainConfig, check_fits
 
 PROJECT = str(Path(__file__).resolve().parents[1])  # the folder holding charrnn/, for the child's imports
@@ -190,7 +190,7 @@ class Runner:
             read_fd, write_fd = os.pipe()
             with self._lock:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "charrnn.worker", str(write_fd)],
+                    [sys.executable, "-m", "charrnn.runs.worker", str(write_fd)],
                     stdin=subprocess.PIPE,
                     pass_fds=(write_fd,),
                     env=child_env(),

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from support import cli_train
 
-from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.data import load_corpus
 from charrnn.generate import predict
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import EpochStats, TrainConfig, build_model
 
 SMALL = {"num_hiddens": 32, "device": "cpu", "predict_every": 5}

@@ -24,9 +24,8 @@ from contextlib import closing, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from charrnn import store_files
-from charrnn import store_schema as schema
-from charrnn.store_schema import EPOCH_FIELDS, StoreError, alive, process_start, training_elsewhere
+from charrnn.runs import paths, schema
+from charrnn.runs.schema import EPOCH_FIELDS, StoreError, alive, process_start, training_elsewhere
 
 __all__ = ["STATUSES", "EPOCH_FIELDS", "RunStore", "StoreError", "check_id", "home_dir", "process_start"]
 
@@ -229,17 +228,17 @@ class RunStore:
 
     def owns(self, path: str | Path) -> bool:
         """Whether writing over `path` would damage this store or the visitors' file beside it (see
-        `store_files.owns`)."""
-        return store_files.owns(path, (self.path, self.home / store_files.VISITORS), self.checkpoint_dir)
+        `paths.owns`)."""
+        return paths.owns(path, (self.path, self.home / paths.VISITORS), self.checkpoint_dir)
 
     def _inside(self, stored: str, folder: Path) -> Path | None:
-        return store_files.inside(self.home, self._real, stored, folder)
+        return paths.inside(self.home, self._real, stored, folder)
 
     def _own_files(self, run_id: str, pattern: str) -> list[Path]:
         """Files matching `pattern` in the run's checkpoint folder, only if they really are inside it."""
         if not re.fullmatch(RUN_ID, run_id):  # an id from an old or foreign row
             return []
-        return store_files.own_files(self.home, self._real, self.checkpoint_dir / run_id, pattern)
+        return paths.own_files(self.home, self._real, self.checkpoint_dir / run_id, pattern)
 
     def runs(self, status: str | None = None, run_id: str | None = None) -> list[dict]:
         """Every run (or those with `status`, or the one `run_id`), newest first, with final and best

@@ -1,4 +1,4 @@
-"""charrnn.runner: one background run, stop, the shared device lock, failures reported, the store."""
+"""charrnn.runs.runner: one background run, stop, the shared device lock, failures reported, the store."""
 
 import dataclasses
 import os
@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from charrnn.devicequeue import DeviceQueue
-from charrnn.runner import Runner
-from charrnn.store import RunStore
+from charrnn.runs.devicequeue import DeviceQueue
+from charrnn.runs.runner import Runner
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
 TINY = dict(num_hiddens=16, batch_size=4, num_steps=8, max_tokens=2000, device="cpu")
@@ -156,11 +156,11 @@ def test_a_worker_whose_app_went_away_stops_quietly_and_keeps_its_run(recipe_cor
     import subprocess
     import sys
 
-    from charrnn.runner import child_env
+    from charrnn.runs.runner import child_env
 
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "charrnn.worker", str(write_fd)],
+        [sys.executable, "-m", "charrnn.runs.worker", str(write_fd)],
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         pass_fds=(write_fd,),

@@ -7,9 +7,9 @@ import pickle
 import pytest
 import torch
 
-from charrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.generate import predict
 from charrnn.models import ModelConfig, ScratchModel
+from charrnn.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.train import TrainConfig
 from charrnn.vocab import Vocab
 

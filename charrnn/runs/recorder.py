@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 from charrnn.batches import SeqDataLoader
-from charrnn.checkpoint import CheckpointError, describe, load_checkpoint, save_checkpoint
 from charrnn.data import split_heldout
 from charrnn.device import resolve_device
 from charrnn.models import ModelConfig, mixture
+from charrnn.runs.checkpoint import CheckpointError, describe, load_checkpoint, save_checkpoint
+from charrnn.runs.schema import training_elsewhere
+from charrnn.runs.store import RunStore
 from charrnn.step import Trainer
-from charrnn.store import RunStore
-from charrnn.store_schema import training_elsewhere
 from charrnn.train import TrainConfig, TrainResult, build_model, train
 
 

@@ -5,11 +5,11 @@ import math
 
 import pytest
 
-from charrnn.checkpoint import load_checkpoint
 from charrnn.data import load_corpus, split_heldout
 from charrnn.evaluate import heldout_perplexity
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.checkpoint import load_checkpoint
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig, train
 
 # Small enough to overfit its 1,500 chars within a few dozen epochs.

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from charrnn.checkpoint import load_checkpoint
 from charrnn.data import load_corpus
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore, StoreError, process_start
+from charrnn.runs.checkpoint import load_checkpoint
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore, StoreError, process_start
 from charrnn.train import TrainConfig
 
 TINY = TrainConfig(num_epochs=2, num_hiddens=16, batch_size=4, num_steps=8, device="cpu")

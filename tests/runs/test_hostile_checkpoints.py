@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.checkpoint import (
+from charrnn.models import ModelConfig, ScratchModel, make_model
+from charrnn.runs.checkpoint import (
     MAX_CHECKPOINT_BYTES,
     CheckpointError,
     check_torch_version,
     load_checkpoint,
     make_checkpoint,
 )
-from charrnn.models import ModelConfig, ScratchModel, make_model
 from charrnn.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def deflated_zeros(tmp_path, n_bytes: int = 64 << 20) -> bytes:
 
 MAKE_INFLATED = """
 import os, sys, zipfile, torch
-from charrnn.checkpoint import make_checkpoint
+from charrnn.runs.checkpoint import make_checkpoint
 from charrnn.models import ModelConfig, ScratchModel, make_model
 from charrnn.vocab import Vocab
 n_bytes, out = int(sys.argv[1]), sys.argv[2]
@@ -140,7 +140,7 @@ def test_an_upload_is_checked_the_same_way_and_can_be_read_after_a_check(tmp_pat
 
 LOAD_AND_MEASURE = """
 import resource, sys
-from charrnn.checkpoint import CheckpointError, load_checkpoint
+from charrnn.runs.checkpoint import CheckpointError, load_checkpoint
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     load_checkpoint(sys.argv[1])

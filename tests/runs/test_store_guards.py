@@ -11,9 +11,9 @@ from support import cli_train
 
 from charrnn.cli import main
 from charrnn.data import load_corpus
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
-from charrnn.store_schema import StoreError
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.schema import StoreError
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
 TINY = ["--num-hiddens", "16", "--max-tokens", "2000", "--batch-size", "4", "--num-steps", "8", "--device", "cpu"]

@@ -1,4 +1,4 @@
-"""The training process of the app's `Runner`: `python -m charrnn.worker FD`.
+"""The training process of the app's `Runner`: `python -m charrnn.runs.worker FD`.
 
 It reads one pickled job (run store folder, corpus, config, options) from stdin, trains it with
 `train_recorded` on its own main thread, and writes pickled `(kind, payload)` messages to the file
@@ -15,8 +15,8 @@ import signal
 import sys
 import threading
 
-from charrnn.recorder import train_recorded
-from charrnn.store import RunStore
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 
 
 def main(fd: int) -> int:
