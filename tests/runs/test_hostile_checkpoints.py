@@ -23,7 +23,7 @@ from charrnn.runs.checkpoint import (
 )
 from charrnn.vocab import Vocab
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VOCAB = Vocab("the time traveller for so it will be convenient")
 H = 16
 
