@@ -11,6 +11,7 @@ import plotly.graph_objects  # noqa: F401
 import streamlit as st
 
 import ui
+import ui.database
 from charrnn.runs.store import StoreError
 
 
@@ -61,6 +62,7 @@ page = st.navigation(PAGES, position="hidden")
 ui.init_state()
 ui.entry_done()
 try:
+    ui.database.use_secrets()  # [connections.charrnn]: the run store on a database server
     ui.sidebar(PAGES)
     page.run()
 except StoreError as e:  # the run store's file or folder cannot be used: every page says so, nothing is changed

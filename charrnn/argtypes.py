@@ -15,6 +15,7 @@ from pathlib import Path
 from charrnn.evaluate import check_cadence
 from charrnn.generate import MAX_PREDS, MAX_PREFIX
 from charrnn.models import MAX_DROPOUT, MAX_LAYERS
+from charrnn.runs.database import ENV, DatabaseUrlError, store_url
 from charrnn.runs.store import check_id
 from charrnn.train import MAX_STEP, MAX_WEIGHT_DECAY
 
@@ -82,6 +83,17 @@ def evaluation_cadence(text: str) -> int | float:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e).removeprefix("eval_every ")) from None
     return value
+
+
+def database_url(text: str) -> str:
+    """`--database`: a PostgreSQL or SQLite URL (its password never repeated in a message)."""
+    try:
+        store_url(Path("."), text)
+    except DatabaseUrlError as e:
+        raise argparse.ArgumentTypeError(
+            str(e).replace(f"{ENV} is", "it is").replace(f"{ENV} names", "it names")
+        ) from None
+    return text
 
 
 def seed(text: str) -> int:

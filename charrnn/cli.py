@@ -9,6 +9,8 @@ import sqlite3
 import sys
 from dataclasses import asdict, fields
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from charrnn import baseline_command, bench
 from charrnn.batches import SeqDataLoader
 from charrnn.console import print_json, printable, stop_on_signals
@@ -19,6 +21,7 @@ from charrnn.generate import generate, predict
 from charrnn.parser import FLAGS, apply_preset, build_parser, flagged, given
 from charrnn.reproduce import CHAPTERS, format_table, run_experiments
 from charrnn.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from charrnn.runs.database import ENV, masked, store_url
 from charrnn.runs.recorder import check_resumable, load_run_checkpoint, train_recorded
 from charrnn.runs.store import RunStore, home_dir
 from charrnn.train import TrainConfig
@@ -184,7 +187,7 @@ def report_train(args, store: RunStore, c, run_id: str, result) -> None:
             f"held-out perplexity {run['final_val_perplexity']:.3f} (best {run['best_val_perplexity']:.3f} "
             f"at epoch {run['best_val_epoch']})"
         )
-    print(f"run {run_id} recorded in {store.path}" + (f" ({run['status']}: {run['reason']})" if run["reason"] else ""))
+    print(f"run {run_id} recorded in {store.where}" + (f" ({run['status']}: {run['reason']})" if run["reason"] else ""))
     if path:
         print(f"checkpoint written to {path}")
 
@@ -325,6 +328,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(bench.add_arguments, add_tune_arguments(argv)).parse_args(argv)
     args.argv = argv  # which flags were given (a resumed run refuses those that would change it)
+    if getattr(args, "database", None):  # every store this process and its training processes open
+        os.environ[ENV] = args.database
     if getattr(args, "preset", None):
         apply_preset(args, argv)
     commands = {"info": cmd_info, "train": cmd_train, "generate": cmd_generate, "runs": cmd_runs, "bench": bench.run}
@@ -337,6 +342,9 @@ def main(argv=None) -> int:
         message = flagged(str(e))
     except sqlite3.Error as e:
         message = f"the run store in {home_dir()} cannot be used ({e}); set CHARRNN_HOME to a folder you can write"
+    except SQLAlchemyError as e:  # the database server went away mid-command (what opening it checks is a StoreError)
+        where = masked(store_url(home_dir()))
+        message = f"the run store at {where} failed ({type(e).__name__}); check the database server and try again"
     except BrokenPipeError:  # `... | head` stopped reading: nothing left to say to anyone
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

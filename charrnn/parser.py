@@ -7,6 +7,7 @@ from charrnn.argtypes import (
     at_most,
     clip_theta,
     corpus,
+    database_url,
     dropout,
     evaluation_cadence,
     input_file,
@@ -295,6 +296,15 @@ def build_parser(add_bench_arguments, add_tune_arguments=None) -> argparse.Argum
     p = sub.add_parser("tune", help="a hyperparameter search on Optuna (see README: Tune)")
     if add_tune_arguments is not None:  # only when the command is tune: the others never import optuna
         add_tune_arguments(p)
+    for command in (*sub.choices.values(), *actions.choices.values()):
+        command.add_argument(  # SUPPRESS: `runs delete`'s own default must not hide one given to `runs`
+            "--database",
+            metavar="URL",
+            type=database_url,
+            default=argparse.SUPPRESS,
+            help="the run store's database: postgresql://user:password@host/db (default: CHARRNN_DATABASE_URL, "
+            "else the SQLite file in CHARRNN_HOME)",
+        )
     return parser
 
 

@@ -4,6 +4,7 @@ CI (the `CI` environment variable set) it FAILS them, and the text is never down
 import os
 from pathlib import Path
 
+import pg
 import pytest
 from support import serve
 
@@ -142,3 +143,20 @@ def browser():
         b = p.chromium.launch(executable_path=chromium_path(p), headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throwaway PostgreSQL cluster (tests/pg.py), stopped and removed at the end. In CI (`CI` set) a missing
+    PostgreSQL fails the test (.ci/run installs Debian's); elsewhere it skips and says why."""
+    why = pg.missing()
+    if why:
+        _missing(why)
+    cluster = pg.Cluster()
+    try:
+        cluster.start()
+    except Exception as e:  # initdb or pg_ctl failed: their output says why
+        cluster.stop()
+        pytest.fail(f"the PostgreSQL cluster did not start: {e}\n{getattr(e, 'stderr', '')}\n{cluster.log()}")
+    yield cluster
+    cluster.stop()

@@ -70,6 +70,17 @@ class Cluster:
     def url(self) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/tune"
 
+    def database(self, name: str) -> str:
+        """The URL of a new, empty database `name` in the cluster."""
+        self._run(self.bin / "createdb", "-h", "127.0.0.1", "-p", self.port, "-U", "postgres", name)
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+    def restart(self):
+        """Stop the server at once (as a crash would) and start it again on the same port."""
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c fsync=off"
+        self._run(self.bin / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        self._run(self.bin / "pg_ctl", "-D", self.data, "-o", options, "-l", self.dir / "log", "-w", "start")
+
     def log(self) -> str:
         path = self.dir / "log"
         return path.read_text(errors="replace") if path.exists() else ""

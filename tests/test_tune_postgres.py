@@ -4,31 +4,15 @@ one trial at a time or (one of them) asking 3 trials at once and training them b
 In CI (`CI` set) a missing PostgreSQL fails this test (.ci/run installs Debian's); elsewhere it skips
 and says why."""
 
-import os
-
 import pytest
-from pg import Cluster, missing
 from test_tune import two_workers
 
 from charrnn.tune_storage import open_storage, study_names
 
 
 @pytest.fixture(scope="module")
-def postgres():
-    """The URL of a fresh cluster's database; the cluster is stopped and its files removed at the end."""
-    why = missing()
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    cluster = Cluster()
-    try:
-        cluster.start()
-    except Exception as e:  # initdb or pg_ctl failed: their output says why
-        cluster.stop()
-        pytest.fail(f"the PostgreSQL cluster did not start: {e}\n{getattr(e, 'stderr', '')}\n{cluster.log()}")
-    yield cluster.url
-    cluster.stop()
+def postgres(postgres_cluster):
+    return postgres_cluster.url
 
 
 def test_two_workers_share_one_postgres_study(postgres, tmp_path, time_machine_path):

@@ -1,57 +1,45 @@
-"""The run store's schema, its migrations, the checks made when a store is opened, and whether a run's process lives.
+"""The run store's schema and its migrations (Alembic: charrnn/runs/migrations), the checks made when a store
+is opened, and whether a run's process lives.
 
-Opening never changes a file it does not recognise: a damaged or foreign ``runs.sqlite`` is refused
-with a StoreError before anything is written to it. A store written by an older version is brought
-up to date in one transaction (new columns; checkpoint paths made relative to the store's folder,
-so a copied or moved store keeps its checkpoints and never reaches into the original's).
+Opening never changes a database it does not recognise: a damaged or foreign ``runs.sqlite``, or a
+database whose runs/epochs/checkpoints tables belong to another program, is refused with a StoreError
+before anything is written to it. A store written by an older version, with or without Alembic's
+version table, is brought up to date in one transaction, one process at a time (SQLite's write lock,
+PostgreSQL's advisory lock); a store already at the newest revision is only read.
 """
 
 import os
 import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path, PurePath
 
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from charrnn.runs.database import StoreError, engine, is_sqlite, masked
+
 SQLITE_HEADER = b"SQLite format 3\x00"
-TABLES = (
-    """CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
-    config TEXT NOT NULL, corpus TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
-    device TEXT NOT NULL DEFAULT '', host TEXT NOT NULL DEFAULT '', pid INTEGER NOT NULL DEFAULT 0,
-    pid_start INTEGER, study TEXT, trial INTEGER)""",
-    """CREATE TABLE IF NOT EXISTS epochs (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, epoch INTEGER NOT NULL,
-    perplexity REAL, tokens_per_sec REAL, grad_norm REAL, clipped REAL, elapsed REAL, loss REAL,
-    sample TEXT, val_perplexity REAL, PRIMARY KEY (run_id, epoch))""",
-    """CREATE TABLE IF NOT EXISTS checkpoints (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, epoch INTEGER NOT NULL,
-    path TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (run_id, epoch))""",
-)
-# Columns added after the first release: (table, column) -> type. pid_start is the process's start
-# time (Linux: clock ticks since boot), so a pid reused after a crash is not taken for the run's;
-# study and trial tag a run that is a trial of a `charrnn tune` search.
-ADDED_COLUMNS = {
-    ("runs", "pid_start"): "INTEGER",
-    ("epochs", "val_perplexity"): "REAL",
-    ("runs", "study"): "TEXT",
-    ("runs", "trial"): "INTEGER",
-    ("epochs", "val_points"): "TEXT",  # JSON [[epochs trained, held-out perplexity], ...] inside the epoch
-}
+MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "charrnn_version"  # as migrations/env.py names it: Optuna's alembic_version may share the database
+MIGRATION_LOCK = 0x63686172726E6E  # "charrnn": PostgreSQL's advisory lock key while a store is migrated
 # What a table must have to be ours; a table of the same name without these belongs to something else.
 REQUIRED = {
     "runs": {"id", "name", "created", "updated", "config", "corpus", "status", "pid"},
     "epochs": {"run_id", "epoch", "perplexity"},
     "checkpoints": {"run_id", "epoch", "path"},
 }
-# Checkpoint rows whose path may be absolute (POSIX, Windows drive or UNC): written before paths were relative.
-ABSOLUTE_ROWS = "SELECT run_id, epoch, path FROM checkpoints WHERE path LIKE '/%' OR path LIKE '\\%' OR path GLOB '?:*'"
 
 EPOCH_FIELDS = (
     "epoch", "perplexity", "tokens_per_sec", "grad_norm", "clipped", "elapsed", "loss", "sample", "val_perplexity",
     "val_points",
 )  # fmt: skip
-INSERT_EPOCH = (
-    f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_FIELDS)}) VALUES (?{', ?' * len(EPOCH_FIELDS)})"
+# One epoch's row, written again when a resumed run trains the epoch again (SQLite and PostgreSQL both say it so).
+UPSERT_EPOCH = (
+    f"INSERT INTO epochs (run_id, {', '.join(EPOCH_FIELDS)}) "
+    f"VALUES (:run_id, {', '.join(':' + f for f in EPOCH_FIELDS)}) "
+    f"ON CONFLICT (run_id, epoch) DO UPDATE SET {', '.join(f'{f}=excluded.{f}' for f in EPOCH_FIELDS[1:])}"
 )
 RUNS_QUERY = """
     SELECT r.*, COUNT(e.epoch) AS epochs, MIN(e.perplexity) AS best_perplexity,
@@ -65,11 +53,8 @@ RUNS_QUERY = """
     FROM runs r LEFT JOIN epochs e ON e.run_id = r.id {where} GROUP BY r.id ORDER BY r.created DESC"""
 
 
-class StoreError(ValueError):
-    """The run store's folder or file cannot be used; the message names it and what to do."""
-
-
-def not_a_store(path: Path) -> StoreError:
+def not_a_store(path) -> StoreError:
+    """`path`: the SQLite file, or a server's URL without its password."""
     return StoreError(
         f"{path} is not a charrnn run store (damaged, or another kind of file): move it aside "
         "(nothing was changed); a new store is created in its place"
@@ -99,28 +84,65 @@ def unusable_folder(folder: Path, e: Exception) -> StoreError:
     )
 
 
-def open_store(home: Path, path: Path) -> None:
-    """Create or update the store at `path` in the folder `home`; StoreError when either is unusable."""
+def open_store(home: Path, url: sa.URL) -> None:
+    """Create or update the store at `url` (by default its SQLite file in `home`); StoreError when it cannot be
+    used, naming it (a URL without its password) and the fix."""
+    sqlite = is_sqlite(url)
+    where = Path(url.database) if sqlite else masked(url)
+    if sqlite:
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise unusable_home(home, e) from e
+        _check_header(home, where)
     try:
-        home.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise unusable_home(home, e) from e
-    _check_header(home, path)
-    try:
-        with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as db:
-            db.row_factory = sqlite3.Row
-            _check_tables(db, path)  # before any write: a foreign database is left exactly as it was
-            _use_wal(db)
-            if _outdated(db, home):  # most opens write nothing, so many readers never queue for the lock
-                db.execute("BEGIN IMMEDIATE")  # two processes opening an old store migrate it one after the other
-                try:
-                    _migrate(db, home)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-    except sqlite3.DatabaseError as e:
-        raise as_store_error(e, home, path) or not_a_store(path) from e
+        with engine(url).connect() as db:
+            _check_tables(db, where, sqlite)  # before any write: a foreign database is left exactly as it was
+            current = _version(db)
+            db.rollback()
+        if sqlite:
+            _use_wal(url)
+        if current != head():  # most opens write nothing, so many readers never queue for the lock
+            migrate(url, home)
+    except sa.exc.DBAPIError as e:
+        raise as_store_error(e, home, url) or not_a_store(where) from e
+
+
+def migrate(url: sa.URL, home: Path) -> None:
+    """Bring the store up to Alembic's head in one transaction, one process at a time (two processes opening an
+    old store migrate it one after the other; the second finds it done)."""
+    options = {"sqlite_begin": "IMMEDIATE"} if is_sqlite(url) else {}
+    with engine(url).connect().execution_options(**options) as db, db.begin():
+        if not is_sqlite(url):
+            db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        if _version(db) == head():
+            return
+        config = alembic_config()
+        config.attributes.update(connection=db, home=home)
+        command.upgrade(config, "head")
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+_HEAD = []
+
+
+def head() -> str:
+    """The newest revision of the store's schema."""
+    if not _HEAD:
+        _HEAD.append(ScriptDirectory.from_config(alembic_config()).get_current_head())
+    return _HEAD[0]
+
+
+def _version(db) -> str | None:
+    """The store's Alembic revision; None for a new database or a store written before Alembic."""
+    if VERSION_TABLE not in sa.inspect(db).get_table_names():
+        return None
+    return db.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
 # SQLite's error names (their prefixes: extended codes such as SQLITE_IOERR_WRITE share them) that say the
@@ -129,27 +151,44 @@ DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 UNUSABLE = ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_PERM", "SQLITE_BUSY")
 
 
-def as_store_error(e: sqlite3.Error, home: Path, path: Path) -> StoreError | None:
-    """The StoreError a user should see for SQLite's `e`; None for any other error (a bug, not the file)."""
-    name = getattr(e, "sqlite_errorname", None) or ""
-    if name.startswith(DAMAGED) or type(e) is sqlite3.DatabaseError:
-        return not_a_store(path)
-    if name.startswith(UNUSABLE):
-        return unusable_home(home, e)
+def as_store_error(e: Exception, home: Path, url: sa.URL) -> StoreError | None:
+    """The StoreError a user should see for the database error `e` (SQLAlchemy's, or the driver's own); None for
+    any other error (a bug, not the database)."""
+    orig = getattr(e, "orig", None) or e
+    if isinstance(orig, sqlite3.Error):
+        name = getattr(orig, "sqlite_errorname", None) or ""
+        if name.startswith(DAMAGED) or type(orig) is sqlite3.DatabaseError:
+            return not_a_store(Path(url.database))
+        if name.startswith(UNUSABLE):
+            return unusable_home(home, orig)
+        return None
+    if isinstance(e, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        reason = " ".join(str(orig).split())
+        if url.password:
+            reason = reason.replace(str(url.password), "***")
+        return StoreError(
+            f"the run store at {masked(url)} cannot be reached ({reason[:200]}); check the server, the URL and "
+            "its password (CHARRNN_DATABASE_URL or --database)"
+        )
     return None
 
 
-def _use_wal(db, tries: int = 200) -> None:
+def _use_wal(url: sa.URL, tries: int = 200) -> None:
     """Switch the file to WAL (it stays so). When two processes switch a new store at once, SQLite answers
-    the second "locked" at once, skipping the busy timeout so as not to deadlock: it waits and tries again."""
-    for attempt in range(tries):
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as e:
-            if attempt == tries - 1 or not (getattr(e, "sqlite_errorname", None) or "").startswith("SQLITE_BUSY"):
-                raise
-            time.sleep(0.05)
+    the second "locked" at once, skipping the busy timeout so as not to deadlock: it waits and tries again.
+    Outside any transaction (SQLite refuses the switch inside one): on the driver's own connection."""
+    raw = engine(url).raw_connection()
+    try:
+        for attempt in range(tries):
+            try:
+                raw.driver_connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if attempt == tries - 1 or not (getattr(e, "sqlite_errorname", None) or "").startswith("SQLITE_BUSY"):
+                    raise sa.exc.OperationalError("PRAGMA journal_mode=WAL", None, e) from e
+                time.sleep(0.05)
+    finally:
+        raw.close()
 
 
 def _check_header(home: Path, path: Path) -> None:
@@ -167,39 +206,16 @@ def _check_header(home: Path, path: Path) -> None:
         raise not_a_store(path)
 
 
-def _columns(db, table: str) -> set[str]:
-    return {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
-
-
-def _check_tables(db, path: Path) -> None:
-    tables = {row["name"] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if tables and "runs" not in tables:
-        raise not_a_store(path)
+def _check_tables(db, where, sqlite: bool) -> None:
+    """A database that holds tables of ours' names without our columns, or (a SQLite file, which is the store's
+    alone) tables but no runs table, belongs to another program."""
+    inspector = sa.inspect(db)
+    tables = set(inspector.get_table_names())
+    if sqlite and tables and "runs" not in tables:
+        raise not_a_store(where)
     for table, needed in REQUIRED.items():
-        if table in tables and not needed <= _columns(db, table):
-            raise not_a_store(path)
-
-
-def _outdated(db, home: Path) -> bool:
-    tables = {row["name"] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if not set(REQUIRED) <= tables:
-        return True
-    if any(column not in _columns(db, table) for table, column in ADDED_COLUMNS):
-        return True
-    rows = db.execute(ABSOLUTE_ROWS).fetchall()  # read in full: an open cursor would pin an old snapshot
-    return any(relative_path(r["path"], r["run_id"], home) != r["path"] for r in rows)
-
-
-def _migrate(db, home: Path) -> None:
-    for statement in TABLES:
-        db.execute(statement)
-    for (table, column), kind in ADDED_COLUMNS.items():
-        if column not in _columns(db, table):
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-    for row in db.execute(ABSOLUTE_ROWS).fetchall():
-        new = relative_path(row["path"], row["run_id"], home)
-        if new != row["path"]:
-            db.execute("UPDATE checkpoints SET path=? WHERE run_id=? AND epoch=?", (new, row["run_id"], row["epoch"]))
+        if table in tables and not needed <= {c["name"] for c in inspector.get_columns(table)}:
+            raise not_a_store(where)
 
 
 def relative_path(stored: str, run_id: str, home: Path) -> str:

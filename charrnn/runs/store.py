@@ -1,8 +1,9 @@
-"""The run store: every run, its per-epoch curve, samples and checkpoints, in one SQLite file.
+"""The run store: every run, its per-epoch curve, samples and checkpoints, in one database.
 
-The CLI and the app write to the same store (WAL mode, so readers never block the writer and two
-writers wait for each other instead of failing). It lives in the project's home folder:
-``CHARRNN_HOME``, else ``$XDG_DATA_HOME/charrnn``, else ``~/.local/share/charrnn``.
+The CLI and the app write to the same store. By default it is one SQLite file (WAL mode, so readers
+never block the writer and two writers wait for each other instead of failing) in the project's home
+folder: ``CHARRNN_HOME``, else ``$XDG_DATA_HOME/charrnn``, else ``~/.local/share/charrnn``, where the
+checkpoint files are too. ``CHARRNN_DATABASE_URL`` puts the tables on a server (`charrnn.runs.database`).
 
 Checkpoints are kept as paths relative to that folder, so a copied or moved store keeps its own and
 never reads or deletes another's; no file outside the folder is ever read or deleted through the store.
@@ -16,16 +17,18 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import tempfile
 import time
 import uuid
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from charrnn.runs import paths, schema
-from charrnn.runs.schema import EPOCH_FIELDS, StoreError, alive, process_start, training_elsewhere
+from charrnn.runs.database import Connection, StoreError, engine, is_sqlite, masked, store_url
+from charrnn.runs.schema import EPOCH_FIELDS, alive, process_start, training_elsewhere
 
 __all__ = ["STATUSES", "EPOCH_FIELDS", "RunStore", "StoreError", "check_id", "home_dir", "process_start"]
 
@@ -48,32 +51,29 @@ def home_dir() -> Path:
 
 
 class RunStore:
-    """Runs, epochs and checkpoints in ``<home>/runs.sqlite``; one short connection per call, so any
-    thread (a training worker, the UI) may use the same store object. Opening a folder or file that
-    cannot be a store raises StoreError (a ValueError) with one line that names it and the fix."""
+    """Runs, epochs and checkpoints behind one URL (by default ``<home>/runs.sqlite``); one short transaction per
+    call, so any thread (a training worker, the UI) may use the same store object. Opening a folder, file or
+    server that cannot be a store raises StoreError (a ValueError) with one line that names it and the fix."""
 
-    def __init__(self, home: str | Path | None = None):
+    def __init__(self, home: str | Path | None = None, url: str | None = None):
         self.home = (Path(home).expanduser() if home is not None else home_dir()).absolute()
-        self.path = self.home / "runs.sqlite"
+        self.url = store_url(self.home, url)
+        self.path = Path(self.url.database) if is_sqlite(self.url) else None  # the SQLite file, when it is one
+        self.where = str(self.path) if self.path is not None else masked(self.url)  # as messages name the store
         self.checkpoint_dir = self.home / "checkpoints"
-        schema.open_store(self.home, self.path)
+        schema.open_store(self.home, self.url)
         self._real = self.home.resolve()  # the folder itself, symlinks followed: every file used is inside it
         self.mark_interrupted()
 
     @contextmanager
     def _connect(self):
-        try:  # the file damaged, or its folder removed or made read-only, since the store was opened
-            with closing(sqlite3.connect(self.path, timeout=30)) as db:
-                db.row_factory = sqlite3.Row
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA foreign_keys=ON")
-                db.execute("PRAGMA busy_timeout=30000")
-                with db:  # one transaction: committed on success, rolled back on error
-                    yield db
-        except sqlite3.IntegrityError as e:  # a row that another process deleted under this one (a run, mostly)
-            raise StoreError(f"the run store {self.path} no longer holds a run this process was writing to") from e
-        except sqlite3.DatabaseError as e:
-            error = schema.as_store_error(e, self.home, self.path)
+        try:  # the file damaged, or its folder removed or made read-only, or the server gone, since it was opened
+            with engine(self.url).begin() as db:  # one transaction: committed on success, rolled back on error
+                yield Connection(db)
+        except sa.exc.IntegrityError as e:  # a row that another process deleted under this one (a run, mostly)
+            raise StoreError(f"the run store {self.where} no longer holds a run this process was writing to") from e
+        except sa.exc.DBAPIError as e:
+            error = schema.as_store_error(e, self.home, self.url)
             if error is None:
                 raise
             raise error from e
@@ -82,14 +82,12 @@ class RunStore:
         """Runs left "running" by a process of this host that is gone become "interrupted"."""
         host = socket.gethostname()
         with self._connect() as db:
-            rows = db.execute(
-                "SELECT id, pid, pid_start FROM runs WHERE status='running' AND host=?", (host,)
-            ).fetchall()
+            rows = db.rows("SELECT id, pid, pid_start FROM runs WHERE status='running' AND host=:host", {"host": host})
             dead = [r["id"] for r in rows if not alive(r["pid"], r["pid_start"])]
             for run_id in dead:
                 db.execute(
-                    "UPDATE runs SET status='interrupted', reason=? WHERE id=? AND status='running'",
-                    ("the process running it ended before the run did", run_id),
+                    "UPDATE runs SET status='interrupted', reason=:reason WHERE id=:id AND status='running'",
+                    {"reason": "the process running it ended before the run did", "id": run_id},
                 )
         for run_id in dead:  # a checkpoint its process was writing when it died: never completed
             for tmp in self._own_files(run_id, ".*.tmp"):
@@ -108,9 +106,9 @@ class RunStore:
             )
         with self._connect() as db:
             done = db.execute(
-                "UPDATE runs SET status='interrupted', reason='marked interrupted by hand', updated=? "
-                "WHERE id=? AND status='running'",
-                (time.time(), run_id),
+                "UPDATE runs SET status='interrupted', reason='marked interrupted by hand', updated=:now "
+                "WHERE id=:id AND status='running'",
+                {"now": time.time(), "id": run_id},
             ).rowcount
         if not done:
             raise ValueError(f"run {run_id} is not running (it is {status}); only a running run can be interrupted")
@@ -121,26 +119,28 @@ class RunStore:
         now = time.time()
         cfg = config if isinstance(config, dict) else asdict(config)
         name = name or time.strftime("run %Y-%m-%d %H:%M:%S", time.localtime(now))
-        row = (run_id, name, now, now, json.dumps(cfg), json.dumps(corpus), device, *self._process())
+        row = dict(id=run_id, name=name, created=now, updated=now, config=json.dumps(cfg), corpus=json.dumps(corpus))
+        row.update(device=device, **self._process())
         with self._connect() as db:
             db.execute(
                 "INSERT INTO runs (id, name, created, updated, config, corpus, status, device, host, pid, pid_start) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                "VALUES (:id, :name, :created, :updated, :config, :corpus, 'running', :device, :host, :pid, "
+                ":pid_start)",
                 row,
             )
         return run_id
 
     @staticmethod
-    def _process() -> tuple[str, int, int | None]:
+    def _process() -> dict:
         """This process, as a run records it: host, pid and start time."""
-        return socket.gethostname(), os.getpid(), process_start(os.getpid())
+        return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": process_start(os.getpid())}
 
     def add_epoch(self, run_id: str, stats) -> None:
         row = stats if isinstance(stats, dict) else asdict(stats)
         row = {**row, "val_points": json.dumps(row["val_points"]) if row.get("val_points") else None}
         with self._connect() as db:
-            db.execute(schema.INSERT_EPOCH, (run_id, *(row.get(f) for f in EPOCH_FIELDS)))
-            db.execute("UPDATE runs SET updated=? WHERE id=?", (time.time(), run_id))
+            db.execute(schema.UPSERT_EPOCH, {"run_id": run_id, **{f: row.get(f) for f in EPOCH_FIELDS}})
+            db.execute("UPDATE runs SET updated=:now WHERE id=:id", {"now": time.time(), "id": run_id})
 
     def resume_run(self, run_id: str, from_epoch: int, num_epochs: int | None = None) -> None:
         """Mark a run as running again in this process, forgetting epochs after its checkpoint; with
@@ -151,19 +151,22 @@ class RunStore:
             config["num_epochs"] = num_epochs
         with self._connect() as db:  # one write transaction: of two processes resuming at once, one claims the run
             claimed = db.execute(
-                "UPDATE runs SET status='running', reason='', config=?, updated=?, host=?, pid=?, pid_start=? "
-                "WHERE id=? AND status!='running'",
-                (json.dumps(config), time.time(), *self._process(), run_id),
+                "UPDATE runs SET status='running', reason='', config=:config, updated=:now, host=:host, pid=:pid, "
+                "pid_start=:pid_start WHERE id=:id AND status!='running'",
+                {"config": json.dumps(config), "now": time.time(), **self._process(), "id": run_id},
             ).rowcount
             if not claimed:
-                row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+                row = db.row("SELECT * FROM runs WHERE id=:id", {"id": run_id})
                 raise ValueError(training_elsewhere(self._run_dict(row)))
-            db.execute("DELETE FROM epochs WHERE run_id=? AND epoch>?", (run_id, from_epoch))
+            db.execute("DELETE FROM epochs WHERE run_id=:id AND epoch>:epoch", {"id": run_id, "epoch": from_epoch})
 
     def tag_run(self, run_id: str, study: str, trial: int) -> None:
         """Mark a run as trial `trial` of the tune study `study`."""
         with self._connect() as db:
-            db.execute("UPDATE runs SET study=?, trial=? WHERE id=?", (str(study)[:200], int(trial), check_id(run_id)))
+            db.execute(
+                "UPDATE runs SET study=:study, trial=:trial WHERE id=:id",
+                {"study": str(study)[:200], "trial": int(trial), "id": check_id(run_id)},
+            )
 
     def check_writable(self, run_id: str | None = None) -> None:
         """StoreError now, before any training, when checkpoints (of `run_id`) could not be written."""
@@ -191,8 +194,14 @@ class RunStore:
             raise ValueError(f"checkpoint {path} is outside the run store {self.home}; save it at checkpoint_path()")
         with self._connect() as db:
             db.execute(
-                "INSERT OR REPLACE INTO checkpoints (run_id, epoch, path, created) VALUES (?, ?, ?, ?)",
-                (check_id(run_id), epoch, real.relative_to(self._real).as_posix(), time.time()),
+                "INSERT INTO checkpoints (run_id, epoch, path, created) VALUES (:id, :epoch, :path, :now) "
+                "ON CONFLICT (run_id, epoch) DO UPDATE SET path=excluded.path, created=excluded.created",
+                {
+                    "id": check_id(run_id),
+                    "epoch": epoch,
+                    "path": real.relative_to(self._real).as_posix(),
+                    "now": time.time(),
+                },
             )
 
     def finish(self, run_id: str, status: str, reason: str = "") -> None:
@@ -200,7 +209,8 @@ class RunStore:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         with self._connect() as db:
             db.execute(
-                "UPDATE runs SET status=?, reason=?, updated=? WHERE id=?", (status, reason, time.time(), run_id)
+                "UPDATE runs SET status=:status, reason=:reason, updated=:now WHERE id=:id",
+                {"status": status, "reason": reason, "now": time.time(), "id": run_id},
             )
 
     def rename(self, run_id: str, name: str) -> None:
@@ -208,7 +218,7 @@ class RunStore:
         if not name:
             raise ValueError("name is empty; type a name for the run")
         with self._connect() as db:
-            db.execute("UPDATE runs SET name=? WHERE id=?", (name[:200], run_id))
+            db.execute("UPDATE runs SET name=:name WHERE id=:id", {"name": name[:200], "id": run_id})
 
     def delete(self, run_id: str) -> None:
         """Delete a run that is not running, its curve and its checkpoint files (only those inside
@@ -219,7 +229,7 @@ class RunStore:
         files = [self._inside(c["path"], self.checkpoint_dir / run_id) for c in self._checkpoint_rows(run_id)]
         files += self._own_files(run_id, "epoch-*.pt") + self._own_files(run_id, ".*.tmp")
         with self._connect() as db:
-            db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id=:id", {"id": run_id})
         for path in filter(None, files):
             path.unlink(missing_ok=True)
         folder = self.checkpoint_dir / run_id
@@ -243,17 +253,17 @@ class RunStore:
     def runs(self, status: str | None = None, run_id: str | None = None) -> list[dict]:
         """Every run (or those with `status`, or the one `run_id`), newest first, with final and best
         perplexity (training and held-out, with the held-out best's epoch) and last tokens/s."""
-        where = {"r.status": status, "r.id": None if run_id is None else check_id(run_id)}
+        where = {"status": status, "id": None if run_id is None else check_id(run_id)}
         where = {column: value for column, value in where.items() if value is not None}
-        clause = " AND ".join(f"{column} = ?" for column in where)
+        clause = " AND ".join(f"r.{column} = :{column}" for column in where)
         query = schema.RUNS_QUERY.format(where=f"WHERE {clause}" if clause else "")
         with self._connect() as db:
-            return [self._run_dict(row) for row in db.execute(query, tuple(where.values()))]
+            return [self._run_dict(row) for row in db.rows(query, where)]
 
     def run(self, run_id: str) -> dict:
         check_id(run_id)
         with self._connect() as db:
-            row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+            row = db.row("SELECT * FROM runs WHERE id=:id", {"id": run_id})
         if row is None:
             raise ValueError(f"no run with id {run_id!r}; `python -m charrnn runs` lists them")
         return self._run_dict(row)
@@ -261,15 +271,14 @@ class RunStore:
     def history(self, run_id: str) -> list[dict]:
         check_id(run_id)
         with self._connect() as db:
-            rows = db.execute(
-                f"SELECT {', '.join(EPOCH_FIELDS)} FROM epochs WHERE run_id=? ORDER BY epoch", (run_id,)
-            ).fetchall()
-        return [{**r, "val_points": [tuple(p) for p in json.loads(r["val_points"] or "[]")]} for r in map(dict, rows)]
+            rows = db.rows(
+                f"SELECT {', '.join(EPOCH_FIELDS)} FROM epochs WHERE run_id=:id ORDER BY epoch", {"id": run_id}
+            )
+        return [{**r, "val_points": [tuple(p) for p in json.loads(r["val_points"] or "[]")]} for r in rows]
 
     def _checkpoint_rows(self, run_id: str) -> list[dict]:
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM checkpoints WHERE run_id=? ORDER BY epoch", (check_id(run_id),))
-            return [dict(r) for r in rows.fetchall()]
+            return db.rows("SELECT * FROM checkpoints WHERE run_id=:id ORDER BY epoch", {"id": check_id(run_id)})
 
     def checkpoints(self, run_id: str) -> list[dict]:
         """The run's checkpoints, oldest first, `path` absolute under this store's home. A row whose path
@@ -280,12 +289,12 @@ class RunStore:
     def best_checkpoint(self, run_id: str) -> dict | None:
         """The checkpoint of the run's best held-out evaluation, with its `val_perplexity`; None without one."""
         with self._connect() as db:
-            row = db.execute(
+            row = db.row(
                 "SELECT c.epoch, e.val_perplexity FROM checkpoints c JOIN epochs e ON e.run_id=c.run_id "
-                "AND e.epoch=c.epoch WHERE c.run_id=? AND e.val_perplexity IS NOT NULL "
+                "AND e.epoch=c.epoch WHERE c.run_id=:id AND e.val_perplexity IS NOT NULL "
                 "ORDER BY e.val_perplexity, c.epoch LIMIT 1",
-                (check_id(run_id),),
-            ).fetchone()
+                {"id": check_id(run_id)},
+            )
         found = [c for c in self.checkpoints(run_id) if row is not None and c["epoch"] == row["epoch"]]
         return (
             {**found[0], "val_perplexity": row["val_perplexity"]}
@@ -297,7 +306,7 @@ class RunStore:
         """Forget one checkpoint of the run and remove its file (only inside the run's own folder)."""
         rows = [c for c in self._checkpoint_rows(run_id) if c["epoch"] == epoch]
         with self._connect() as db:
-            db.execute("DELETE FROM checkpoints WHERE run_id=? AND epoch=?", (run_id, epoch))
+            db.execute("DELETE FROM checkpoints WHERE run_id=:id AND epoch=:epoch", {"id": run_id, "epoch": epoch})
         for c in rows:
             path = self._inside(c["path"], self.checkpoint_dir / run_id)
             if path is not None:

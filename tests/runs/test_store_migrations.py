@@ -1,0 +1,77 @@
+"""Alembic migrations of the run store (issue 23): a store written by each earlier release (tests/runs/fixtures)
+upgrades in place, in one transaction, and opens with its runs intact; a second `alembic upgrade` is a no-op."""
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from alembic import command
+
+from charrnn.runs import schema
+from charrnn.runs.database import engine
+from charrnn.runs.store import RunStore
+
+FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("store-*.sql"))
+
+
+def dump(path: Path) -> list[str]:
+    with closing(sqlite3.connect(path)) as db:
+        return list(db.iterdump())
+
+
+def rows(path: Path, sql: str) -> list[tuple]:
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
+def test_a_store_of_every_earlier_release_upgrades_in_place_and_opens(fixture, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    path = home / "runs.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(fixture.read_text())
+    ((run_id, name),) = rows(path, "SELECT id, name FROM runs")
+    curve = rows(path, "SELECT epoch, perplexity, loss FROM epochs ORDER BY epoch")
+
+    store = RunStore(home)
+    (run,) = store.runs()
+    assert (run["id"], run["name"], run["status"], run["epochs"]) == (run_id, name, "finished", 2)
+    assert [(e["epoch"], e["perplexity"], e["loss"]) for e in store.history(run_id)] == curve
+    assert rows(path, f"SELECT version_num FROM {schema.VERSION_TABLE}") == [(schema.head(),)]
+    assert rows(path, "SELECT path FROM checkpoints ORDER BY epoch") == [
+        (f"checkpoints/{run_id}/epoch-0000{n}.pt",)
+        for n in (1, 2)  # absolute paths of the first release, too
+    ]
+    for table, needed in {"runs": {"pid_start", "study", "trial"}, "epochs": {"val_perplexity", "val_points"}}.items():
+        assert needed <= {r[1] for r in rows(path, f"PRAGMA table_info({table})")}
+    store.add_epoch(run_id, {"epoch": 3, "perplexity": 9.0, "val_perplexity": 8.0, "val_points": [(2.5, 8.5)]})
+    assert store.history(run_id)[-1]["val_points"] == [(2.5, 8.5)] and store.runs()[0]["best_val_perplexity"] == 8.0
+
+    before = dump(path)
+    config = schema.alembic_config()
+    with engine(store.url).begin() as db:  # alembic upgrade head, once more, as the command line would run it
+        config.attributes.update(connection=db, home=home)
+        command.upgrade(config, "head")
+    assert dump(path) == before
+
+
+def test_a_failed_upgrade_leaves_the_old_store_as_it_was(tmp_path, monkeypatch):
+    """One transaction: a migration that breaks half-way (here, on its last step) writes nothing."""
+    home = tmp_path / "home"
+    home.mkdir()
+    path = home / "runs.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(FIXTURES[0].read_text())
+    before = dump(path)
+
+    def broken(*_):
+        raise RuntimeError("the disk went away")
+
+    monkeypatch.setattr(schema, "relative_path", broken)  # the migration's last step, after its ALTER TABLEs
+    with pytest.raises(RuntimeError, match="the disk went away"):
+        RunStore(home)
+    assert dump(path) == before
+    monkeypatch.undo()
+    assert RunStore(home).runs()[0]["epochs"] == 2

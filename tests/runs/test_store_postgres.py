@@ -1,0 +1,96 @@
+"""The run store on a real PostgreSQL server (issue 23, a throwaway cluster: tests/pg.py): machines with their
+own CHARRNN_HOME share its runs and curves; a database that is not ours, or a server that cannot be reached, is
+one line that never shows the password."""
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from charrnn.cli import main
+from charrnn.data import load_corpus
+from charrnn.runs import schema
+from charrnn.runs.database import ENV, engine, store_url
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore, StoreError
+from charrnn.train import TrainConfig
+
+TINY = ["--num-hiddens", "16", "--max-tokens", "2000", "--batch-size", "4", "--num-steps", "8", "--device", "cpu"]
+
+
+@pytest.fixture
+def database(postgres_cluster, request):
+    """A new, empty database of this test's own."""
+    return postgres_cluster.database(request.node.name.lower().replace("[", "_").replace("]", "")[:60])
+
+
+def test_two_homes_share_one_postgres_store(database, tmp_path, monkeypatch, capsys, time_machine_path):
+    monkeypatch.setenv(ENV, database)  # restored after the test: `--database` sets it for the process
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "a"))
+    monkeypatch.delenv(ENV)
+    assert main(["train", *TINY, "--epochs", "3", "--eval-every", "1", "--database", database]) == 0
+    capsys.readouterr()
+    here, there = RunStore(tmp_path / "a", database), RunStore(tmp_path / "b", database)  # two machines' homes
+    assert not (tmp_path / "a" / "runs.sqlite").exists() and not (tmp_path / "b" / "runs.sqlite").exists()
+    (run,) = there.runs()
+    assert run == here.runs()[0] and run["status"] == "finished" and run["epochs"] == 3
+    assert there.history(run["id"]) == here.history(run["id"]) and run["best_val_perplexity"] is not None
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "b"))
+    assert main(["runs", "--json", "--database", database]) == 0
+    assert run["id"] in capsys.readouterr().out
+
+
+def test_a_resumed_run_writes_its_epochs_again_on_the_server(database, tmp_path, time_machine_path):
+    store = RunStore(tmp_path / "home", database)
+    text = load_corpus("time_machine", max_tokens=2000, download=False)
+    config = TrainConfig(num_epochs=2, num_hiddens=16, batch_size=4, num_steps=8, device="cpu")
+    run_id, _ = train_recorded(store, text, config, checkpoint_every=1)
+    store.finish(run_id, "stopped")
+    train_recorded(store, text, config, resume=run_id, num_epochs=4, checkpoint_every=1)
+    assert [e["epoch"] for e in store.history(run_id)] == [1, 2, 3, 4] and store.run(run_id)["status"] == "finished"
+    assert [c["epoch"] for c in store.checkpoints(run_id)] == [1, 2, 3, 4]
+
+
+def test_a_second_upgrade_is_a_no_op_and_optunas_tables_may_share_the_database(database, tmp_path):
+    RunStore(tmp_path / "home", database)
+    url = store_url(tmp_path, database)
+    with engine(url).connect() as db:
+        db.execute(sa.text("CREATE TABLE alembic_version (version_num TEXT)"))  # as Optuna's storage makes one
+        db.execute(sa.text("INSERT INTO alembic_version VALUES ('v3.2.0.a')"))
+        db.commit()
+        tables = sorted(sa.inspect(db).get_table_names())
+    config = schema.alembic_config()
+    with engine(url).begin() as db:
+        config.attributes.update(connection=db, home=tmp_path)
+        command.upgrade(config, "head")
+    with engine(url).connect() as db:
+        assert sorted(sa.inspect(db).get_table_names()) == tables
+        assert db.execute(sa.text(f"SELECT version_num FROM {schema.VERSION_TABLE}")).scalar() == schema.head()
+        assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "v3.2.0.a"
+    assert RunStore(tmp_path / "other", database).runs() == []
+
+
+def test_a_foreign_runs_table_is_refused_and_left_as_it_was(database, tmp_path):
+    url = store_url(tmp_path, database)
+    with engine(url).begin() as db:
+        db.execute(sa.text("CREATE TABLE runs (x INTEGER)"))
+    with pytest.raises(StoreError, match=r"is not a charrnn run store") as e:
+        RunStore(tmp_path, database)
+    assert "postgresql" in str(e.value)
+    with engine(url).connect() as db:
+        assert sorted(sa.inspect(db).get_table_names()) == ["runs"]
+
+
+def test_a_server_that_cannot_be_reached_is_one_line_without_the_password(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(ENV, "")  # restored after: the flag sets it
+    url = "postgresql://charrnn:s3cret-pw@127.0.0.1:9/runs"  # port 9 (discard): nothing listens
+    with pytest.raises(StoreError, match=r"cannot be reached") as e:
+        RunStore(tmp_path, url)
+    assert "s3cret-pw" not in str(e.value) and "charrnn:***@127.0.0.1:9/runs" in str(e.value)
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path))
+    assert main(["runs", "--database", url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "s3cret-pw" not in err and "***" in err and "Traceback" not in err
+    with pytest.raises(SystemExit, match="2"):  # argparse's own exit: the flag's type refused it
+        main(["runs", "--database", "mysql://charrnn:s3cret-pw@host/runs"])
+    err = capsys.readouterr().err
+    assert "--database" in err and "s3cret-pw" not in err and "PostgreSQL or SQLite" in err
