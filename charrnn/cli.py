@@ -154,7 +154,9 @@ def cmd_train(args) -> int:
     last = store.last_checkpoint(run_id)
     resume = f"stopped at epoch {last['epoch']}; resume with `python -m charrnn train --resume {run_id}`"
     print(resume if last else "stopped before the first epoch finished; nothing to resume", file=sys.stderr)
-    return 128 + caught["signal"]  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+    # The shell's convention: 130 for SIGINT, 143 for SIGTERM; a stop asked through the run store (`runs stop`, Stop
+    # on another machine) is a run that ended as asked: 0.
+    return 128 + caught["signal"] if caught else 0
 
 
 def report_train(args, store: RunStore, c, run_id: str, result) -> None:
@@ -248,6 +250,13 @@ def cmd_runs(args) -> int:
         store.delete(args.run_id)  # refuses a running run, naming `runs mark-interrupted`
         print(f"deleted run {args.run_id} ({printable(run['name'])})")
         return 0
+    if args.action == "stop":
+        run = store.ask_stop(args.run_id)
+        print(
+            f"asked run {args.run_id} to stop: its process ({run['pid']} on {run['host']}) stops it within a few "
+            f"seconds, resumably (`python -m charrnn train --resume {args.run_id}`)"
+        )
+        return 0
     if args.action == "mark-interrupted":
         store.mark_stuck(args.run_id)
         print(f"run {args.run_id} marked interrupted; `python -m charrnn train --resume {args.run_id}` continues it")
@@ -265,8 +274,8 @@ def cmd_runs(args) -> int:
     for r in runs:
         if r["status"] == "running":
             print(
-                f"run {r['id']} shows as running: stop it where it runs (Ctrl-C, or Stop in the app), or if its "
-                f"process is gone, `python -m charrnn runs mark-interrupted {r['id']}` (then resume or delete it)"
+                f"run {r['id']} shows as running: `python -m charrnn runs stop {r['id']}` stops it from any machine; "
+                f"if its process is gone, `python -m charrnn runs mark-interrupted {r['id']}` (then resume or delete)"
             )
     return 0
 

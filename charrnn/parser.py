@@ -272,6 +272,7 @@ def build_parser(add_bench_arguments, add_tune_arguments=None) -> argparse.Argum
     actions = p.add_subparsers(dest="action", parser_class=ArgumentParser)
     for action, text in (
         ("delete", "delete a run, its curve and its checkpoints"),
+        ("stop", "ask a running run to stop, wherever it trains (it stops resumably within seconds)"),
         ("mark-interrupted", "mark a run stuck as running (its process is gone) interrupted, to resume or delete it"),
     ):
         actions.add_parser(action, help=text).add_argument("run_id", metavar="RUN_ID", type=run_id)

@@ -44,11 +44,12 @@ from charrnn.batches import SAMPLINGS
 from charrnn.data import MODES, load_corpus
 from charrnn.device import resolve_device
 from charrnn.parser import add_model_args
+from charrnn.runs.database import masked
 from charrnn.runs.devicequeue import DeviceQueue
 from charrnn.train import OPTIMIZERS, STATES, TrainConfig
 from charrnn.tune_parallel import MAX_PARALLEL
 from charrnn.tune_space import FieldError, one_line, parse_space
-from charrnn.tune_storage import first_line, masked, storage_url, trial_row, trial_rows
+from charrnn.tune_storage import first_line, storage_url, trial_row, trial_rows
 from charrnn.tune_study import PRUNERS, SAMPLERS, Search, Tuner, eval_cadence, pruning_note, yardstick
 
 DEFAULT_SPACE = "lr=0.25:4:log,clip=0.25:4:log,num_hiddens=256|512|1024"  # the recipe (1, 1, 512) at the centre

@@ -2,8 +2,9 @@
 many workers at once, and named without ever showing a password; what a study holds, read back as
 plain data (its settings, its trials); no streamlit here.
 
-The default is `tune.sqlite` next to the run store (`charrnn.runs.store.home_dir()`); `CHARRNN_TUNE_STORAGE`
-or `--storage URL` (e.g. `postgresql+psycopg://user@host/db`) picks another. SQLite serves workers on
+The default is the run store's server when it is on one (in a schema of Optuna's own, `optuna`), else
+`tune.sqlite` next to the run store (`charrnn.runs.store.home_dir()`); `CHARRNN_TUNE_STORAGE` or
+`--storage URL` (e.g. `postgresql+psycopg://user@host/db`) picks another. SQLite serves workers on
 one machine; workers on several machines need a server such as PostgreSQL. A SQLite path must be a
 regular file, or not exist yet, in a folder this user can write (SQLite writes its journal beside it).
 """
@@ -22,41 +23,38 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from charrnn.runs.database import engine, is_sqlite, masked, store_url
 from charrnn.runs.store import home_dir
 from charrnn.train import TrainConfig
 from charrnn.tune_space import FieldError, echo
 
 ENV = "CHARRNN_TUNE_STORAGE"
+OPTUNA_SCHEMA = "optuna"  # where Optuna's tables go on the run store's PostgreSQL server
 STUDY_NAME = re.compile(r"[A-Za-z0-9_.\-]([A-Za-z0-9 _.\-]{0,98}[A-Za-z0-9_.\-])?")  # no space at either end
 GRACE = 3  # heartbeats a trial may miss before another worker fails it
 RETRIES = 1  # a trial failed by its heartbeat is run again once, with the same parameters
 CONNECT_TIMEOUT = 10  # seconds to wait for a database server
 OPEN_TRIES = 5  # workers starting together on a new database may race to create its tables
-USERINFO = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 PATH_ECHO = 160  # a database path is repeated whole up to this length (a folder or a file name is its end)
 # Fixed settings a study written before they existed does not store: it trained their defaults.
 LATER_FIELDS = ("cell", "num_layers", "dropout")
 
 
 def storage_url(url: str | None = None) -> str:
-    """The URL asked for, else the environment's, else the SQLite file next to the run store; an empty
-    URL asked for is a FieldError (it is a mistake, not a request for the default)."""
+    """The URL asked for, else the environment's, else the run store's server (its schema `optuna`) when the run
+    store is on one, else the SQLite file next to the run store; an empty URL asked for is a FieldError (it is a
+    mistake, not a request for the default)."""
     if url is not None and not url.strip():
         raise FieldError("storage", "the URL is empty; give one, e.g. sqlite:///tune.sqlite, or leave it out")
     url = url or os.environ.get(ENV)
     if url:
         return url
+    shared = store_url(home_dir())
+    if not is_sqlite(shared):  # the run store is on a server: the studies too, in a schema of their own
+        return shared.update_query_dict({"options": f"-csearch_path={OPTUNA_SCHEMA}"}).render_as_string(False)
     home = home_dir()
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home / 'tune.sqlite'}"
-
-
-def masked(url: str) -> str:
-    """The URL with its password hidden (also when it does not parse)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return USERINFO.sub(r"\1***@", url)
 
 
 def check_study_name(name: str) -> str:
@@ -124,6 +122,9 @@ def open_storage(url: str | None = None, heartbeat: int = 10) -> RDBStorage:
             if parsed.get_backend_name() == "sqlite":
                 check_sqlite_path(parsed, shown)
                 _sqlite_wal(parsed)
+            elif f"search_path={OPTUNA_SCHEMA}" in parsed.query.get("options", ""):  # the run store's server
+                with engine(parsed.difference_update_query(["options"])).begin() as db:
+                    db.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return RDBStorage(

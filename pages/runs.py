@@ -51,10 +51,26 @@ else:
     run = by_id[run_id]
     st.text(f"{run['status']}{': ' + run['reason'] if run['reason'] else ''}, {run['epochs']} epochs, id {run_id}")
     st.text(ui.views.run_model_text(run))
-    if run["status"] == "running" and st.toggle("Follow it live (read-only)", key="runs_follow"):
-        ui.watch.watch(run_id, "runs")
     busy = ui.runner().snapshot().running
     mine = ui.demo.may_change(run_id)  # in demo mode, only this session's own runs can be changed
+    if run["status"] == "running":
+        c = st.columns([1, 5], vertical_alignment="center")
+        c[0].button(
+            "Stop",
+            on_click=ui.runs.stop_run,
+            args=(run_id,),
+            disabled=not mine or bool(run.get("stop_asked")),
+            help=ui.demo.read_only_help(
+                run_id,
+                f"Asks the process training it ({run['host']}, any machine that shares this run store) to stop at "
+                "its next minibatch, within seconds; it stays resumable.",
+            ),
+            key="runs_stop",
+        )
+        if run.get("stop_asked"):
+            c[1].caption("Stop asked: it stops within seconds.")
+        if st.toggle("Follow it live (read-only)", key="runs_follow"):
+            ui.watch.watch(run_id, "runs")
     if not mine:
         st.caption(ui.demo.read_only_help(run_id))
     download = ui.runs.checkpoint_download(run)

@@ -267,7 +267,7 @@ def test_a_run_recorded_before_heldout_existed_resumes_without_one(recipe_corpus
     run_id, _ = train_recorded(store, recipe_corpus, TrainConfig(num_epochs=2, val_tokens=0, **SMALL))
     with store._connect() as db:  # as an older version wrote it: no val_tokens in the config
         config = {k: v for k, v in store.run(run_id)["config"].items() if k not in ("val_tokens", "eval_every")}
-        db.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps(config), run_id))
+        db.execute("UPDATE runs SET config=:config WHERE id=:id", {"config": json.dumps(config), "id": run_id})
     train_recorded(store, recipe_corpus, TrainConfig(**SMALL), resume=run_id, num_epochs=3)
     assert [e["val_perplexity"] for e in store.history(run_id)] == [None, None, None]
 

@@ -96,6 +96,18 @@ def rename_run(run_id: str):
         st.session_state["runs_error"] = f"New name: {e}"
 
 
+def stop_run(run_id: str):
+    """on_click of Stop on the Runs page: asks, through the run store, whichever process trains the run (this
+    server's, another's, a CLI's) to stop it at its next minibatch boundary."""
+    st.session_state.pop("runs_error", None)
+    if refused(run_id, "Stop"):
+        return
+    try:
+        RunStore().ask_stop(run_id)
+    except ValueError as e:  # it ended meanwhile
+        st.session_state["runs_error"] = f"Stop: {e}"
+
+
 def ask_delete(run_id: str | None):
     """on_click of Delete (asks to confirm) and of Cancel (None)."""
     st.session_state.pop("runs_error", None)

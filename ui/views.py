@@ -224,6 +224,7 @@ def runs_table(runs: list[dict], mine: frozenset = frozenset()) -> pd.DataFrame:
                 "tokens/s": rounded(r["tokens_per_sec"]),
                 "reason": r["reason"] or "",
                 "device": r["device"],
+                "host": r.get("host") or "",  # a shared database holds runs of many machines
                 "duration (s)": rounded(r["duration"], 1),
                 "created": pd.Timestamp(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"]))),
                 "text": f"{r['corpus'].get('name', '?')}, {r['corpus'].get('mode', '?')}",

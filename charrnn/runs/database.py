@@ -11,6 +11,7 @@ implicit ones are off), so a migration can take the write lock at once (``BEGIN 
 """
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from sqlalchemy.pool import NullPool
 ENV = "CHARRNN_DATABASE_URL"
 SQLITE_FILE = "runs.sqlite"
 BACKENDS = ("sqlite", "postgresql")
+CONNECT_TIMEOUT = 10  # seconds
 
 
 class StoreError(ValueError):
@@ -54,20 +56,19 @@ def store_url(home: Path, url: str | None = None) -> sa.URL:
 
 
 def masked(url: sa.URL | str) -> str:
-    """The URL with its password as ***."""
+    """The URL with its password as *** (also when it does not parse)."""
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
     except (sa.exc.ArgumentError, ValueError):
         return _shown(str(url))
 
 
+USERINFO = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
 def _shown(text: str) -> str:
-    """A URL that does not parse, as a message may quote it: anything between ':' and '@' hidden."""
-    head, at, tail = text.rpartition("@")
-    if at and ":" in head.split("//", 1)[-1]:
-        user = head.split("//", 1)
-        head = f"{user[0]}//{user[1].split(':', 1)[0]}:***" if len(user) == 2 else "***"
-    return (head + at + tail)[:120]
+    """A URL that does not parse, as a message may quote it: what stands between user: and @ hidden."""
+    return USERINFO.sub(r"\1***@", text)[:160]
 
 
 def is_sqlite(url: sa.URL) -> bool:
@@ -83,7 +84,9 @@ def engine(url: sa.URL) -> sa.Engine:
 def _engine(url: str) -> sa.Engine:
     parsed = sa.make_url(url)
     if not is_sqlite(parsed):
-        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        # A server that does not answer is given up on after CONNECT_TIMEOUT seconds, not the system's minutes.
+        connect = {"connect_timeout": CONNECT_TIMEOUT}
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=4, connect_args=connect)
     made = sa.create_engine(parsed, poolclass=NullPool, connect_args={"timeout": 30})
 
     @sa.event.listens_for(made, "connect")

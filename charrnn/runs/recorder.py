@@ -17,7 +17,7 @@ from charrnn.device import resolve_device
 from charrnn.models import ModelConfig, mixture
 from charrnn.runs.checkpoint import CheckpointError, describe, load_checkpoint, save_checkpoint
 from charrnn.runs.schema import training_elsewhere
-from charrnn.runs.store import RunStore
+from charrnn.runs.store import STOP_POLL, RunStore
 from charrnn.step import Trainer
 from charrnn.train import TrainConfig, TrainResult, build_model, train
 
@@ -202,13 +202,23 @@ def train_recorded(
         if on_epoch is not None:
             on_epoch(stats)
 
+    asked = {"next": time.monotonic() + STOP_POLL, "by": None}  # a stop asked through the database (any machine)
+
+    def stop_now() -> bool:
+        if should_stop is not None and should_stop():
+            return True
+        if asked["by"] is None and time.monotonic() >= asked["next"]:  # a look every STOP_POLL s, not per minibatch
+            asked["next"] = time.monotonic() + STOP_POLL
+            asked["by"] = "database" if store.stop_asked(run_id) else None
+        return asked["by"] is not None
+
     try:
         result = train(
             split.train,
             corpus.vocab,
             config,
             on_epoch=record,
-            should_stop=should_stop,
+            should_stop=stop_now,
             model=model,
             start_epoch=start_epoch,
             loader=loader,
@@ -227,7 +237,13 @@ def train_recorded(
     if result.diverged:
         store.finish(run_id, "diverged", f"the perplexity became infinite in epoch {result.history[-1].epoch}")
     elif result.stopped:
-        store.finish(run_id, "stopped", "stopped by the user")
+        store.finish(
+            run_id,
+            "stopped",
+            "stopped from the run store (runs stop, or Stop on another machine)"
+            if asked["by"]
+            else "stopped by the user",
+        )
     elif result.patience_ran_out:
         why = f"no better held-out perplexity in {config.patience} evaluations (best {best['val']:.3f})"
         store.finish(run_id, "finished", f"stopped early: {why}")

@@ -32,6 +32,7 @@ from charrnn.runs.schema import EPOCH_FIELDS, alive, process_start, training_els
 
 __all__ = ["STATUSES", "EPOCH_FIELDS", "RunStore", "StoreError", "check_id", "home_dir", "process_start"]
 
+STOP_POLL = 2.0  # seconds between a training process's looks at `stop_asked`
 STATUSES = ("running", "finished", "stopped", "interrupted", "diverged", "failed", "pruned")
 RUN_ID = r"[0-9a-f]{1,32}"
 
@@ -152,13 +153,31 @@ class RunStore:
         with self._connect() as db:  # one write transaction: of two processes resuming at once, one claims the run
             claimed = db.execute(
                 "UPDATE runs SET status='running', reason='', config=:config, updated=:now, host=:host, pid=:pid, "
-                "pid_start=:pid_start WHERE id=:id AND status!='running'",
+                "pid_start=:pid_start, stop_asked=NULL WHERE id=:id AND status!='running'",
                 {"config": json.dumps(config), "now": time.time(), **self._process(), "id": run_id},
             ).rowcount
             if not claimed:
                 row = db.row("SELECT * FROM runs WHERE id=:id", {"id": run_id})
                 raise ValueError(training_elsewhere(self._run_dict(row)))
             db.execute("DELETE FROM epochs WHERE run_id=:id AND epoch>:epoch", {"id": run_id, "epoch": from_epoch})
+
+    def ask_stop(self, run_id: str) -> dict:
+        """Ask a running run to stop, through the database: the process training it, on any machine, stops it at a
+        minibatch boundary within STOP_POLL seconds, resumably. Returns the run; ValueError unless it is running."""
+        run = self.run(run_id)
+        with self._connect() as db:
+            asked = db.execute(
+                "UPDATE runs SET stop_asked=:now WHERE id=:id AND status='running'", {"now": time.time(), "id": run_id}
+            ).rowcount
+        if not asked:
+            raise ValueError(f"run {run_id} is not running (it is {run['status']}); there is nothing to stop")
+        return run
+
+    def stop_asked(self, run_id: str) -> bool:
+        """Whether someone asked the run to stop since it last started training."""
+        with self._connect() as db:
+            row = db.row("SELECT stop_asked FROM runs WHERE id=:id", {"id": check_id(run_id)})
+        return row is not None and row["stop_asked"] is not None
 
     def tag_run(self, run_id: str, study: str, trial: int) -> None:
         """Mark a run as trial `trial` of the tune study `study`."""
@@ -209,7 +228,7 @@ class RunStore:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         with self._connect() as db:
             db.execute(
-                "UPDATE runs SET status=:status, reason=:reason, updated=:now WHERE id=:id",
+                "UPDATE runs SET status=:status, reason=:reason, updated=:now, stop_asked=NULL WHERE id=:id",
                 {"status": status, "reason": reason, "now": time.time(), "id": run_id},
             )
 

@@ -20,7 +20,10 @@ from charrnn.runs.store import RunStore
 
 
 def main(fd: int) -> int:
-    job = pickle.load(sys.stdin.buffer)
+    try:
+        job = pickle.load(sys.stdin.buffer)
+    except EOFError:  # the app stopped (a server shutting down) between starting this process and sending its job
+        return 0
     out = os.fdopen(fd, "wb")  # buffered: it writes a message whole, however a signal interrupts it
     reader_gone = threading.Event()
 

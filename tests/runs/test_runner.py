@@ -184,3 +184,27 @@ def test_a_worker_whose_app_went_away_stops_quietly_and_keeps_its_run(recipe_cor
     assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
     (run,) = RunStore(tmp_path).runs()
     assert run["status"] == "stopped"
+
+
+def test_a_worker_that_never_got_its_job_ends_quietly(tmp_path):
+    """A server shutting down between starting the training process and sending its job closes its stdin: the
+    worker ends at once, with status 0 and nothing on stderr (a traceback there once failed a browser test)."""
+    import subprocess
+    import sys
+
+    from charrnn.runs.runner import child_env
+
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charrnn.runs.worker", str(write_fd)],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=(write_fd,),
+        env=child_env(),
+    )
+    os.close(write_fd)
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""
+    with os.fdopen(read_fd, "rb") as messages:
+        assert messages.read() == b""  # it said nothing: there was no run

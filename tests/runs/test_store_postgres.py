@@ -2,10 +2,15 @@
 own CHARRNN_HOME share its runs and curves; a database that is not ours, or a server that cannot be reached, is
 one line that never shows the password."""
 
+import json
+
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from test_tune import TINY as TUNE_TINY
+from test_tune import parse
 
+from charrnn import tune
 from charrnn.cli import main
 from charrnn.data import load_corpus
 from charrnn.runs import schema
@@ -94,3 +99,21 @@ def test_a_server_that_cannot_be_reached_is_one_line_without_the_password(tmp_pa
         main(["runs", "--database", "mysql://charrnn:s3cret-pw@host/runs"])
     err = capsys.readouterr().err
     assert "--database" in err and "s3cret-pw" not in err and "PostgreSQL or SQLite" in err
+
+
+def test_tune_defaults_to_the_run_stores_server_in_a_schema_of_its_own(database, tmp_path, monkeypatch, capsys):
+    """No --storage: the studies go beside the runs, Optuna's tables in schema optuna; the trial's run is a run
+    of the shared store, tagged with its study."""
+    monkeypatch.setenv(ENV, database)
+    monkeypatch.delenv("CHARRNN_TUNE_STORAGE", raising=False)
+    monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))
+    argv = ["--study", "shared", "--trials", "1", "--epochs", "1", "--json", "--space", "lr=0.5:2:log", *TUNE_TINY]
+    assert tune.run(parse(*argv)) == 0
+    (trial,) = json.loads(capsys.readouterr().out)["trials"]
+    (run,) = RunStore(tmp_path / "elsewhere", database).runs()
+    assert (run["study"], run["trial"], run["status"]) == ("shared", trial["number"], "finished")
+    with engine(store_url(tmp_path, database)).connect() as db:
+        public = set(sa.inspect(db).get_table_names())
+        optuna_tables = set(sa.inspect(db).get_table_names(schema="optuna"))
+    assert {"runs", "epochs", "checkpoints", "charrnn_version"} == public
+    assert {"studies", "trials", "alembic_version"} <= optuna_tables

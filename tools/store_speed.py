@@ -1,0 +1,51 @@
+"""Training throughput with the run store on PostgreSQL against the default SQLite file (issue 23: at least
+0.95x). The book's recipe, `python -m charrnn train --epochs E --json`, on one machine, alternated so that other
+load hits both alike; each run's figure is the median tokens/s over its epochs (the first, warming up, left out).
+
+    python tools/store_speed.py --postgres postgresql://user@host/db --epochs 60 --reps 3
+
+Prints a JSON summary; a fresh CHARRNN_HOME per run, so the PostgreSQL runs write their checkpoints to disk as
+the SQLite ones do and the database holds only what differs.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def one_run(epochs: int, database: str | None) -> float:
+    env = {**os.environ, "CHARRNN_HOME": tempfile.mkdtemp(prefix="charrnn-speed-")}
+    env.pop("CHARRNN_DATABASE_URL", None)
+    cmd = [sys.executable, "-m", "charrnn", "train", "--epochs", str(epochs), "--device", "cpu", "--json"]
+    if database:
+        cmd += ["--database", database]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    rates = [json.loads(line)["tokens_per_sec"] for line in out.splitlines() if '"tokens_per_sec"' in line]
+    return statistics.median(rates[1:-1])  # the last line is the closing summary; the first epoch warms up
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--postgres", required=True, metavar="URL", help="a PostgreSQL database to record into")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--reps", type=int, default=3)
+    args = p.parse_args()
+    figures = {"sqlite": [], "postgresql": []}
+    for _ in range(args.reps):
+        figures["sqlite"].append(one_run(args.epochs, None))
+        figures["postgresql"].append(one_run(args.epochs, args.postgres))
+    summary = {name: round(statistics.median(values)) for name, values in figures.items()}
+    summary["ratio"] = round(summary["postgresql"] / summary["sqlite"], 3)
+    print(json.dumps({"epochs": args.epochs, "reps": args.reps, "runs": figures, "median": summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
