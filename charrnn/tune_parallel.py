@@ -211,11 +211,14 @@ def _end(tuner, corpus, m: Member, result: MemberResult) -> None:
     if result.status == "stopped":  # quit within an epoch: its weights match no iterator state, no checkpoint
         return _fail(tuner, [m], "interrupted", "interrupted (Ctrl-C) during an epoch")
     if history and result.status != "diverged":
-        loader_state = result.loader.state_dict()
-        save_run_checkpoint(store, m.run_id, result.model, corpus, m.config, history[-1].epoch, loader_state)
+        epoch, loader_state = history[-1].epoch, result.loader.state_dict()
+        path = save_run_checkpoint(store, m.run_id, result.model, corpus, m.config, epoch, loader_state)
+        store.add_checkpoint(m.run_id, epoch, path)
     elif result.last_good is not None:  # diverged: its last finite epoch, as a run trained alone keeps
         epoch, model, loader_state = result.last_good
-        save_run_checkpoint(store, m.run_id, model, corpus, m.config, epoch, loader_state)
+        store.add_checkpoint(
+            m.run_id, epoch, save_run_checkpoint(store, m.run_id, model, corpus, m.config, epoch, loader_state)
+        )
     if m.stopped:
         store.finish(m.run_id, "stopped", "stopped by the user")
         return _tell_stopped(tuner, m)

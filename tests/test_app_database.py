@@ -1,5 +1,6 @@
 """The app's run store from its secrets (issue 23): `[connections.charrnn]`, read through `st.connection`, puts
-every page's runs in that database; a server that cannot be reached is one line on the page, password masked."""
+every page's runs in that database; a server that cannot be reached is one line on the page, password masked,
+and what needs no run store (Data, a checkpoint file on Generate and Runs) still works."""
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -54,3 +55,16 @@ def test_a_server_that_cannot_be_reached_is_one_line_on_the_page(tmp_path):
     (error,) = at.error
     shown = error.value.replace("\\", "")  # the page escapes Markdown
     assert "cannot be reached" in shown and "s3cret-pw" not in shown and "postgresql://u:***@127.0.0.1:9/runs" in shown
+
+
+def test_with_the_database_down_data_and_checkpoint_files_still_work(time_machine_path):
+    down = {"url": "postgresql://u:s3cret-pw@127.0.0.1:9/runs"}
+    at = runs_page(down)
+    assert not at.exception and len(at.error) == 1 and "cannot be reached" in at.error[0].value
+    assert at.get("file_uploader")  # "Generate from a checkpoint file" is still offered
+    at.switch_page("pages/data.py").run()
+    assert not at.exception and not at.error and at.title[0].value == "Data"
+    at.switch_page("pages/generate.py").run()
+    assert not at.exception and len(at.error) == 1
+    at.radio(key="generate_gen_model").set_value("checkpoint file").run()
+    assert not at.exception and at.get("file_uploader")  # the upload path needs no run store

@@ -82,7 +82,9 @@ def run_id(pg) -> str:
 def queued(pg) -> str:
     """The queue notice of this session's own run ('' when there is none)."""
     notice = own(pg).locator("[data-testid='stAlert']", has_text="Queued:")
-    return notice.inner_text() if notice.count() else ""
+    # all_inner_texts never waits: a notice gone between a count() and an inner_text() made the latter wait 60 s
+    # for it (CI, after Cancel)
+    return "\n".join(notice.all_inner_texts())
 
 
 def no_exception(pg):

@@ -57,7 +57,7 @@ def checkpoints(run_id: str) -> list[dict]:
 
 
 def runs_with_checkpoints() -> list[dict]:
-    return [r for r in stored_runs() if checkpoints(r["id"])]
+    return [r for r in stored_runs() or () if checkpoints(r["id"])]  # none when the store cannot be opened
 
 
 def default_run(saved: list[dict]) -> str | None:

@@ -23,15 +23,16 @@ from ui.visitor import own_runs
 RESUMABLE = ("stopped", "interrupted")
 
 
-def stored_runs() -> list[dict]:
-    """Every run in the store, newest first; an st.error and a stopped page when the store cannot be opened.
+def stored_runs() -> list[dict] | None:
+    """Every run in the store, newest first; None, and an st.error saying why in one line, when the store cannot
+    be opened (its server down, say): the page goes on with what works without it (a checkpoint file).
 
     Opening the store marks runs whose process died as interrupted."""
     try:
         return RunStore().runs()
     except (ValueError, OSError, sqlite3.Error) as e:
-        error(store_problem(e))
-        st.stop()
+        error(store_problem(e) + " What needs no run store still works: Data, and a checkpoint file here.")
+        return None
 
 
 def store_problem(e: Exception) -> str:

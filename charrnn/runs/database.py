@@ -29,6 +29,10 @@ class StoreError(ValueError):
     what to do."""
 
 
+class StoreUnreachable(StoreError):
+    """The store's server did not answer (down, restarting, the network gone): a write may be tried again later."""
+
+
 class DatabaseUrlError(StoreError):
     """A database URL that cannot name a run store."""
 

@@ -16,6 +16,8 @@ from charrnn.data import split_heldout
 from charrnn.device import resolve_device
 from charrnn.models import ModelConfig, mixture
 from charrnn.runs.checkpoint import CheckpointError, describe, load_checkpoint, save_checkpoint
+from charrnn.runs.database import StoreUnreachable
+from charrnn.runs.outbox import Outbox
 from charrnn.runs.schema import training_elsewhere
 from charrnn.runs.store import STOP_POLL, RunStore
 from charrnn.step import Trainer
@@ -100,8 +102,9 @@ def check_resumable(store: RunStore, run_id: str, num_epochs: int | None = None)
 def save_run_checkpoint(
     store: RunStore, run_id: str, model, corpus, config, epoch: int, loader_state, state_dict=None, optimizer_state=None
 ):
-    """Checkpoint epoch `epoch` of a run in the store: `model`'s weights (or `state_dict`, a copy of
-    them taken earlier) with the iterator's state (and Adam's, if any), so that the run can be resumed there."""
+    """Write the checkpoint file of epoch `epoch` of a run in the store's folder, and return its path (the caller
+    records it: `store.add_checkpoint`): `model`'s weights (or `state_dict`, a copy of them taken earlier) with the
+    iterator's state (and Adam's, if any), so that the run can be resumed there."""
     extra = {"optimizer_state": optimizer_state} if optimizer_state is not None else {}
     path = store.checkpoint_path(run_id, epoch)
     save_checkpoint(
@@ -116,7 +119,7 @@ def save_run_checkpoint(
         run_id=run_id,
         **extra,
     )
-    store.add_checkpoint(run_id, epoch, path)
+    return path
 
 
 def train_recorded(
@@ -166,9 +169,12 @@ def train_recorded(
     best = {"val": min(kept, default=math.inf), "only": None}  # the best held-out figure; an epoch kept for it alone
     good = {}  # the newest finite epoch: its weights and iterator state, for a checkpoint at the end
 
+    outbox = Outbox()  # the store's writes while training: they wait out a server's restart
+
     def save(epoch: int, state_dict, loader_state, optimizer=None) -> None:
         optimizer = optimizer if state_dict is not None else trainer.optimizer_state()
-        save_run_checkpoint(store, run_id, model, corpus, config, epoch, loader_state, state_dict, optimizer)
+        path = save_run_checkpoint(store, run_id, model, corpus, config, epoch, loader_state, state_dict, optimizer)
+        outbox.send(store.add_checkpoint, run_id, epoch, path)
         saved["epoch"] = epoch
 
     def save_good() -> None:  # stopped or diverged between checkpoints
@@ -183,14 +189,14 @@ def train_recorded(
         if saved["epoch"] != stats.epoch:
             save(stats.epoch, None, loader.state_dict())
             if best["only"] is not None:
-                store.delete_checkpoint(run_id, best["only"])
+                outbox.send(store.delete_checkpoint, run_id, best["only"])
             best["only"] = stats.epoch
         else:
             best["only"] = None
 
     def record(stats):
         stats.elapsed += elapsed_before
-        store.add_epoch(run_id, stats)
+        outbox.send(store.add_epoch, run_id, stats)
         if math.isfinite(stats.perplexity):  # a diverged epoch never replaces the last good checkpoint
             if stats.epoch % checkpoint_every == 0 or stats.epoch == config.num_epochs:
                 save(stats.epoch, None, loader.state_dict())
@@ -209,7 +215,10 @@ def train_recorded(
             return True
         if asked["by"] is None and time.monotonic() >= asked["next"]:  # a look every STOP_POLL s, not per minibatch
             asked["next"] = time.monotonic() + STOP_POLL
-            asked["by"] = "database" if store.stop_asked(run_id) else None
+            try:
+                asked["by"] = "database" if store.stop_asked(run_id) else None
+            except StoreUnreachable:  # asked again in STOP_POLL seconds; the run trains on meanwhile
+                pass
         return asked["by"] is not None
 
     try:
@@ -228,27 +237,30 @@ def train_recorded(
         )
     except KeyboardInterrupt:  # the finished epochs are worth keeping: this run can be resumed
         save_good()
-        store.finish(run_id, "interrupted", "interrupted (Ctrl-C) during an epoch")
+        outbox.send(store.finish, run_id, "interrupted", "interrupted (Ctrl-C) during an epoch")
+        raise
+    except StoreUnreachable:  # away past the limit: the next open of the store here marks the run interrupted
         raise
     except BaseException as e:
-        store.finish(run_id, "failed", f"{type(e).__name__}: {e}")
+        outbox.send(store.finish, run_id, "failed", f"{type(e).__name__}: {e}")
         raise
     save_good()
     if result.diverged:
-        store.finish(run_id, "diverged", f"the perplexity became infinite in epoch {result.history[-1].epoch}")
+        ending = ("diverged", f"the perplexity became infinite in epoch {result.history[-1].epoch}")
     elif result.stopped:
-        store.finish(
-            run_id,
-            "stopped",
+        by = (
             "stopped from the run store (runs stop, or Stop on another machine)"
             if asked["by"]
-            else "stopped by the user",
+            else "stopped by the user"
         )
+        ending = ("stopped", by)
     elif result.patience_ran_out:
         why = f"no better held-out perplexity in {config.patience} evaluations (best {best['val']:.3f})"
-        store.finish(run_id, "finished", f"stopped early: {why}")
+        ending = ("finished", f"stopped early: {why}")
     else:
-        store.finish(run_id, "finished")
+        ending = ("finished", "")
+    outbox.send(store.finish, run_id, *ending)
+    outbox.flush(wait=True)  # a server restarting at the end: the last records wait for it (up to the limit)
     return run_id, result
 
 

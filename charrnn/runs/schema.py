@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from charrnn.runs.database import StoreError, engine, is_sqlite, masked
+from charrnn.runs.database import StoreError, StoreUnreachable, engine, is_sqlite, masked
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -166,7 +166,7 @@ def as_store_error(e: Exception, home: Path, url: sa.URL) -> StoreError | None:
         reason = " ".join(str(orig).split())
         if url.password:
             reason = reason.replace(str(url.password), "***")
-        return StoreError(
+        return StoreUnreachable(
             f"the run store at {masked(url)} cannot be reached ({reason[:200]}); check the server, the URL and "
             "its password (CHARRNN_DATABASE_URL or --database)"
         )

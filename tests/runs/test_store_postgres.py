@@ -3,6 +3,8 @@ own CHARRNN_HOME share its runs and curves; a database that is not ours, or a se
 one line that never shows the password."""
 
 import json
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -117,3 +119,32 @@ def test_tune_defaults_to_the_run_stores_server_in_a_schema_of_its_own(database,
         optuna_tables = set(sa.inspect(db).get_table_names(schema="optuna"))
     assert {"runs", "epochs", "checkpoints", "charrnn_version"} == public
     assert {"studies", "trials", "alembic_version"} <= optuna_tables
+
+
+def test_a_run_trains_through_a_server_restart_and_loses_no_epoch(postgres_cluster, tmp_path, time_machine_path):
+    url = postgres_cluster.database("restart")
+    store = RunStore(tmp_path / "home", url)
+    text = load_corpus("time_machine", max_tokens=2000, download=False)
+    seen, done = [], {}
+    config = TrainConfig(num_epochs=150, num_hiddens=16, batch_size=4, num_steps=8, device="cpu")
+
+    def run():
+        done["result"] = train_recorded(store, text, config, on_epoch=seen.append, checkpoint_every=10)
+
+    trainer = threading.Thread(target=run)
+    trainer.start()
+    deadline = time.monotonic() + 60
+    while len(seen) < 3:
+        assert trainer.is_alive() and time.monotonic() < deadline
+        time.sleep(0.05)
+    postgres_cluster.restart()  # immediate stop (as a crash), then start again: seconds without a server
+    at_restart = len(seen)
+    trainer.join(timeout=120)
+    assert not trainer.is_alive()
+    run_id, result = done["result"]
+    assert len(seen) == 150 and at_restart < 150  # it trained on, and it trained while the server was away
+    history = RunStore(tmp_path / "other", url).history(run_id)
+    assert [e["epoch"] for e in history] == list(range(1, 151))
+    assert [e["perplexity"] for e in history] == pytest.approx([s.perplexity for s in result.history])
+    assert store.run(run_id)["status"] == "finished"
+    assert [c["epoch"] for c in store.checkpoints(run_id)] == list(range(10, 151, 10))
