@@ -42,31 +42,30 @@ class NGramModel:
     def prob(self, context: tuple, token: int) -> float:
         """P(token | the last order - 1 tokens of context), interpolated down to the uniform distribution."""
         p = 1.0 / self.vocab_size
-        for k in range(1, self.order + 1):
-            if k - 1 > len(context):
-                break
-            h = tuple(context[len(context) - (k - 1) :]) if k > 1 else ()
-            following, total = self.counts[k - 1].get(h, (None, 0))
-            if not total:
-                continue  # an unseen context: the order below keeps all the mass
+        for following, total in self._levels(context):
             p = max(following.get(token, 0) - self.discount, 0) / total + self.discount * len(following) / total * p
         return p
 
     def distribution(self, context: tuple) -> list[float]:
         """P(c | the last order - 1 tokens of context) for every token c of the vocab, as `prob` gives each."""
         p = [1.0 / self.vocab_size] * self.vocab_size
-        for k in range(1, self.order + 1):
-            if k - 1 > len(context):
-                break
-            h = tuple(context[len(context) - (k - 1) :]) if k > 1 else ()
-            following, total = self.counts[k - 1].get(h, (None, 0))
-            if not total:
-                continue
+        for following, total in self._levels(context):
             lower = self.discount * len(following) / total
             p = [lower * q for q in p]
             for token, n in following.items():
                 p[token] += max(n - self.discount, 0) / total
         return p
+
+    def _levels(self, context: tuple):
+        """(the counts of what follows, their total) for each order from 1 up whose context was seen; an unseen
+        context hands all its mass to the order below, so it is skipped."""
+        for k in range(1, self.order + 1):
+            if k - 1 > len(context):
+                break
+            h = tuple(context[len(context) - (k - 1) :]) if k > 1 else ()
+            following, total = self.counts[k - 1].get(h, (None, 0))
+            if total:
+                yield following, total
 
 
 def check_order(order, train_length: int) -> None:

@@ -153,20 +153,8 @@ def test_a_worker_whose_app_went_away_stops_quietly_and_keeps_its_run(recipe_cor
     """The app's end closes the message pipe: the training process stops at its next minibatch, says
     nothing on stderr (a traceback there once failed a browser test), and the run stays in the store."""
     import pickle
-    import subprocess
-    import sys
 
-    from charrnn.runs.runner import child_env
-
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "charrnn.runs.worker", str(write_fd)],
-        stdin=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        pass_fds=(write_fd,),
-        env=child_env(),
-    )
-    os.close(write_fd)
+    proc, read_fd = spawn_worker()
     config = TrainConfig(num_epochs=100_000, **TINY)
     job = {
         "home": str(tmp_path),
@@ -189,6 +177,16 @@ def test_a_worker_whose_app_went_away_stops_quietly_and_keeps_its_run(recipe_cor
 def test_a_worker_that_never_got_its_job_ends_quietly(tmp_path):
     """A server shutting down between starting the training process and sending its job closes its stdin: the
     worker ends at once, with status 0 and nothing on stderr (a traceback there once failed a browser test)."""
+    proc, read_fd = spawn_worker()
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""
+    with os.fdopen(read_fd, "rb") as messages:
+        assert messages.read() == b""  # it said nothing: there was no run
+
+
+def spawn_worker():
+    """The app's training process as the Runner starts it: (the process, the read end of its message pipe)."""
     import subprocess
     import sys
 
@@ -203,8 +201,4 @@ def test_a_worker_that_never_got_its_job_ends_quietly(tmp_path):
         env=child_env(),
     )
     os.close(write_fd)
-    proc.stdin.close()
-    assert proc.wait(timeout=60) == 0
-    assert proc.stderr.read() == b""
-    with os.fdopen(read_fd, "rb") as messages:
-        assert messages.read() == b""  # it said nothing: there was no run
+    return proc, read_fd
