@@ -82,14 +82,18 @@ class RunStore:
     def mark_interrupted(self) -> int:
         """Runs left "running" by a process of this host that is gone become "interrupted"."""
         host = socket.gethostname()
-        with self._connect() as db:
+        with self._connect() as db:  # a read alone: most opens find nothing to mark
             rows = db.rows("SELECT id, pid, pid_start FROM runs WHERE status='running' AND host=:host", {"host": host})
-            dead = [r["id"] for r in rows if not alive(r["pid"], r["pid_start"])]
-            for run_id in dead:
-                db.execute(
-                    "UPDATE runs SET status='interrupted', reason=:reason WHERE id=:id AND status='running'",
-                    {"reason": "the process running it ended before the run did", "id": run_id},
-                )
+        dead = [r for r in rows if not alive(r["pid"], r["pid_start"])]
+        if dead:  # a write of its own (SQLite: a read turned write could meet another's commit and fail at once),
+            with self._connect() as db:  # each row only if no process took the run up since it was read
+                for r in dead:
+                    db.execute(
+                        "UPDATE runs SET status='interrupted', reason=:reason WHERE id=:id AND status='running' "
+                        "AND host=:host AND pid=:pid",
+                        {"reason": "the process running it ended before the run did", **r, "host": host},
+                    )
+        dead = [r["id"] for r in dead]
         for run_id in dead:  # a checkpoint its process was writing when it died: never completed
             for tmp in self._own_files(run_id, ".*.tmp"):
                 tmp.unlink(missing_ok=True)
