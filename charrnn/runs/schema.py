@@ -92,8 +92,9 @@ def open_store(home: Path, url: sa.URL) -> None:
     if sqlite:
         try:
             home.mkdir(parents=True, exist_ok=True)
+            where.parent.mkdir(parents=True, exist_ok=True)  # a file named by CHARRNN_DATABASE_URL may be elsewhere
         except OSError as e:
-            raise unusable_home(home, e) from e
+            raise unusable_home(home if where.parent == home else where.parent, e) from e
         _check_header(home, where)
     try:
         with engine(url).connect() as db:
