@@ -64,6 +64,7 @@ ui.entry_done()
 try:
     ui.database.use_secrets()  # [connections.charrnn]: the run store on a database server
     ui.sidebar(PAGES)
+    ui.database.say_if_down()
     page.run()
 except StoreError as e:  # the run store's file or folder cannot be used: every page says so, nothing is changed
     st.error(f"The run store cannot be used. {e}", icon=":material/error:")

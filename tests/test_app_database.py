@@ -20,9 +20,13 @@ def no_database_url(monkeypatch, tmp_path, fresh_caches):
 
 
 def runs_page(secrets: dict) -> AppTest:
+    """The app with these secrets, on its Runs page, after its first page: whose sidebar says, in one line, if the
+    store cannot be used (AppTest lists the sidebar of the first page only; the browser test sees every page's)."""
     at = AppTest.from_file(APP, default_timeout=30)
     at.secrets["connections"] = {"charrnn": secrets}
     at.run()
+    said = [e.value.replace("\\", "") for e in at.sidebar.error]
+    assert said == [] or (len(said) == 1 and said[0].startswith("Run store unavailable")), said
     return at.switch_page("pages/runs.py").run()
 
 
@@ -59,11 +63,15 @@ def test_a_server_that_cannot_be_reached_is_one_line_on_the_page(tmp_path):
 
 def test_with_the_database_down_data_and_checkpoint_files_still_work(time_machine_path):
     down = {"url": "postgresql://u:s3cret-pw@127.0.0.1:9/runs"}
+    home = AppTest.from_file(APP, default_timeout=30)
+    home.secrets["connections"] = {"charrnn": down}
+    (said,) = home.run().sidebar.error
+    assert "Run store unavailable" in said.value and "s3cret-pw" not in said.value and not home.main.error
     at = runs_page(down)
     assert not at.exception and len(at.error) == 1 and "cannot be reached" in at.error[0].value
     assert at.get("file_uploader")  # "Generate from a checkpoint file" is still offered
     at.switch_page("pages/data.py").run()
-    assert not at.exception and not at.error and at.title[0].value == "Data"
+    assert not at.exception and not at.main.error and at.title[0].value == "Data"  # Data needs no store
     at.switch_page("pages/generate.py").run()
     assert not at.exception and len(at.error) == 1
     at.radio(key="generate_gen_model").set_value("checkpoint file").run()

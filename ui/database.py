@@ -8,7 +8,8 @@ import os
 
 import streamlit as st
 
-from charrnn.runs.database import ENV
+from charrnn.runs.database import ENV, StoreError
+from charrnn.runs.store import RunStore
 
 
 def use_secrets() -> None:
@@ -27,3 +28,23 @@ def configured() -> bool:
         return "charrnn" in st.secrets.get("connections", {})
     except FileNotFoundError:  # Streamlit's StreamlitSecretNotFoundError: no secrets.toml anywhere
         return False
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def problem(url: str) -> str | None:
+    """Why the run store (at `url`, the process's CHARRNN_DATABASE_URL: part of the cache key) cannot be opened,
+    in one line; None when it can. Asked at most every 5 s per server: a server that does not answer costs its
+    connect timeout once, not on every page."""
+    try:
+        RunStore()
+    except StoreError as e:
+        return str(e)
+    return None
+
+
+def say_if_down() -> None:
+    """Every page's sidebar says in one line when the run store cannot be used (the pages that need it say why
+    on the page too; the others, Data and a checkpoint file, work without it)."""
+    found = problem(os.environ.get(ENV, ""))
+    if found:
+        st.sidebar.error(f"Run store unavailable: {found}", icon=":material/cloud_off:")
