@@ -161,9 +161,11 @@ def run(args) -> int:
         tuner.on_trial = lambda study, trial: print(trial_line(trial_row(trial)), flush=True)
 
     def on_sigint(*_):
+        # The next Ctrl-C's handler first: one pressed as soon as the line below shows must quit at once (in CI a
+        # second SIGINT sent on reading it found this handler still in place, and only stopped after the epoch).
+        signal.signal(signal.SIGINT, on_second_sigint)
         tuner.request_stop()
         os.write(2, b"stopping after this trial's epoch (Ctrl-C again to quit at once)\n")
-        signal.signal(signal.SIGINT, on_second_sigint)
 
     def on_second_sigint(*_):
         tuner.quit_asked = True  # --parallel trains in this process and reads it between minibatches
