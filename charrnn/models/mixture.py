@@ -31,12 +31,16 @@ class NGramMix:
             raise ValueError(f"ngram_{e}".replace("lower order", "lower ngram_order")) from None
         self.tokens = torch.as_tensor(tokens).to("cpu", _token_dtype(vocab_size)).contiguous()
         self.order, self.weight, self.vocab_size = order, weight, vocab_size
-        self._targets: dict[int, tuple[list[int], torch.Tensor]] = {}
+        self._table: NGramModel | None = None
+        self._targets: dict[tuple, torch.Tensor] = {}
 
     @property
     def table(self) -> NGramModel:
-        """The counts, made once per (tokens, order, vocab) in this process (a reload makes no new table)."""
-        return _fit(self.tokens.numpy().tobytes(), str(self.tokens.dtype), self.order, self.vocab_size)
+        """The counts, made once per (tokens, order, vocab) in this process (a reload makes no new table), and kept
+        here: generation asks for them at every step."""
+        if self._table is None:
+            self._table = _fit(self.tokens.numpy().tobytes(), str(self.tokens.dtype), self.order, self.vocab_size)
+        return self._table
 
     def context(self, history) -> tuple:
         """The last order - 1 tokens of `history`, the n-gram's context."""
@@ -45,13 +49,12 @@ class NGramMix:
     def target_probs(self, tokens: list[int]) -> torch.Tensor:
         """P_ngram(tokens[i] | the tokens before it inside `tokens`) for i = 1..N-1, as float64 (cached per text:
         a run evaluates the same held-out slice every epoch)."""
-        key = hash(tuple(tokens))
-        cached = self._targets.get(key)
-        if cached is None or cached[0] != list(tokens):
-            table = self.table
-            probs = [table.prob(self.context(tokens[:i]), tokens[i]) for i in range(1, len(tokens))]
-            cached = self._targets[key] = (list(tokens), torch.tensor(probs, dtype=torch.float64))
-        return cached[1]
+        key = tuple(tokens)
+        if key not in self._targets:
+            table, n = self.table, self.order - 1
+            probs = [table.prob(key[max(0, i - n) : i], key[i]) for i in range(1, len(key))]
+            self._targets[key] = torch.tensor(probs, dtype=torch.float64)
+        return self._targets[key]
 
     def mixed_loss(self, network_loss: torch.Tensor, ngram_probs: torch.Tensor) -> torch.Tensor:
         """-log P of the mixture per position, from the network's cross-entropy and the n-gram's P of the targets."""
