@@ -11,6 +11,7 @@ PostgreSQL's advisory lock); a store already at the newest revision is only read
 import os
 import sqlite3
 import time
+from functools import lru_cache
 from pathlib import Path, PurePath
 
 import sqlalchemy as sa
@@ -129,14 +130,10 @@ def alembic_config() -> Config:
     return config
 
 
-_HEAD = []
-
-
+@lru_cache(maxsize=1)
 def head() -> str:
-    """The newest revision of the store's schema."""
-    if not _HEAD:
-        _HEAD.append(ScriptDirectory.from_config(alembic_config()).get_current_head())
-    return _HEAD[0]
+    """The newest revision of the store's schema (read from the migrations once per process)."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def _version(db) -> str | None:
