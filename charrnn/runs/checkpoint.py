@@ -49,7 +49,9 @@ def make_checkpoint(
     model: torch.nn.Module, vocab: Vocab, train_config=None, corpus=None, history=(), state_dict=None, **extra
 ) -> dict:
     """The checkpoint dict; `state_dict` (default: the model's own) may be an earlier copy of its
-    weights; `extra` holds plain values such as the epoch and the iterator's state."""
+    weights; `extra` holds plain values such as the epoch and the iterator's state. A mixed model's checkpoint also
+    holds the training tokens its n-gram counts (`ngram_tokens`)."""
+    mix = mixture.mixture(model)
     return {
         **extra,
         "format": FORMAT,
@@ -59,7 +61,7 @@ def make_checkpoint(
         "train_config": asdict(train_config) if train_config is not None else None,
         "corpus": corpus,
         "history": [asdict(h) if not isinstance(h, dict) else h for h in history],
-        **({"ngram_tokens": mixture.mixture(model).tokens} if mixture.mixture(model) else {}),
+        **({"ngram_tokens": mix.tokens} if mix else {}),
     }
 
 
