@@ -22,8 +22,8 @@ from charrnn.parser import FLAGS, apply_preset, build_parser, flagged, given
 from charrnn.reproduce import CHAPTERS, format_table, run_experiments
 from charrnn.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from charrnn.runs.database import ENV, masked, store_url
-from charrnn.runs.recorder import check_resumable, load_run_checkpoint, train_recorded
-from charrnn.runs.store import RunStore, home_dir
+from charrnn.runs.recorder import check_resumable, load_run_checkpoint, load_stored, train_recorded
+from charrnn.runs.store import DamagedCheckpoint, RunStore, home_dir
 from charrnn.train import TrainConfig
 
 SAMPLE_PREFIXES = ("time traveller", "traveller")  # the book's closing continuations
@@ -202,21 +202,20 @@ def run_checkpoint(store: RunStore, run_id: str, epoch, device):
         best = store.best_checkpoint(run_id)
         try:
             if best is not None:
-                model, vocab, _ = load_checkpoint(best["path"], device)
+                model, vocab, _ = load_stored(store, run_id, best["epoch"], device)
                 held = best["val_perplexity"]
                 return model, vocab, f"epoch {best['epoch']}: the best held-out checkpoint ({held:.3f})"
-        except CheckpointError:
+        except (CheckpointError, DamagedCheckpoint):
             skipped = f"warning: the best held-out checkpoint (epoch {best['epoch']}) is unreadable; "
     if epoch in ("best", "last"):
         model, vocab, ckpt, note = load_run_checkpoint(store, run_id, device)
         if note:
             return model, vocab, f"warning: {note}"
         return model, vocab, skipped + f"epoch {ckpt['epoch']}: the last checkpoint"
-    found = [c for c in store.checkpoints(run_id) if c["epoch"] == epoch]
-    if not found:
+    if epoch not in {c["epoch"] for c in store.checkpoints(run_id)}:
         kept = ", ".join(str(c["epoch"]) for c in store.checkpoints(run_id)) or "none"
         raise ValueError(f"no checkpoint of epoch {epoch} (kept: {kept}); give --epoch best, last or one of those")
-    model, vocab, _ = load_checkpoint(found[0]["path"], device)
+    model, vocab, _ = load_stored(store, run_id, epoch, device)
     return model, vocab, f"epoch {epoch}"
 
 

@@ -30,7 +30,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 from charrnn.batched import SHARED, MemberResult, check_group_fits, train_batched
 from charrnn.data import split_heldout
 from charrnn.device import resolve_device
-from charrnn.runs.recorder import save_run_checkpoint
+from charrnn.runs.recorder import run_checkpoint_bytes
 from charrnn.train import TrainConfig
 from charrnn.tune_space import MEMORY, FieldError, grid, trial_config, trial_corpus
 
@@ -212,12 +212,12 @@ def _end(tuner, corpus, m: Member, result: MemberResult) -> None:
         return _fail(tuner, [m], "interrupted", "interrupted (Ctrl-C) during an epoch")
     if history and result.status != "diverged":
         epoch, loader_state = history[-1].epoch, result.loader.state_dict()
-        path = save_run_checkpoint(store, m.run_id, result.model, corpus, m.config, epoch, loader_state)
-        store.add_checkpoint(m.run_id, epoch, path)
+        data = run_checkpoint_bytes(m.run_id, result.model, corpus, m.config, epoch, loader_state)
+        store.add_checkpoint(m.run_id, epoch, data)
     elif result.last_good is not None:  # diverged: its last finite epoch, as a run trained alone keeps
         epoch, model, loader_state = result.last_good
         store.add_checkpoint(
-            m.run_id, epoch, save_run_checkpoint(store, m.run_id, model, corpus, m.config, epoch, loader_state)
+            m.run_id, epoch, run_checkpoint_bytes(m.run_id, model, corpus, m.config, epoch, loader_state)
         )
     if m.stopped:
         store.finish(m.run_id, "stopped", "stopped by the user")

@@ -77,8 +77,15 @@ class Cluster:
 
     def restart(self):
         """Stop the server at once (as a crash would) and start it again on the same port."""
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c fsync=off"
+        self.halt()
+        self.resume()
+
+    def halt(self):
+        """Stop the server at once, as a crash would (the cluster stays: `resume` starts it again)."""
         self._run(self.bin / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+
+    def resume(self):
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c fsync=off"
         self._run(self.bin / "pg_ctl", "-D", self.data, "-o", options, "-l", self.dir / "log", "-w", "start")
 
     def log(self) -> str:

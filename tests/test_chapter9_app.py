@@ -11,13 +11,13 @@ import sqlite3
 
 import pytest
 import streamlit.testing.v1.app_test as app_test
-import torch
+from stored import put_checkpoint, stored_checkpoint
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 from support import app, figure, generate, record_run, wait_until_ended
 
 from charrnn import demo
-from charrnn.runs.checkpoint import load_checkpoint, read_checkpoint
+from charrnn.runs.checkpoint import load_checkpoint
 from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
@@ -77,7 +77,7 @@ def test_the_train_form_trains_a_two_layer_lstm_with_dropout_and_its_download_ge
     (run,) = home.runs()
     assert run["status"] == "finished"
     assert [run["config"][k] for k in ("cell", "num_layers", "dropout")] == ["lstm", 2, 0.2]
-    saved = read_checkpoint(RunStore().last_checkpoint(run["id"])["path"])["model_config"]
+    saved = stored_checkpoint(RunStore(), run["id"])["model_config"]
     assert (saved["cell"], saved["num_layers"], saved["dropout"]) == ("lstm", 2, 0.2)
 
     data = downloads(at, "train_download")  # the Train page's download, uploaded again on Generate
@@ -134,10 +134,10 @@ def old_format(home: RunStore, run_id: str):
         old = {k: v for k, v in json.loads(config).items() if k not in new}
         db.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps(old), run_id))
     for row in home.checkpoints(run_id):
-        ckpt = torch.load(row["path"], weights_only=True)
+        ckpt = stored_checkpoint(home, run_id, row["epoch"])
         ckpt["model_config"] = {k: v for k, v in ckpt["model_config"].items() if k in ("vocab_size", "num_hiddens")}
         ckpt["train_config"] = {k: v for k, v in ckpt["train_config"].items() if k not in new}
-        torch.save(ckpt, row["path"])
+        put_checkpoint(home, run_id, row["epoch"], ckpt)
 
 
 RESUMED = [
@@ -161,7 +161,7 @@ def test_a_resumed_run_keeps_its_model_and_an_old_one_is_an_rnn(home, corpus, ca
     ok(wait_until_ended(at))
     run = home.run(run_id)
     assert (run["status"], [h["epoch"] for h in home.history(run_id)]) == ("finished", [1, 2, 3])
-    saved = read_checkpoint(home.last_checkpoint(run_id)["path"])["model_config"]
+    saved = stored_checkpoint(home, run_id)["model_config"]
     assert (saved["kind"], saved["cell"], saved["num_layers"], saved["dropout"]) == model
 
 

@@ -4,6 +4,7 @@ every --json line is strict JSON.
 
 Most cases run `main([...])` in this process; a signal needs a real process (tests/support.py's cli_train)."""
 
+import hashlib
 import json
 import math
 import os
@@ -15,11 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from stored import put_checkpoint, stored_checkpoint
 from support import cli_train
 
 from charrnn.cli import main
 from charrnn.data import load_corpus
-from charrnn.runs.checkpoint import save_checkpoint
+from charrnn.runs.checkpoint import make_checkpoint, save_checkpoint
 from charrnn.runs.recorder import load_run_checkpoint, train_recorded
 from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig, build_model
@@ -261,17 +263,32 @@ def test_a_stuck_run_is_explained_marked_interrupted_and_deleted(capsys, home):
 
 def test_generate_says_when_the_newest_checkpoint_cannot_be_used(capsys, home, text):
     run_id = make_run(text, epochs=6)
-    paths = {c["epoch"]: Path(c["path"]) for c in RunStore().checkpoints(run_id)}
-    paths[6].unlink()
-    paths[4].write_bytes(paths[4].read_bytes()[:500])  # truncated
+    store = RunStore()
+
+    def put(epoch: int, data: bytes, sha256: str | None = None) -> None:  # a row's bytes changed under the store
+        with sqlite3.connect(store.path) as db:
+            db.execute(
+                "UPDATE checkpoints SET data=?, sha256=COALESCE(?, sha256) WHERE run_id=? AND epoch=?",
+                (data, sha256, run_id, epoch),
+            )
+        db.close()
+
+    newest = store.checkpoint_bytes(run_id, 6)
+    put(6, newest[:-1] + bytes([newest[-1] ^ 1]))  # one bit flipped: its SHA-256 no longer matches
+    cut = store.checkpoint_bytes(run_id, 4)[:500]
+    put(4, cut, hashlib.sha256(cut).hexdigest())  # cut short, its hash made to match: the loader refuses it
     code, out, err = cli(capsys, "generate", "--run", run_id, "--json")
     assert code == 0 and strict(out)["text"].startswith("time traveller")
-    assert err.strip() == "warning: the newest checkpoint (epoch 6) is missing; using epoch 2"
-    paths[6].write_bytes(b"PK\x03\x04 cut short")
-    *_, ckpt, note = load_run_checkpoint(RunStore(), run_id)
+    (line,) = err.strip().splitlines()
+    assert line.startswith("warning: the newest checkpoint (epoch 6) is unreadable (") and "SHA-256" in line
+    assert line.endswith("; using epoch 2")
+    put(6, b"PK\x03\x04 cut short", hashlib.sha256(b"PK\x03\x04 cut short").hexdigest())
+    *_, ckpt, note = load_run_checkpoint(store, run_id)
     assert ckpt["epoch"] == 2 and note.startswith("the newest checkpoint (epoch 6) is unreadable (")
-    paths[2].unlink()
-    assert_refused(*cli(capsys, "generate", "--run", run_id)[::2], "--run")
+    store.delete_checkpoint(run_id, 2)
+    assert_refused(
+        *cli(capsys, "generate", "--run", run_id)[::2], f"--run {run_id}: run {run_id} has no checkpoint that loads"
+    )
 
 
 def test_generate_from_a_run_uses_its_best_held_out_checkpoint_unless_told_and_says_which(capsys, home, text):
@@ -302,7 +319,7 @@ def test_run_store_checkpoints_hold_no_history_but_a_save_file_does(capsys, home
     assert code == 0, err
     run_id = strict(out.strip().splitlines()[-1])["run_id"]
     for c in RunStore().checkpoints(run_id):
-        assert torch.load(c["path"], weights_only=True)["history"] == []
+        assert stored_checkpoint(RunStore(), run_id, c["epoch"])["history"] == []
     assert [h["epoch"] for h in torch.load(save, weights_only=True)["history"]] == [1, 2, 3]
 
 
@@ -323,9 +340,9 @@ def test_resume_trains_to_the_new_total(capsys, home, text, time_machine_path):
 def test_a_checkpoint_without_iterator_state_cannot_be_resumed(capsys, home, text, time_machine_path):
     run_id = make_run(text, epochs=4)
     store = RunStore()
-    path = store.last_checkpoint(run_id)["path"]
     config = TrainConfig(**SMALL)
-    save_checkpoint(path, build_model(len(text.vocab), config), text.vocab, config, epoch=4)
+    ckpt = make_checkpoint(build_model(len(text.vocab), config), text.vocab, config, epoch=4)
+    put_checkpoint(store, run_id, store.last_checkpoint(run_id)["epoch"], ckpt)
     assert_refused(*cli(capsys, "train", "--resume", run_id, "--epochs", "6")[::2], "no iterator state")
 
 
@@ -336,9 +353,7 @@ def test_a_checkpoint_of_another_cell_cannot_resume_the_run(capsys, home, text, 
     run_id, _ = train_recorded(store, text, TrainConfig(num_epochs=2, cell="gru", **SMALL), checkpoint_every=2)
     store.finish(run_id, "stopped")
     lstm = TrainConfig(**SMALL, cell="lstm")
-    save_checkpoint(
-        store.last_checkpoint(run_id)["path"], build_model(len(text.vocab), lstm), text.vocab, lstm, epoch=2
-    )
+    put_checkpoint(store, run_id, 2, make_checkpoint(build_model(len(text.vocab), lstm), text.vocab, lstm, epoch=2))
     code, _, err = cli(capsys, "train", "--resume", run_id, "--epochs", "4")
     assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "scratch lstm" in err and "scratch gru" in err

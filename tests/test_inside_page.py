@@ -16,8 +16,8 @@ from charrnn import inside as core
 from charrnn.data import load_corpus
 from charrnn.generate import GenerateResult
 from charrnn.models import ModelConfig, make_model
-from charrnn.runs.checkpoint import load_checkpoint, make_checkpoint
-from charrnn.runs.recorder import train_recorded
+from charrnn.runs.checkpoint import make_checkpoint
+from charrnn.runs.recorder import load_stored, train_recorded
 from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig, build_model
 
@@ -74,7 +74,7 @@ def grads(model, recipe_text: str, k: int = 1, steps: int = 35, loss: str = "mea
 
 
 def run_model(run_id: str):
-    model, vocab, _ = load_checkpoint(RunStore().last_checkpoint(run_id)["path"])
+    model, vocab, _ = load_stored(RunStore(), run_id, RunStore().last_checkpoint(run_id)["epoch"])
     model.vocab = vocab  # carried along for `grads`
     return model, vocab
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from stored import stored_checkpoint
 
 from charrnn import tune
-from charrnn.runs.checkpoint import read_checkpoint
 from charrnn.runs.store import RunStore
 from charrnn.tune_space import FieldError
 from charrnn.tune_storage import open_storage
@@ -84,10 +84,12 @@ def check_trials_and_runs(study: optuna.Study, home, expected: int):
     return trials
 
 
-def wait_for_epochs(home, epochs: int = 1, poll: float = 0.3, timeout: float = 60) -> None:
-    """Until a run of `home`'s store has recorded `epochs` epochs (at most `timeout` seconds)."""
+def wait_for_epochs(home, epochs: int = 1, poll: float = 0.3, timeout: float = 120) -> None:
+    """Until a run of `home`'s store has recorded `epochs` epochs; fails after `timeout` seconds (a test that went
+    on regardless would fail later, saying something else)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not [r for r in RunStore(home).runs() if r["epochs"] >= epochs]:
+    while not [r for r in RunStore(home).runs() if r["epochs"] >= epochs]:
+        assert time.monotonic() < deadline, f"no run in {home} recorded {epochs} epochs in {timeout} s"
         time.sleep(poll)
 
 
@@ -167,7 +169,7 @@ def test_one_worker_over_cells_and_layers_prints_each_trial_a_table_and_records_
         given = (t.params["cell"], t.params["num_layers"], 0.2)
         run = store.run(t.user_attrs["run_id"])
         assert (run["config"]["cell"], run["config"]["num_layers"], run["config"]["dropout"]) == given
-        model = read_checkpoint(store.last_checkpoint(run["id"])["path"])["model_config"]
+        model = stored_checkpoint(store, run["id"])["model_config"]
         assert (model["cell"], model["num_layers"], model["dropout"]) == given  # what it trained
 
 

@@ -6,12 +6,12 @@ the run shown, never replaces it; a reload of the same link shows the same model
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import streamlit as st
 
 from charrnn.device import resolve_device
 from charrnn.runs.checkpoint import load_checkpoint
+from charrnn.runs.recorder import load_stored
 from charrnn.runs.store import RunStore
 from ui import views
 from ui.demo import check_upload, upload_mb
@@ -52,8 +52,8 @@ def load_checkpoint_upload(file):
 
 
 def checkpoints(run_id: str) -> list[dict]:
-    """The run's checkpoints whose files are there, newest first."""
-    return [c for c in reversed(RunStore().checkpoints(run_id)) if Path(c["path"]).is_file()]
+    """The run's checkpoints, newest first."""
+    return list(reversed(RunStore().checkpoints(run_id)))
 
 
 def runs_with_checkpoints() -> list[dict]:
@@ -72,9 +72,10 @@ def default_run(saved: list[dict]) -> str | None:
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _checkpoint_model(path: str, mtime_ns: int, device: str):
-    """A saved checkpoint's (model, vocab), shared read-only (generation never changes weights)."""
-    model, vocab, _ = load_checkpoint(path, device=device)
+def _checkpoint_model(run_id: str, epoch: int, sha256: str, device: str):
+    """A stored checkpoint's (model, vocab), shared read-only (generation never changes weights); its SHA-256 in
+    the key, so a checkpoint written again (a resumed run's epoch) is loaded again."""
+    model, vocab, _ = load_stored(RunStore(), run_id, epoch, device=device)
     return model, vocab
 
 
@@ -84,9 +85,8 @@ def run_model(run_id: str, epoch: int | None = None):
     found = [c for c in checkpoints(run_id) if epoch is None or c["epoch"] == epoch]
     if not found:
         raise ValueError(f"run {run_id} has no checkpoint{f' of epoch {epoch}' if epoch else ''}; pick another")
-    path = Path(found[0]["path"])
-    device = str(resolve_device(st.session_state["hp_device"]))
-    return (*_checkpoint_model(str(path), path.stat().st_mtime_ns, device), found[0]["epoch"])
+    c, device = found[0], str(resolve_device(st.session_state["hp_device"]))
+    return (*_checkpoint_model(run_id, c["epoch"], c["sha256"], device), c["epoch"])
 
 
 def pick_run(page: str):
@@ -140,8 +140,8 @@ def saved_run(page: str, waiting) -> Chosen:
         st.stop()
     name = next(r["name"] for r in saved if r["id"] == run_id)
     label = f"run {name} (id {run_id}), checkpoint of {names[epoch]}"
-    mtime = Path(checkpoints(run_id)[epochs.index(epoch)]["path"]).stat().st_mtime_ns
-    return Chosen(model, vocab, label, ("run", run_id, epoch, mtime), run_id)
+    sha256 = checkpoints(run_id)[epochs.index(epoch)]["sha256"]
+    return Chosen(model, vocab, label, ("run", run_id, epoch, sha256), run_id)
 
 
 def checkpoint_file(page: str) -> Chosen:

@@ -2,7 +2,6 @@
 
 import re
 import sqlite3
-from pathlib import Path
 
 import streamlit as st
 
@@ -10,12 +9,12 @@ from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
 from charrnn.runs.runner import run_name
-from charrnn.runs.store import RunStore, home_dir
+from charrnn.runs.store import DamagedCheckpoint, RunStore, StoreError, home_dir
 from charrnn.train import TrainConfig
 from ui import views
 from ui.corpus import corpus_for_run
 from ui.demo import READ_ONLY, may_change
-from ui.display import error
+from ui.display import error, literal
 from ui.state import DEFAULTS, HP_FIELDS, set_setting, switch_to
 from ui.training import device_choices, device_lock, runner
 from ui.visitor import own_runs
@@ -73,7 +72,11 @@ def checkpoint_download(run: dict) -> tuple[bytes, str, str] | None:
     if last is None:
         return None
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", run["name"]).strip("-") or run["id"]
-    data = Path(last["path"]).read_bytes()
+    try:
+        data = RunStore().checkpoint_bytes(run["id"], last["epoch"])
+    except DamagedCheckpoint as e:  # its bytes changed in the database: said, and not offered
+        error(f"Download checkpoint: {e}")
+        return None
     return data, f"{name}-epoch{last['epoch']}.pt", f"last checkpoint: epoch {last['epoch']}, {len(data) / 1e6:.1f} MB"
 
 

@@ -37,3 +37,9 @@ def own_files(home: Path, real_home: Path, folder: Path, pattern: str) -> list[P
         return []
     names = [p.relative_to(home).as_posix() for p in folder.glob(pattern)]
     return [p for p in (inside(home, real_home, n, folder) for n in names) if p is not None]
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove a run's checkpoint folder once nothing is left in it (never one that is a symlink)."""
+    if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+        folder.rmdir()

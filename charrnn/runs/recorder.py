@@ -1,25 +1,28 @@
 """Training that lasts: `train` recorded in the run store, checkpointed, resumable.
 
-Every epoch goes to the store as it finishes; a checkpoint (atomic: temp file, fsync, rename) is
-written every `checkpoint_every` epochs and at the end. A checkpoint carries the iterator's state,
+Every epoch goes to the store as it finishes; a checkpoint (its bytes, in the database) is kept every
+`checkpoint_every` epochs, at the end, and at each new best held-out epoch. A checkpoint carries the iterator's state,
 so a resumed run continues exactly where the checkpoint left it: same offsets, same shuffles.
-Run-store checkpoints hold no history (the store has it): a long run's files stay the size of the model.
+Run-store checkpoints hold no history (the store has it): a long run's checkpoints stay the size of the model.
 """
 
 import copy
+import io
 import math
 import time
-from pathlib import Path
+
+import torch
 
 from charrnn.batches import SeqDataLoader
 from charrnn.data import split_heldout
 from charrnn.device import resolve_device
 from charrnn.models import ModelConfig, mixture
-from charrnn.runs.checkpoint import CheckpointError, describe, load_checkpoint, save_checkpoint
+from charrnn.runs import spool
+from charrnn.runs.checkpoint import CheckpointError, describe, load_checkpoint, make_checkpoint
 from charrnn.runs.database import StoreUnreachable
 from charrnn.runs.outbox import Outbox
 from charrnn.runs.schema import training_elsewhere
-from charrnn.runs.store import STOP_POLL, RunStore
+from charrnn.runs.store import STOP_POLL, DamagedCheckpoint, RunStore
 from charrnn.step import Trainer
 from charrnn.train import TrainConfig, TrainResult, build_model, train
 
@@ -45,27 +48,33 @@ def check_compatible(ckpt: dict, vocab, config: TrainConfig, name: str) -> None:
         raise CheckpointError(f"{name} has num_hiddens {saved.num_hiddens}, but the run asks for {config.num_hiddens}.")
 
 
+def load_stored(store: RunStore, run_id: str, epoch: int, device="cpu"):
+    """(model, vocab, ckpt) of the run's checkpoint of `epoch`, its bytes read from the store and checked against
+    their SHA-256; `ckpt["source"]` names it in messages. CheckpointError or DamagedCheckpoint when it cannot
+    be loaded, ValueError when there is none."""
+    source = io.BytesIO(store.checkpoint_bytes(run_id, epoch))
+    source.name = f"run {run_id}'s checkpoint of epoch {epoch}"
+    model, vocab, ckpt = load_checkpoint(source, device)
+    ckpt.setdefault("epoch", epoch)
+    ckpt["source"] = source.name
+    return model, vocab, ckpt
+
+
 def load_run_checkpoint(store: RunStore, run_id: str, device="cpu"):
     """(model, vocab, ckpt, note) from the run's newest checkpoint that loads, trying newer ones first.
 
-    A checkpoint file that is missing or refused (CheckpointError: truncated, damaged) is skipped, and
-    `note` says so ("the newest checkpoint (epoch 40) is missing; using epoch 30"); None when the newest
-    was used; `ckpt["path"]` is the file that loaded. ValueError when none loads.
+    A checkpoint that is refused (CheckpointError: truncated, crafted; DamagedCheckpoint: its bytes no longer
+    match their SHA-256) is skipped, and `note` says so ("the newest checkpoint (epoch 40) is unreadable (...);
+    using epoch 30"); None when the newest was used. ValueError when none loads.
     """
     store.run(run_id)  # "no run with id ..." rather than "no checkpoint"
     skipped = []  # (epoch, why) of the newer checkpoints that could not be used
     for row in reversed(store.checkpoints(run_id)):
-        path = Path(row["path"])  # absolute, inside the store's home
-        if not path.is_file():
-            skipped.append((row["epoch"], "missing"))
-            continue
         try:
-            model, vocab, ckpt = load_checkpoint(path, device)
-        except CheckpointError as e:
+            model, vocab, ckpt = load_stored(store, run_id, row["epoch"], device)
+        except (CheckpointError, DamagedCheckpoint) as e:
             skipped.append((row["epoch"], f"unreadable ({e})"))
             continue
-        ckpt.setdefault("epoch", row["epoch"])
-        ckpt["path"] = str(path)
         note = None
         if skipped:
             epoch, why = skipped[0]
@@ -99,16 +108,14 @@ def check_resumable(store: RunStore, run_id: str, num_epochs: int | None = None)
     return run, total
 
 
-def save_run_checkpoint(
-    store: RunStore, run_id: str, model, corpus, config, epoch: int, loader_state, state_dict=None, optimizer_state=None
-):
-    """Write the checkpoint file of epoch `epoch` of a run in the store's folder, and return its path (the caller
-    records it: `store.add_checkpoint`): `model`'s weights (or `state_dict`, a copy of them taken earlier) with the
-    iterator's state (and Adam's, if any), so that the run can be resumed there."""
+def run_checkpoint_bytes(
+    run_id: str, model, corpus, config, epoch: int, loader_state, state_dict=None, optimizer_state=None
+) -> bytes:
+    """The checkpoint of epoch `epoch` of a run, as the bytes the store keeps (the caller records them:
+    `store.add_checkpoint`): `model`'s weights (or `state_dict`, a copy of them taken earlier) with the iterator's
+    state (and Adam's, if any), so that the run can be resumed there."""
     extra = {"optimizer_state": optimizer_state} if optimizer_state is not None else {}
-    path = store.checkpoint_path(run_id, epoch)
-    save_checkpoint(
-        path,
+    ckpt = make_checkpoint(
         model,
         corpus.vocab,
         config,
@@ -119,7 +126,9 @@ def save_run_checkpoint(
         run_id=run_id,
         **extra,
     )
-    return path
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    return buffer.getvalue()
 
 
 def train_recorded(
@@ -173,8 +182,8 @@ def train_recorded(
 
     def save(epoch: int, state_dict, loader_state, optimizer=None) -> None:
         optimizer = optimizer if state_dict is not None else trainer.optimizer_state()
-        path = save_run_checkpoint(store, run_id, model, corpus, config, epoch, loader_state, state_dict, optimizer)
-        outbox.send(store.add_checkpoint, run_id, epoch, path)
+        data = run_checkpoint_bytes(run_id, model, corpus, config, epoch, loader_state, state_dict, optimizer)
+        outbox.send(store.add_checkpoint, run_id, epoch, data)
         saved["epoch"] = epoch
 
     def save_good() -> None:  # stopped or diverged between checkpoints
@@ -222,46 +231,55 @@ def train_recorded(
         return asked["by"] is not None
 
     try:
-        result = train(
-            split.train,
-            corpus.vocab,
-            config,
-            on_epoch=record,
-            should_stop=stop_now,
-            model=model,
-            start_epoch=start_epoch,
-            loader=loader,
-            val=split.val,
-            trainer=trainer,
-            best_val=best["val"],
-        )
-    except KeyboardInterrupt:  # the finished epochs are worth keeping: this run can be resumed
+        try:
+            result = train(
+                split.train,
+                corpus.vocab,
+                config,
+                on_epoch=record,
+                should_stop=stop_now,
+                model=model,
+                start_epoch=start_epoch,
+                loader=loader,
+                val=split.val,
+                trainer=trainer,
+                best_val=best["val"],
+            )
+        except KeyboardInterrupt:  # the finished epochs are worth keeping: this run can be resumed
+            save_good()
+            outbox.send(store.finish, run_id, "interrupted", "interrupted (Ctrl-C) during an epoch")
+            raise
+        except StoreUnreachable:
+            raise
+        except BaseException as e:
+            outbox.send(store.finish, run_id, "failed", f"{type(e).__name__}: {e}")
+            raise
         save_good()
-        outbox.send(store.finish, run_id, "interrupted", "interrupted (Ctrl-C) during an epoch")
-        raise
-    except StoreUnreachable:  # away past the limit: the next open of the store here marks the run interrupted
-        raise
-    except BaseException as e:
-        outbox.send(store.finish, run_id, "failed", f"{type(e).__name__}: {e}")
-        raise
-    save_good()
-    if result.diverged:
-        ending = ("diverged", f"the perplexity became infinite in epoch {result.history[-1].epoch}")
-    elif result.stopped:
-        by = (
-            "stopped from the run store (runs stop, or Stop on another machine)"
-            if asked["by"]
-            else "stopped by the user"
-        )
-        ending = ("stopped", by)
-    elif result.patience_ran_out:
-        why = f"no better held-out perplexity in {config.patience} evaluations (best {best['val']:.3f})"
-        ending = ("finished", f"stopped early: {why}")
-    else:
-        ending = ("finished", "")
-    outbox.send(store.finish, run_id, *ending)
-    outbox.flush(wait=True)  # a server restarting at the end: the last records wait for it (up to the limit)
+        outbox.send(store.finish, run_id, *_ending(result, config, asked["by"], best["val"]))
+        outbox.flush(wait=True)  # a server restarting at the end: the last records wait for it (up to the limit)
+    except StoreUnreachable as e:  # away past the limit: what did not reach it is kept on this machine's disk
+        kept = spool.keep(store, run_id, outbox.pending)
+        if kept is None:
+            raise
+        raise StoreUnreachable(
+            f"{e}. The run's last records and checkpoints are kept in {kept}: the next command on this machine "
+            f"that opens the run store reads them in, and `python -m charrnn train --resume {run_id}` goes on"
+        ) from e
     return run_id, result
+
+
+def _ending(result: TrainResult, config: TrainConfig, asked_by, best_val: float) -> tuple[str, str]:
+    """The run's final status and reason."""
+    if result.diverged:
+        return "diverged", f"the perplexity became infinite in epoch {result.history[-1].epoch}"
+    if result.stopped:
+        by = "stopped from the run store (runs stop, or Stop on another machine)" if asked_by else "stopped by the user"
+        return "stopped", by
+    if result.patience_ran_out:
+        return "finished", f"stopped early: no better held-out perplexity in {config.patience} evaluations " + (
+            f"(best {best_val:.3f})"
+        )
+    return "finished", ""
 
 
 def _resume(store: RunStore, run_id: str, corpus, config: TrainConfig, num_epochs, device, on_note):
@@ -274,13 +292,13 @@ def _resume(store: RunStore, run_id: str, corpus, config: TrainConfig, num_epoch
     model, _, ckpt, note = load_run_checkpoint(store, run_id, device)
     if note is not None and on_note is not None:
         on_note(note)
-    check_compatible(ckpt, corpus.vocab, config, ckpt["path"])
+    check_compatible(ckpt, corpus.vocab, config, ckpt["source"])
     start_epoch = int(ckpt["epoch"])
     if start_epoch >= total:  # an older checkpoint than the store's newest never gets here; a crafted one may
-        raise ValueError(f"num_epochs {total} is not above epoch {start_epoch} of {ckpt['path']}")
+        raise ValueError(f"num_epochs {total} is not above epoch {start_epoch} of {ckpt['source']}")
     if "loader_state" not in ckpt:
         raise CheckpointError(
-            f"{ckpt['path']} has no iterator state; it cannot be resumed exactly; train again instead"
+            f"{ckpt['source']} has no iterator state; it cannot be resumed exactly; train again instead"
         )
     split = split_heldout(corpus, config.val_tokens)
     loader = SeqDataLoader(split.train, config.batch_size, config.num_steps, config.sampling, config.seed, device)
@@ -288,6 +306,6 @@ def _resume(store: RunStore, run_id: str, corpus, config: TrainConfig, num_epoch
         loader.load_state_dict(ckpt["loader_state"])
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise CheckpointError(
-            f"{ckpt['path']} holds a damaged iterator state ({type(e).__name__}); train again instead"
+            f"{ckpt['source']} holds a damaged iterator state ({type(e).__name__}); train again instead"
         ) from e
     return config, model.train(), split, loader, start_epoch, ckpt.get("optimizer_state")

@@ -34,7 +34,7 @@ from charrnn import demo
 from charrnn.batches import SeqDataLoader
 from charrnn.data import Corpus
 from charrnn.device import describe, resolve_device
-from charrnn.runs.checkpoint import load_checkpoint
+from charrnn.runs.recorder import load_stored
 from charrnn.runs.store import RunStore
 from charrnn.train import EpochStats, TrainConfig, check_fits
 
@@ -243,7 +243,7 @@ class Runner:
         last = store.last_checkpoint(self._snap.run_id) if self._snap.run_id else None
         model = None
         if last is not None:
-            model, _, _ = load_checkpoint(last["path"], resolve_device(payload["config"].device))
+            model, _, _ = load_stored(store, self._snap.run_id, last["epoch"], resolve_device(payload["config"].device))
         with self._lock:
             self._snap.status = payload["status"]
             if payload["status"] == "diverged":

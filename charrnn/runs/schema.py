@@ -19,6 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from charrnn.runs import paths
 from charrnn.runs.database import StoreError, StoreUnreachable, engine, is_sqlite, masked
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -29,7 +30,7 @@ MIGRATION_LOCK = 0x63686172726E6E  # "charrnn": PostgreSQL's advisory lock key w
 REQUIRED = {
     "runs": {"id", "name", "created", "updated", "config", "corpus", "status", "pid"},
     "epochs": {"run_id", "epoch", "perplexity"},
-    "checkpoints": {"run_id", "epoch", "path"},
+    "checkpoints": {"run_id", "epoch", "created"},
 }
 
 EPOCH_FIELDS = (
@@ -114,14 +115,17 @@ def migrate(url: sa.URL, home: Path) -> None:
     """Bring the store up to Alembic's head in one transaction, one process at a time (two processes opening an
     old store migrate it one after the other; the second finds it done)."""
     options = {"sqlite_begin": "IMMEDIATE"} if is_sqlite(url) else {}
+    config = alembic_config()
     with engine(url).connect().execution_options(**options) as db, db.begin():
         if not is_sqlite(url):
             db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         if _version(db) == head():
             return
-        config = alembic_config()
         config.attributes.update(connection=db, home=home)
         command.upgrade(config, "head")
+    for path in config.attributes.get("moved", ()):  # checkpoint files now in the database, read back and verified
+        path.unlink(missing_ok=True)
+        paths.remove_if_empty(path.parent)
 
 
 def alembic_config() -> Config:

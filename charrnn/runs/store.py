@@ -2,22 +2,24 @@
 
 The CLI and the app write to the same store. By default it is one SQLite file (WAL mode, so readers
 never block the writer and two writers wait for each other instead of failing) in the project's home
-folder: ``CHARRNN_HOME``, else ``$XDG_DATA_HOME/charrnn``, else ``~/.local/share/charrnn``, where the
-checkpoint files are too. ``CHARRNN_DATABASE_URL`` puts the tables on a server (`charrnn.runs.database`).
+folder: ``CHARRNN_HOME``, else ``$XDG_DATA_HOME/charrnn``, else ``~/.local/share/charrnn``.
+``CHARRNN_DATABASE_URL`` puts the tables on a server (`charrnn.runs.database`).
 
-Checkpoints are kept as paths relative to that folder, so a copied or moved store keeps its own and
-never reads or deletes another's; no file outside the folder is ever read or deleted through the store.
+Checkpoints are rows too: their bytes with their SHA-256, checked on every load, so any machine with the URL can
+generate from, resume or download any run. The home's ``checkpoints/<run id>/`` folder only ever holds what a run
+kept there when its database was away too long (`charrnn.runs.spool`), and no file outside it is read or deleted
+through the store.
 
 A run that was "running" in a process that no longer exists (killed, crashed, machine restarted) is
 marked "interrupted" the next time the store is opened; a process is known by its pid and its start
 time, so a pid reused by another process does not keep a dead run "running".
 """
 
+import hashlib
 import json
 import os
 import re
 import socket
-import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from charrnn.runs import paths, schema
+from charrnn.runs import paths, schema, spool
 from charrnn.runs.database import Connection, StoreError, engine, is_sqlite, masked, store_url
 from charrnn.runs.schema import EPOCH_FIELDS, alive, process_start, training_elsewhere
 
@@ -49,6 +51,10 @@ def home_dir() -> Path:
         return Path(os.environ["CHARRNN_HOME"]).expanduser()
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "charrnn"
+
+
+class DamagedCheckpoint(ValueError):
+    """A checkpoint whose bytes in the database no longer match their SHA-256."""
 
 
 class RunStore:
@@ -85,19 +91,23 @@ class RunStore:
         with self._connect() as db:  # a read alone: most opens find nothing to mark
             rows = db.rows("SELECT id, pid, pid_start FROM runs WHERE status='running' AND host=:host", {"host": host})
         dead = [r for r in rows if not alive(r["pid"], r["pid_start"])]
+        marked = []
         if dead:  # a write of its own (SQLite: a read turned write could meet another's commit and fail at once),
             with self._connect() as db:  # each row only if no process took the run up since it was read
                 for r in dead:
-                    db.execute(
+                    done = db.execute(
                         "UPDATE runs SET status='interrupted', reason=:reason WHERE id=:id AND status='running' "
                         "AND host=:host AND pid=:pid",
                         {"reason": "the process running it ended before the run did", **r, "host": host},
-                    )
-        dead = [r["id"] for r in dead]
-        for run_id in dead:  # a checkpoint its process was writing when it died: never completed
-            for tmp in self._own_files(run_id, ".*.tmp"):
+                    ).rowcount
+                    marked += [r["id"]] if done else []
+        for run_id in marked:
+            for tmp in self.own_files(run_id, ".*.tmp"):  # a file its process was writing when it died
                 tmp.unlink(missing_ok=True)
-        return len(dead)
+            if spool.recover(self, run_id):  # what it kept on this machine when its database was away too long
+                why = "its database was away too long; the records it kept on this host were recovered: resume it"
+                self.finish(run_id, "interrupted", why)
+        return len(marked)
 
     def mark_stuck(self, run_id: str) -> None:
         """Mark a "running" run interrupted: its process is on another host, or stuck. Refused while its process
@@ -119,7 +129,6 @@ class RunStore:
             raise ValueError(f"run {run_id} is not running (it is {status}); only a running run can be interrupted")
 
     def create_run(self, config, corpus: dict, device: str, name: str | None = None) -> str:
-        self.check_writable()
         run_id = uuid.uuid4().hex[:10]
         now = time.time()
         cfg = config if isinstance(config, dict) else asdict(config)
@@ -150,7 +159,6 @@ class RunStore:
     def resume_run(self, run_id: str, from_epoch: int, num_epochs: int | None = None) -> None:
         """Mark a run as running again in this process, forgetting epochs after its checkpoint; with
         `num_epochs`, its stored config says it now trains that far (so the tables show its real goal)."""
-        self.check_writable(run_id)
         config = self.run(run_id)["config"]
         if num_epochs is not None:
             config["num_epochs"] = num_epochs
@@ -191,41 +199,35 @@ class RunStore:
                 {"study": str(study)[:200], "trial": int(trial), "id": check_id(run_id)},
             )
 
-    def check_writable(self, run_id: str | None = None) -> None:
-        """StoreError now, before any training, when checkpoints (of `run_id`) could not be written."""
-        folder = self.checkpoint_dir if run_id is None else self.checkpoint_dir / check_id(run_id)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-", suffix=".tmp"):
-                pass
-        except OSError as e:
-            raise schema.unusable_folder(folder, e) from e
-
-    def checkpoint_path(self, run_id: str, epoch: int) -> Path:
-        """Where epoch `epoch` of the run is checkpointed; its folder is made here, StoreError if it cannot be."""
-        folder = self.checkpoint_dir / check_id(run_id)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise schema.unusable_folder(folder, e) from e
-        return folder / f"epoch-{epoch:05d}.pt"
-
-    def add_checkpoint(self, run_id: str, epoch: int, path: str | Path) -> None:
-        """Record a checkpoint file, which must be inside the store's folder; it is kept relative to it."""
-        real = Path(path).resolve()
-        if not real.is_relative_to(self._real):
-            raise ValueError(f"checkpoint {path} is outside the run store {self.home}; save it at checkpoint_path()")
+    def add_checkpoint(self, run_id: str, epoch: int, data: bytes) -> None:
+        """Keep a checkpoint (`torch.save`'s bytes) as epoch `epoch` of the run, with its SHA-256."""
+        row = {"run_id": check_id(run_id), "epoch": int(epoch), "data": bytes(data), "now": time.time()}
         with self._connect() as db:
             db.execute(
-                "INSERT INTO checkpoints (run_id, epoch, path, created) VALUES (:id, :epoch, :path, :now) "
-                "ON CONFLICT (run_id, epoch) DO UPDATE SET path=excluded.path, created=excluded.created",
-                {
-                    "id": check_id(run_id),
-                    "epoch": epoch,
-                    "path": real.relative_to(self._real).as_posix(),
-                    "now": time.time(),
-                },
+                "INSERT INTO checkpoints (run_id, epoch, data, sha256, size, created) "
+                "VALUES (:run_id, :epoch, :data, :sha256, :size, :now) ON CONFLICT (run_id, epoch) DO UPDATE SET "
+                "data=excluded.data, sha256=excluded.sha256, size=excluded.size, created=excluded.created",
+                {**row, "sha256": hashlib.sha256(row["data"]).hexdigest(), "size": len(row["data"])},
             )
+
+    def checkpoint_bytes(self, run_id: str, epoch: int) -> bytes:
+        """The bytes of the run's checkpoint of `epoch`, checked against their SHA-256; DamagedCheckpoint when
+        they differ, ValueError when there is no such checkpoint."""
+        with self._connect() as db:
+            row = db.row(
+                "SELECT data, sha256 FROM checkpoints WHERE run_id=:id AND epoch=:epoch",
+                {"id": check_id(run_id), "epoch": int(epoch)},
+            )
+        if row is None:
+            kept = ", ".join(str(c["epoch"]) for c in self.checkpoints(run_id)) or "none"
+            raise ValueError(f"run {run_id} has no checkpoint of epoch {epoch} (kept: {kept})")
+        data = bytes(row["data"])
+        if hashlib.sha256(data).hexdigest() != row["sha256"]:
+            raise DamagedCheckpoint(
+                f"run {run_id}'s checkpoint of epoch {epoch} is damaged in the run store {self.where} (its bytes "
+                "no longer match their SHA-256); use another epoch, or train again"
+            )
+        return data
 
     def finish(self, run_id: str, status: str, reason: str = "") -> None:
         if status not in STATUSES:
@@ -244,30 +246,24 @@ class RunStore:
             db.execute("UPDATE runs SET name=:name WHERE id=:id", {"name": name[:200], "id": run_id})
 
     def delete(self, run_id: str) -> None:
-        """Delete a run that is not running, its curve and its checkpoint files (only those inside
-        ``<home>/checkpoints/<run id>/``)."""
+        """Delete a run that is not running, its curve and its checkpoints (and any checkpoint file left in
+        ``<home>/checkpoints/<run id>/`` by a run that ended without its database)."""
         run = self.run(run_id)
         if run["status"] == "running":
             raise ValueError(training_elsewhere(run))
-        files = [self._inside(c["path"], self.checkpoint_dir / run_id) for c in self._checkpoint_rows(run_id)]
-        files += self._own_files(run_id, "epoch-*.pt") + self._own_files(run_id, ".*.tmp")
         with self._connect() as db:
             db.execute("DELETE FROM runs WHERE id=:id", {"id": run_id})
-        for path in filter(None, files):
-            path.unlink(missing_ok=True)
-        folder = self.checkpoint_dir / run_id
-        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
-            folder.rmdir()
+        for pattern in ("epoch-*.pt", ".*.tmp", spool.EPOCHS):
+            for path in self.own_files(run_id, pattern):
+                path.unlink(missing_ok=True)
+        paths.remove_if_empty(self.checkpoint_dir / run_id)
 
     def owns(self, path: str | Path) -> bool:
         """Whether writing over `path` would damage this store or the visitors' file beside it (see
         `paths.owns`)."""
         return paths.owns(path, (self.path, self.home / paths.VISITORS), self.checkpoint_dir)
 
-    def _inside(self, stored: str, folder: Path) -> Path | None:
-        return paths.inside(self.home, self._real, stored, folder)
-
-    def _own_files(self, run_id: str, pattern: str) -> list[Path]:
+    def own_files(self, run_id: str, pattern: str) -> list[Path]:
         """Files matching `pattern` in the run's checkpoint folder, only if they really are inside it."""
         if not re.fullmatch(RUN_ID, run_id):  # an id from an old or foreign row
             return []
@@ -299,45 +295,35 @@ class RunStore:
             )
         return [{**r, "val_points": [tuple(p) for p in json.loads(r["val_points"] or "[]")]} for r in rows]
 
-    def _checkpoint_rows(self, run_id: str) -> list[dict]:
-        with self._connect() as db:
-            return db.rows("SELECT * FROM checkpoints WHERE run_id=:id ORDER BY epoch", {"id": check_id(run_id)})
-
     def checkpoints(self, run_id: str) -> list[dict]:
-        """The run's checkpoints, oldest first, `path` absolute under this store's home. A row whose path
-        leads outside the home (an old absolute path, a symlink) is kept in the file but not listed."""
-        found = [(c, self._inside(c["path"], self.home)) for c in self._checkpoint_rows(run_id)]
-        return [{**c, "path": str(path)} for c, path in found if path is not None]
+        """The run's checkpoints, oldest first: run_id, epoch, sha256, size (bytes) and created (their bytes:
+        `checkpoint_bytes`)."""
+        with self._connect() as db:
+            return db.rows(
+                "SELECT run_id, epoch, sha256, size, created FROM checkpoints WHERE run_id=:id ORDER BY epoch",
+                {"id": check_id(run_id)},
+            )
 
     def best_checkpoint(self, run_id: str) -> dict | None:
         """The checkpoint of the run's best held-out evaluation, with its `val_perplexity`; None without one."""
         with self._connect() as db:
-            row = db.row(
-                "SELECT c.epoch, e.val_perplexity FROM checkpoints c JOIN epochs e ON e.run_id=c.run_id "
-                "AND e.epoch=c.epoch WHERE c.run_id=:id AND e.val_perplexity IS NOT NULL "
-                "ORDER BY e.val_perplexity, c.epoch LIMIT 1",
+            return db.row(
+                "SELECT c.run_id, c.epoch, c.sha256, c.size, c.created, e.val_perplexity FROM checkpoints c "
+                "JOIN epochs e ON e.run_id=c.run_id AND e.epoch=c.epoch WHERE c.run_id=:id "
+                "AND e.val_perplexity IS NOT NULL ORDER BY e.val_perplexity, c.epoch LIMIT 1",
                 {"id": check_id(run_id)},
             )
-        found = [c for c in self.checkpoints(run_id) if row is not None and c["epoch"] == row["epoch"]]
-        return (
-            {**found[0], "val_perplexity": row["val_perplexity"]}
-            if found and Path(found[0]["path"]).is_file()
-            else None
-        )
 
     def delete_checkpoint(self, run_id: str, epoch: int) -> None:
-        """Forget one checkpoint of the run and remove its file (only inside the run's own folder)."""
-        rows = [c for c in self._checkpoint_rows(run_id) if c["epoch"] == epoch]
+        """Forget one checkpoint of the run."""
         with self._connect() as db:
-            db.execute("DELETE FROM checkpoints WHERE run_id=:id AND epoch=:epoch", {"id": run_id, "epoch": epoch})
-        for c in rows:
-            path = self._inside(c["path"], self.checkpoint_dir / run_id)
-            if path is not None:
-                path.unlink(missing_ok=True)
+            db.execute(
+                "DELETE FROM checkpoints WHERE run_id=:id AND epoch=:epoch", {"id": check_id(run_id), "epoch": epoch}
+            )
 
     def last_checkpoint(self, run_id: str) -> dict | None:
-        existing = [c for c in self.checkpoints(run_id) if Path(c["path"]).is_file()]
-        return existing[-1] if existing else None
+        kept = self.checkpoints(run_id)
+        return kept[-1] if kept else None
 
     @staticmethod
     def _run_dict(row) -> dict:

@@ -1,6 +1,7 @@
 """A run store that loses nothing and says clearly what is wrong: copied, moved, old, damaged, foreign,
 unwritable, or holding a run whose process id was reused."""
 
+import hashlib
 import multiprocessing
 import os
 import shutil
@@ -13,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from charrnn.data import load_corpus
-from charrnn.runs.checkpoint import load_checkpoint
-from charrnn.runs.recorder import train_recorded
+from charrnn.runs.recorder import load_stored, train_recorded
 from charrnn.runs.store import RunStore, StoreError, process_start
 from charrnn.train import TrainConfig
 
@@ -51,21 +51,20 @@ def ckpt_files(home: Path, run_id: str) -> list[Path]:
 def test_a_copied_store_deletes_only_its_own_checkpoints_and_a_moved_one_keeps_them(tmp_path, text):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     run_id, _ = train_recorded(RunStore(a), text, TINY, checkpoint_every=1)
-    originals = ckpt_files(a, run_id)
-    assert len(originals) == 2
+    assert ckpt_files(a, run_id) == []  # checkpoints are in the database, not beside it
+    originals = [(ck["epoch"], ck["sha256"]) for ck in RunStore(a).checkpoints(run_id)]
+    assert [epoch for epoch, _ in originals] == [1, 2]
     shutil.copytree(a, b)
     copy = RunStore(b)
-    assert all(Path(ck["path"]).is_relative_to(b) for ck in copy.checkpoints(run_id))
     copy.delete(run_id)
-    assert copy.runs() == [] and not (b / "checkpoints" / run_id).exists()
-    assert all(p.is_file() for p in originals)
-    assert RunStore(a).last_checkpoint(run_id)["epoch"] == 2
+    assert copy.runs() == [] and copy.checkpoints(run_id) == []
+    assert [(ck["epoch"], ck["sha256"]) for ck in RunStore(a).checkpoints(run_id)] == originals
 
     shutil.move(a, c)
     moved = RunStore(c)
-    last = moved.last_checkpoint(run_id)
-    assert last["epoch"] == 2 and Path(last["path"]).is_relative_to(c)
-    load_checkpoint(last["path"])
+    assert moved.last_checkpoint(run_id)["epoch"] == 2
+    model, _, ckpt = load_stored(moved, run_id, 2)
+    assert ckpt["epoch"] == 2 and model.config.num_hiddens == TINY.num_hiddens
 
 
 def old_store(home: Path, rows: list[tuple[int, str]], run_id="abc123", pid=0, status="finished") -> None:
@@ -86,7 +85,8 @@ def old_store(home: Path, rows: list[tuple[int, str]], run_id="abc123", pid=0, s
 
 def test_an_old_store_with_absolute_paths_is_migrated_and_never_reaches_outside(tmp_path):
     """Rows written before paths were relative, in a store that was then copied: epoch 1 names the
-    original's file, epoch 2 this home's own, epoch 3 a file that belongs to no store."""
+    original's file, epoch 2 this home's own, epoch 3 a file that belongs to no store. The migration into the
+    database reads this home's two files (and removes them), and never reads or removes the others."""
     original, home, outside = tmp_path / "original", tmp_path / "home", tmp_path / "outside" / "secret.pt"
     outside.parent.mkdir()
     outside.write_bytes(b"not the store's")
@@ -96,25 +96,20 @@ def test_an_old_store_with_absolute_paths_is_migrated_and_never_reaches_outside(
     for base in (original, home):  # both copies have both files
         (base / folder.relative_to(home)).mkdir(parents=True, exist_ok=True)
         for epoch in (1, 2):
-            (base / folder.relative_to(home) / f"epoch-0000{epoch}.pt").write_bytes(b"x")
+            (base / folder.relative_to(home) / f"epoch-0000{epoch}.pt").write_bytes(f"{base.name} {epoch}".encode())
 
     store = RunStore(home)
-    assert [(ck["epoch"], ck["path"]) for ck in store.checkpoints("abc123")] == [
-        (1, str(folder / "epoch-00001.pt")),
-        (2, str(folder / "epoch-00002.pt")),
-    ]
-    assert store.last_checkpoint("abc123")["epoch"] == 2  # the outside file is never used, though it exists
-    with sqlite3.connect(home / "runs.sqlite") as db:
-        stored = db.execute("SELECT epoch, path FROM checkpoints ORDER BY epoch").fetchall()
-    db.close()
-    assert stored[:2] == [(1, "checkpoints/abc123/epoch-00001.pt"), (2, "checkpoints/abc123/epoch-00002.pt")]
-    assert stored[2] == (3, str(outside))  # kept, unused
+    assert [(ck["epoch"], ck["sha256"]) for ck in store.checkpoints("abc123")] == [
+        (epoch, hashlib.sha256(f"home {epoch}".encode()).hexdigest()) for epoch in (1, 2)
+    ]  # the outside file's row could never be used: it is dropped, the file left as it was
+    assert store.checkpoint_bytes("abc123", 1) == b"home 1" and not folder.exists()
+    assert outside.read_bytes() == b"not the store's"
     (run,) = store.runs()
     assert run["epochs"] == 3 and run["best_val_perplexity"] is None and run["final_val_perplexity"] is None
     assert [e["val_perplexity"] for e in store.history("abc123")] == [None] * 3
 
     store.delete("abc123")
-    assert not folder.exists() and outside.read_bytes() == b"not the store's"
+    assert outside.read_bytes() == b"not the store's"
     assert len(list((original / "checkpoints" / "abc123").iterdir())) == 2
 
 
@@ -126,14 +121,12 @@ def test_symlinks_and_dotdot_never_lead_the_store_outside_its_folder(tmp_path):
     (home / "checkpoints").mkdir()
     (home / "checkpoints" / "abc123").symlink_to(outside, target_is_directory=True)
     (outside / "x.pt").write_bytes(b"precious")
-    store = RunStore(home)
+    store = RunStore(home)  # neither file is read into the store, nor removed by its migration
     assert store.checkpoints("abc123") == [] and store.last_checkpoint("abc123") is None
-    with pytest.raises(ValueError, match="outside the run store"):
-        store.add_checkpoint("abc123", 3, outside / "x.pt")
-    with pytest.raises(ValueError, match="outside the run store"):  # inside by name, outside once resolved
-        store.add_checkpoint("abc123", 3, home / "checkpoints" / "abc123" / "epoch-00001.pt")
+    assert sorted(p.name for p in outside.iterdir()) == ["epoch-00001.pt", "x.pt"]
     store.delete("abc123")
     assert sorted(p.name for p in outside.iterdir()) == ["epoch-00001.pt", "x.pt"]
+    assert [p.read_bytes() for p in sorted(outside.iterdir())] == [b"precious"] * 2
 
 
 def foreign_sqlite(path: Path) -> None:
@@ -236,22 +229,13 @@ def test_a_home_that_cannot_hold_a_store_is_named_with_the_fix(tmp_path, lock):
         RunStore(tmp_path / "db-is-a-folder")
 
 
-def test_an_unwritable_checkpoints_folder_is_found_before_training(tmp_path, text, lock):
+def test_a_checkpoints_folder_that_cannot_be_written_does_not_stop_training(tmp_path, text):
+    """Checkpoints go to the database: the folder beside it (where a run keeps what its database could not take)
+    is not needed to train."""
     store = RunStore(tmp_path / "home")
     (store.home / "checkpoints").write_text("a file where the folder should be")
-    with pytest.raises(StoreError, match=r"checkpoints cannot hold checkpoints .*writable folder"):
-        train_recorded(store, text, TINY)
-    with pytest.raises(StoreError, match="cannot hold checkpoints"):
-        store.checkpoint_path("abc123", 1)
-    assert store.runs() == []  # refused before the run was recorded
-
-    locked = RunStore(tmp_path / "other")
-    lock(locked.checkpoint_dir)
-    with pytest.raises(StoreError, match=f"{locked.checkpoint_dir} cannot hold checkpoints"):
-        locked.check_writable()
-    with pytest.raises(StoreError, match="cannot hold checkpoints"):
-        train_recorded(locked, text, TINY)
-    assert locked.runs() == []
+    run_id, _ = train_recorded(store, text, TINY)
+    assert store.run(run_id)["status"] == "finished" and store.last_checkpoint(run_id)["epoch"] == 2
 
 
 def test_a_reused_pid_does_not_keep_a_dead_run_running(tmp_path):
@@ -315,6 +299,8 @@ def test_processes_opening_an_old_store_at_once_all_succeed(tmp_path):
     homes = [tmp_path / str(i) for i in range(50)]
     for home in homes:  # an old store in SQLite's default journal mode, as a copy might be
         old_store(home, [(1, str(home / "checkpoints" / "abc123" / "epoch-00001.pt"))])
+        (home / "checkpoints" / "abc123").mkdir(parents=True)
+        (home / "checkpoints" / "abc123" / "epoch-00001.pt").write_bytes(home.name.encode())
     ctx = multiprocessing.get_context("fork")
     barrier, errors = ctx.Barrier(8), ctx.SimpleQueue()
     children = [ctx.Process(target=open_in_step, args=(homes, barrier, errors)) for _ in range(8)]
@@ -327,7 +313,8 @@ def test_processes_opening_an_old_store_at_once_all_succeed(tmp_path):
     while not errors.empty():
         found.append(errors.get())
     assert found == []
-    for home in homes:
+    for home in homes:  # moved into the database once, by whichever process came first
         with sqlite3.connect(home / "runs.sqlite") as db:
-            assert db.execute("SELECT path FROM checkpoints").fetchall() == [("checkpoints/abc123/epoch-00001.pt",)]
+            assert db.execute("SELECT epoch, data FROM checkpoints").fetchall() == [(1, home.name.encode())]
         db.close()
+        assert not (home / "checkpoints" / "abc123").exists()

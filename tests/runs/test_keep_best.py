@@ -7,8 +7,7 @@ import pytest
 
 from charrnn.data import load_corpus, split_heldout
 from charrnn.evaluate import heldout_perplexity
-from charrnn.runs.checkpoint import load_checkpoint
-from charrnn.runs.recorder import train_recorded
+from charrnn.runs.recorder import load_stored, train_recorded
 from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig, train
 
@@ -43,7 +42,7 @@ def test_a_run_keeps_its_best_and_its_last_checkpoint_and_stops_when_patience_ru
     assert [c["epoch"] for c in store.checkpoints(run_id)] == [best_epoch, len(vals)]
     best = store.best_checkpoint(run_id)
     assert best["epoch"] == best_epoch and best["val_perplexity"] == pytest.approx(min(vals))
-    model, _, _ = load_checkpoint(best["path"])
+    model, _, _ = load_stored(store, run_id, best["epoch"])
     split = split_heldout(text, 500)
     assert heldout_perplexity(model, split.val, "cpu") == pytest.approx(min(vals), rel=1e-5)
 

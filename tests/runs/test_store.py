@@ -4,15 +4,14 @@ import signal
 import threading
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 from support import cli_train
 
 from charrnn.data import load_corpus
 from charrnn.generate import predict
-from charrnn.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from charrnn.runs.recorder import train_recorded
+from charrnn.runs.checkpoint import CheckpointError, save_checkpoint
+from charrnn.runs.recorder import load_stored, train_recorded
 from charrnn.runs.store import RunStore
 from charrnn.train import EpochStats, TrainConfig, build_model
 
@@ -90,13 +89,12 @@ def test_a_killed_training_process_leaves_a_clean_store(tmp_path, time_machine_p
     assert run["status"] == "interrupted" and run["epochs"] >= 7
     last = store.last_checkpoint(run["id"])
     assert last is not None and last["epoch"] >= 6
-    model, vocab, ckpt = load_checkpoint(last["path"])
+    model, vocab, ckpt = load_stored(store, run["id"], last["epoch"])
     text = predict(model, vocab, "time traveller", 20)
     assert text.startswith("time traveller") and len(text) == 34
-    files = sorted(p.name for p in (home / "checkpoints" / run["id"]).iterdir())
-    assert all(name.startswith("epoch-") and name.endswith(".pt") for name in files), files
-    for c in store.checkpoints(run["id"]):  # every registered checkpoint is complete
-        load_checkpoint(c["path"])
+    assert not (home / "checkpoints" / run["id"]).exists()  # no half-written file: checkpoints are rows
+    for c in store.checkpoints(run["id"]):  # every recorded checkpoint is complete
+        load_stored(store, run["id"], c["epoch"])
 
 
 def test_concurrent_writers_lose_no_rows(store, short_text, time_machine_path):
@@ -127,7 +125,7 @@ def test_a_checkpoint_for_another_vocab_or_shape_is_refused(store, short_text, t
     stop = lambda: bool(box) and len(store.history(box[0])) >= 4  # noqa: E731
     run_id, _ = train_recorded(store, short_text, config, checkpoint_every=2, should_stop=stop, on_start=box.append)
     assert store.run(run_id)["status"] == "stopped"
-    path = Path(store.last_checkpoint(run_id)["path"])
+    path = tmp_path / "other.pt"
     other = load_corpus(b"completely different text! " * 200, mode="raw", max_tokens=0)
     save_checkpoint(
         path,
@@ -137,6 +135,7 @@ def test_a_checkpoint_for_another_vocab_or_shape_is_refused(store, short_text, t
         epoch=4,
         loader_state={"rng": [3, [0] * 625, None], "offset": 0},
     )
+    store.add_checkpoint(run_id, store.last_checkpoint(run_id)["epoch"], path.read_bytes())
     with pytest.raises(CheckpointError, match="another vocab"):
         train_recorded(store, short_text, config, resume=run_id)
 
@@ -147,9 +146,9 @@ def test_rename_delete_and_bad_ids(store, short_text):
     assert store.run(run_id)["name"] == "my run"
     with pytest.raises(ValueError, match="name"):
         store.rename(run_id, "   ")
-    paths = [Path(c["path"]) for c in store.checkpoints(run_id)]
+    assert len(store.checkpoints(run_id)) == 2
     store.delete(run_id)
-    assert store.runs() == [] and not any(p.exists() for p in paths)
+    assert store.runs() == [] and store.checkpoints(run_id) == []
     with pytest.raises(ValueError, match="no run with id"):
         store.run("nope")
 

@@ -4,7 +4,6 @@ another file without --overwrite, two trainers on one run, and marking or deleti
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 from support import cli_train
@@ -56,7 +55,9 @@ def store_with_a_run(text) -> tuple[RunStore, str]:
 def test_save_never_writes_over_the_run_store(capsys, home, text, tmp_path):
     """The database, its -wal/-shm/-journal files and every checkpoint, also reached through `..` or a symlink."""
     store, run_id = store_with_a_run(text)
-    checkpoint = Path(store.last_checkpoint(run_id)["path"])
+    checkpoint = home / "checkpoints" / run_id / "epoch-00002.pt"  # where a run keeps what its database could not take
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(store.checkpoint_bytes(run_id, 2))
     link = tmp_path / "innocent.pt"
     link.symlink_to(store.path)
     before = store.path.read_bytes(), checkpoint.read_bytes()

@@ -1,10 +1,12 @@
 """Alembic migrations of the run store (issue 23): a store written by each earlier release (tests/runs/fixtures)
 upgrades in place, in one transaction, and opens with its runs intact; a second `alembic upgrade` is a no-op."""
 
+import hashlib
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import alembic.op
 import pytest
 from alembic import command
 
@@ -34,16 +36,18 @@ def test_a_store_of_every_earlier_release_upgrades_in_place_and_opens(fixture, t
         db.executescript(fixture.read_text())
     ((run_id, name),) = rows(path, "SELECT id, name FROM runs")
     curve = rows(path, "SELECT epoch, perplexity, loss FROM epochs ORDER BY epoch")
+    files = checkpoint_files(home, run_id)
 
     store = RunStore(home)
     (run,) = store.runs()
     assert (run["id"], run["name"], run["status"], run["epochs"]) == (run_id, name, "finished", 2)
     assert [(e["epoch"], e["perplexity"], e["loss"]) for e in store.history(run_id)] == curve
     assert rows(path, f"SELECT version_num FROM {schema.VERSION_TABLE}") == [(schema.head(),)]
-    assert rows(path, "SELECT path FROM checkpoints ORDER BY epoch") == [
-        (f"checkpoints/{run_id}/epoch-0000{n}.pt",)
-        for n in (1, 2)  # absolute paths of the first release, too
+    # each checkpoint file (named by an absolute path in the first release) moved into its row, then removed
+    assert rows(path, "SELECT epoch, data, sha256, size FROM checkpoints ORDER BY epoch") == [
+        (n, data, hashlib.sha256(data).hexdigest(), len(data)) for n, data in files.items()
     ]
+    assert not (home / "checkpoints" / run_id).exists()
     for table, needed in {"runs": {"pid_start", "study", "trial"}, "epochs": {"val_perplexity", "val_points"}}.items():
         assert needed <= {r[1] for r in rows(path, f"PRAGMA table_info({table})")}
     store.add_epoch(run_id, {"epoch": 3, "perplexity": 9.0, "val_perplexity": 8.0, "val_points": [(2.5, 8.5)]})
@@ -57,21 +61,40 @@ def test_a_store_of_every_earlier_release_upgrades_in_place_and_opens(fixture, t
     assert dump(path) == before
 
 
-def test_a_failed_upgrade_leaves_the_old_store_as_it_was(tmp_path, monkeypatch):
-    """One transaction: a migration that breaks half-way (here, on its last step) writes nothing."""
+@pytest.mark.parametrize("step", ["0001: paths made relative", "0003: the table renamed"])
+def test_a_failed_upgrade_leaves_the_old_store_and_its_files_as_they_were(tmp_path, monkeypatch, step):
+    """One transaction: a migration that breaks half-way (in the first revision, after its ALTER TABLEs; or in the
+    last step of the one that reads the checkpoint files in) writes nothing and removes no file."""
     home = tmp_path / "home"
     home.mkdir()
     path = home / "runs.sqlite"
     with closing(sqlite3.connect(path)) as db:
         db.executescript(FIXTURES[0].read_text())
+    ((run_id,),) = rows(path, "SELECT id FROM runs")
+    files = checkpoint_files(home, run_id)
     before = dump(path)
 
     def broken(*_):
         raise RuntimeError("the disk went away")
 
-    monkeypatch.setattr(schema, "relative_path", broken)  # the migration's last step, after its ALTER TABLEs
+    if step.startswith("0001"):
+        monkeypatch.setattr(schema, "relative_path", broken)
+    else:
+        monkeypatch.setattr(alembic.op, "rename_table", broken)
     with pytest.raises(RuntimeError, match="the disk went away"):
         RunStore(home)
     assert dump(path) == before
+    assert {n: (home / "checkpoints" / run_id / f"epoch-0000{n}.pt").read_bytes() for n in files} == files
     monkeypatch.undo()
-    assert RunStore(home).runs()[0]["epochs"] == 2
+    store = RunStore(home)
+    assert store.runs()[0]["epochs"] == 2 and store.checkpoint_bytes(run_id, 2) == files[2]
+
+
+def checkpoint_files(home: Path, run_id: str) -> dict[int, bytes]:
+    """The two checkpoint files a fixture's rows name, each with bytes of its own, in the store's folder."""
+    folder = home / "checkpoints" / run_id
+    folder.mkdir(parents=True)
+    files = {n: f"checkpoint {n} of {run_id}".encode() for n in (1, 2)}
+    for n, data in files.items():
+        (folder / f"epoch-0000{n}.pt").write_bytes(data)
+    return files

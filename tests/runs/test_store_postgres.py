@@ -2,7 +2,10 @@
 own CHARRNN_HOME share its runs and curves; a database that is not ours, or a server that cannot be reached, is
 one line that never shows the password."""
 
+import functools
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,8 +18,9 @@ from test_tune import parse
 from charrnn import tune
 from charrnn.cli import main
 from charrnn.data import load_corpus
-from charrnn.runs import schema
-from charrnn.runs.database import ENV, engine, store_url
+from charrnn.runs import recorder, schema, spool
+from charrnn.runs.database import ENV, StoreUnreachable, engine, store_url
+from charrnn.runs.outbox import Outbox
 from charrnn.runs.recorder import train_recorded
 from charrnn.runs.store import RunStore, StoreError
 from charrnn.train import TrainConfig
@@ -148,3 +152,57 @@ def test_a_run_trains_through_a_server_restart_and_loses_no_epoch(postgres_clust
     assert [e["perplexity"] for e in history] == pytest.approx([s.perplexity for s in result.history])
     assert store.run(run_id)["status"] == "finished"
     assert [c["epoch"] for c in store.checkpoints(run_id)] == list(range(10, 151, 10))
+
+
+def test_a_server_away_past_the_limit_leaves_the_run_resumable_from_what_it_kept_on_disk(
+    postgres_cluster, tmp_path, monkeypatch, time_machine_path
+):
+    """The run ends (here after 3 s, 5 min in use): the epochs and checkpoints that did not reach the database are
+    written to the run's folder on its machine; the next open there, once its process is gone, reads them in
+    (checkpoints checked by SHA-256), removes the files, and the run resumes from its last epoch."""
+    url = postgres_cluster.database("away")
+    home = tmp_path / "home"
+    store = RunStore(home, url)
+    text = load_corpus("time_machine", max_tokens=2000, download=False)
+    config = TrainConfig(num_epochs=100000, num_hiddens=16, batch_size=4, num_steps=8, device="cpu")
+    monkeypatch.setattr(recorder, "Outbox", functools.partial(Outbox, limit=3.0))
+    seen, ended = [], {}
+
+    def run():
+        try:
+            train_recorded(store, text, config, on_epoch=seen.append, checkpoint_every=1)
+        except StoreUnreachable as e:
+            ended["error"] = str(e)
+
+    trainer = threading.Thread(target=run)
+    trainer.start()
+    deadline = time.monotonic() + 60
+    while len(seen) < 3:
+        assert trainer.is_alive() and time.monotonic() < deadline
+        time.sleep(0.05)
+    postgres_cluster.halt()
+    try:
+        trainer.join(timeout=120)
+        assert not trainer.is_alive()
+    finally:
+        postgres_cluster.resume()
+    (run_id,) = {p.name for p in (home / "checkpoints").iterdir()}
+    folder = home / "checkpoints" / run_id
+    assert f"kept in {folder}" in ended["error"] and f"--resume {run_id}" in ended["error"]
+    trained = seen[-1].epoch
+    assert (folder / f"epoch-{trained:05d}.pt").is_file() and (folder / spool.EPOCHS).is_file()
+    assert len(store.history(run_id)) < trained  # the server has only what came before it went away
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with engine(store.url).begin() as db:  # as if the training process had exited, as `train` does on this error
+        db.execute(
+            sa.text("UPDATE runs SET pid=:pid, pid_start=NULL WHERE id=:id"), {"pid": int(dead.stdout), "id": run_id}
+        )
+    reopened = RunStore(home, url)
+    run = reopened.run(run_id)
+    assert run["status"] == "interrupted" and "recovered" in run["reason"]
+    epochs = [e["epoch"] for e in reopened.history(run_id)]  # and the one whose record met the limit
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) >= trained
+    assert reopened.last_checkpoint(run_id)["epoch"] == trained and not folder.exists()
+    _, result = train_recorded(reopened, text, config, resume=run_id, num_epochs=trained + 2)
+    assert [s.epoch for s in result.history][-2:] == [trained + 1, trained + 2]

@@ -7,12 +7,12 @@ Trials are test_tune's tiny ones (hidden 16, 2,000 or 3,000 chars, 2 epochs): a 
 import json
 
 import pytest
+from stored import stored_checkpoint
 from test_tune import STORE, TINY, load, parse
 
 from charrnn import tune
 from charrnn.baseline import baseline
 from charrnn.data import load_corpus, split_heldout
-from charrnn.runs.checkpoint import read_checkpoint
 from charrnn.runs.store import RunStore
 
 SPACE = "optimizer=sgd|adam,lr_sgd=0.5:2:log,lr_adam=0.001:0.01:log,weight_decay=0.00001:0.01:log"
@@ -46,7 +46,7 @@ def test_each_trial_trains_its_optimizer_learning_rate_decay_and_text(tmp_path, 
         want = {"lr": t.params[own], **{k: t.params[k] for k in ("optimizer", "weight_decay", "max_tokens")}}
         assert {k: run["config"][k] for k in want} == want
         assert run["corpus"]["max_tokens"] == t.params["max_tokens"]  # the text was cut to it
-        ckpt = read_checkpoint(store.last_checkpoint(run["id"])["path"])
+        ckpt = stored_checkpoint(store, run["id"])
         assert ("optimizer_state" in ckpt) == (t.params["optimizer"] == "adam")
         assert store.best_checkpoint(run["id"])["val_perplexity"] == pytest.approx(t.value)
     yardstick = ", ".join(f"{five_gram(n):.2f} (max_tokens {n})" for n in (2000, 3000))

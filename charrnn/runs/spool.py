@@ -1,0 +1,58 @@
+"""What a run could not hand to its database before giving up on it (the server away past outbox.OUTAGE_LIMIT):
+its pending epoch records and checkpoints, kept in ``<home>/checkpoints/<run id>/`` on the machine that trained it.
+The next open of the store on that machine (RunStore.mark_interrupted) reads them into the database, checks each
+checkpoint read back by its SHA-256, and only then removes the files: the run is resumable from its last epoch."""
+
+import json
+import os
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+from charrnn.files import atomic_write
+from charrnn.runs import paths
+
+EPOCHS = "epochs.jsonl"  # one epoch record (a JSON object) per line, in the order they were made
+
+
+def keep(store, run_id: str, pending) -> Path | None:
+    """Write the outbox's pending epoch records and checkpoints of the run (`pending`: (write, args) pairs) to its
+    folder; returns the folder, None when nothing was pending."""
+    folder, kept = store.checkpoint_dir / run_id, False
+    for write, args in pending:
+        name = getattr(write, "__name__", "")
+        if name == "add_checkpoint":
+            _, epoch, data = args
+            atomic_write(folder / f"epoch-{epoch:05d}.pt", lambda f, data=data: f.write(data))
+        elif name == "add_epoch":
+            _, stats = args
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / EPOCHS, "a") as f:
+                f.write(json.dumps(stats if isinstance(stats, dict) else asdict(stats)) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            continue
+        kept = True
+    return folder if kept else None
+
+
+def recover(store, run_id: str) -> int:
+    """Read a run's kept records into the database, then remove them; how many were read."""
+    found = 0
+    for path in store.own_files(run_id, EPOCHS):
+        for line in path.read_text().splitlines():
+            found += 1
+            try:
+                store.add_epoch(run_id, json.loads(line))
+            except (ValueError, TypeError):  # a line cut short by the machine going down: the others still count
+                continue
+        path.unlink()
+    files = [p for p in store.own_files(run_id, "epoch-*.pt") if re.fullmatch(r"epoch-\d{1,9}", p.stem)]
+    for path in files:
+        epoch, data = int(path.stem.removeprefix("epoch-")), path.read_bytes()
+        store.add_checkpoint(run_id, epoch, data)
+        if store.checkpoint_bytes(run_id, epoch) == data:  # read back and checked by its SHA-256 first
+            path.unlink()
+    paths.remove_if_empty(store.checkpoint_dir / run_id)
+    return found + len(files)
