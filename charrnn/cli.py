@@ -21,6 +21,7 @@ from charrnn.generate import generate, predict
 from charrnn.parser import FLAGS, apply_preset, build_parser, flagged, given
 from charrnn.reproduce import CHAPTERS, format_table, run_experiments
 from charrnn.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from charrnn.runs.copy import copy_runs, other_store, report_lines
 from charrnn.runs.database import ENV, masked, store_url
 from charrnn.runs.recorder import check_resumable, load_run_checkpoint, load_stored, train_recorded
 from charrnn.runs.store import DamagedCheckpoint, RunStore, home_dir
@@ -255,6 +256,12 @@ def cmd_runs(args) -> int:
             f"asked run {args.run_id} to stop: its process ({run['pid']} on {run['host']}) stops it within a few "
             f"seconds, resumably (`python -m charrnn train --resume {args.run_id}`)"
         )
+        return 0
+    if args.action == "copy":  # `store` is here; the other is --to's or --from's
+        flag, url = ("--to", args.to_url) if args.to_url else ("--from", args.from_url)
+        other = other_store(url, flag)
+        source, target = (store, other) if flag == "--to" else (other, store)
+        print("\n".join(report_lines(copy_runs(source, target, args.run_ids or None), target)))
         return 0
     if args.action == "mark-interrupted":
         store.mark_stuck(args.run_id)

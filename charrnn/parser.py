@@ -276,6 +276,11 @@ def build_parser(add_bench_arguments, add_tune_arguments=None) -> argparse.Argum
         ("mark-interrupted", "mark a run stuck as running (its process is gone) interrupted, to resume or delete it"),
     ):
         actions.add_parser(action, help=text).add_argument("run_id", metavar="RUN_ID", type=run_id)
+    copy = actions.add_parser("copy", help="copy runs, their curves and checkpoints to or from another run store")
+    other = copy.add_mutually_exclusive_group(required=True)
+    other.add_argument("--to", dest="to_url", metavar="URL", type=database_url, help="copy this store's runs there")
+    other.add_argument("--from", dest="from_url", metavar="URL", type=database_url, help="copy that store's runs here")
+    copy.add_argument("run_ids", metavar="RUN_ID", nargs="*", type=run_id, help="the runs to copy (default: all)")
     add_bench_arguments(sub.add_parser("bench", help="time the book's loop, the scratch step and nn.* per cell"))
     p = sub.add_parser(
         "reproduce", help="the book's runs (500 epochs each) beside its figures: chapter 8's three or 9's five"
