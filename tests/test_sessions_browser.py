@@ -122,7 +122,7 @@ def test_two_sessions_keep_their_runs_apart_and_queue_fairly(server, browser):
     assert not b.evaluate("window.__chartSeen"), "B's page showed a chart (A's) before B asked to watch it"
     assert own(b).get_by_text(id_a).count() == 0
     # The device is visibly A's: B's page lists A's run as training elsewhere; B may watch it, read-only.
-    elsewhere(b).get_by_text("Training elsewhere on this machine").wait_for()
+    elsewhere(b).get_by_text("Training elsewhere").wait_for()
     choose(b, "Watch live (read-only)", id_a)
     b.wait_for_function(f"({WATCHED_CHART_POINTS})() >= 2")
     watched = b.evaluate(WATCHED_CHART_POINTS)
@@ -163,7 +163,7 @@ def test_two_sessions_keep_their_runs_apart_and_queue_fairly(server, browser):
     a.reload()
     a.wait_for_selector("h1:has-text('Train')")
     settle(a)
-    elsewhere(a).get_by_text("Training elsewhere on this machine").wait_for()
+    elsewhere(a).get_by_text("Training elsewhere").wait_for()
     epochs = len(RunStore().history(id_b))
     wait_for(a, lambda: len(RunStore().history(id_b)) > epochs, "B's run stopped when its tab closed")
     assert RunStore().run(id_b)["status"] == "running"

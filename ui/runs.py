@@ -57,7 +57,11 @@ def runs_table(runs: list[dict]):
 
     @st.fragment(run_every=3.0 if training else None)
     def view():
-        now = RunStore().runs() if training else runs
+        try:
+            now = RunStore().runs() if training else runs
+        except StoreError as e:  # the database away (a server restarting): the last table stays, and says why
+            st.warning(literal(f"The run store cannot be read just now; trying again every 3 s. ({e})"))
+            now = runs
         if {r["id"] for r in now if r["status"] == "running"} != training:
             st.rerun()  # a run ended or started: the rest of the page follows
         table = views.runs_table(now, own_runs())

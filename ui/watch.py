@@ -1,10 +1,12 @@
-"""Runs training elsewhere on this machine (another tab's, the CLI's), watched live and read-only."""
+"""Runs training elsewhere (another tab's, another app server's, the CLI's, on any machine that shares the run
+store), watched live and read-only."""
 
+import socket
 import sqlite3
 
 import streamlit as st
 
-from charrnn.runs.store import RunStore, home_dir
+from charrnn.runs.store import RunStore, StoreError, home_dir
 from charrnn.train import EpochStats, TrainConfig
 from ui.corpus import yardstick_of
 from ui.display import error, literal, show_run
@@ -30,7 +32,8 @@ def running_elsewhere() -> list[dict]:
     own_id, own_pid = own.snapshot().run_id, own.pid  # the pid covers the moment before the id is known
     store = shared_store()
     store.mark_interrupted()  # a run whose process died is not training
-    return [r for r in store.runs(status="running") if r["id"] != own_id and r["pid"] != own_pid]
+    here = (own_pid, socket.gethostname())
+    return [r for r in store.runs(status="running") if r["id"] != own_id and (r["pid"], r["host"]) != here]
 
 
 def watch(run_id: str, key: str):
@@ -48,6 +51,9 @@ def watch(run_id: str, key: str):
     def view():
         try:
             run, history = read()
+        except StoreError as e:  # the database away (a server restarting): said, and looked at again in a second
+            st.warning(literal(f"The run store cannot be read just now; trying again. ({e})"))
+            return
         except ValueError:  # deleted meanwhile
             st.info("That run is no longer in the store.")
             return
@@ -82,10 +88,10 @@ def elsewhere(page: str):
     options = [None, *labels]
     keep_valid("watch_run", page, options)
     with st.container(key=f"{page}_elsewhere", border=True):
-        st.subheader("Training elsewhere on this machine")
+        st.subheader("Training elsewhere")
         st.caption(
-            "Started by another browser session or by `python -m charrnn train`. Only the session that "
-            "started a run can stop it; anyone can watch it here."
+            "Started by another browser session, another app server or `python -m charrnn train`, on this machine "
+            "or any other that shares the run store. Anyone can watch it here; Stop is on the Runs page."
         )
         st.selectbox(
             "Watch live (read-only)",
