@@ -4,20 +4,17 @@ A teacher who serves the studio to a class wants no visitor to take the machine 
 disk: a run's width, length, text and vocab, its model's size (its cell and depth count), an upload's size
 (a checkpoint's: the largest the other caps let a run write) and a study's trials are capped. Plain Python
 (no streamlit): the app asks it, and a test can too. It also remembers whose runs are whose: a visitor is a
-secret key (`ui.visitor`), of which only a hash is written, beside the run store, with the runs it started.
+secret key (`ui.visitor`), of which only a hash is written, in the run store, with the runs it started.
 """
 
 import hashlib
 import os
-import sqlite3
-from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 
 from charrnn.models import CELLS, KINDS, MAX_LAYERS, ModelConfig, param_count
 from charrnn.runs.checkpoint import describe
-from charrnn.runs.paths import VISITORS
-from charrnn.runs.store import home_dir
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 
 ENV = "CHARRNN_DEMO"
@@ -195,13 +192,7 @@ def caption() -> str:
 DEMO_CAPS["checkpoint_bytes"] = largest_checkpoint()
 
 
-# ---- whose runs: a visitor's secret key, kept as its hash beside the run store ----------------------------
-
-
-def _owners(home: str | Path | None) -> sqlite3.Connection:
-    db = sqlite3.connect(Path(home or home_dir()) / VISITORS, timeout=10)
-    db.execute("CREATE TABLE IF NOT EXISTS owners (run_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL)")
-    return db
+# ---- whose runs: a visitor's secret key, kept as its hash in the run store ----------------------------------
 
 
 def key_hash(key: str) -> str:
@@ -209,24 +200,19 @@ def key_hash(key: str) -> str:
 
 
 def claim(run_id: str, key: str, home: str | Path | None = None) -> bool:
-    """Record that the visitor holding `key` started `run_id` (the first claim stands); False when the
-    file cannot be written (the run trains on; only its owner is not remembered past the session)."""
+    """Record, in the run store, that the visitor holding `key` started `run_id` (the first claim stands); False
+    when the store cannot be written (the run trains on; only its owner is not remembered past the session)."""
     try:
-        with closing(_owners(home)) as db, db:
-            db.execute("INSERT OR IGNORE INTO owners VALUES (?, ?)", (run_id, key_hash(key)))
+        RunStore(home).claim(run_id, key_hash(key))
         return True
-    except (sqlite3.Error, OSError):
+    except ValueError:  # StoreError: the database away, or the store unusable
         return False
 
 
 def owned(key: str, home: str | Path | None = None) -> frozenset[str]:
-    """The ids of the runs the visitor holding `key` started (deleted runs included); empty when the file
-    cannot be read."""
-    if not (Path(home or home_dir()) / VISITORS).is_file():  # nobody has started a run here yet: nothing to create
-        return frozenset()
+    """The ids of the runs the visitor holding `key` started (deleted runs included), on every app server that
+    shares the run store; empty when the store cannot be read."""
     try:
-        with closing(_owners(home)) as db:
-            rows = db.execute("SELECT run_id FROM owners WHERE key_hash=?", (key_hash(key),)).fetchall()
-    except (sqlite3.Error, OSError):
+        return RunStore(home).owned(key_hash(key))
+    except ValueError:
         return frozenset()
-    return frozenset(r[0] for r in rows)

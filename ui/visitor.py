@@ -5,8 +5,8 @@ visitor is instead a random key, kept in a cookie (every tab and reload of this 
 "your link" (`?key=SECRET`, for another browser; the address drops it once read, so a shared address
 never carries it). The key's runner lives in a process-wide registry, not in the session: closing the
 tab leaves the run training (within the demo's caps), and the next page this visitor opens shows it
-live, with Stop. Which runs the key started is written beside the run store (`charrnn.demo.claim`), so
-that they stay the visitor's after the runner is gone.
+live, with Stop. Which runs the key started is written in the run store (`charrnn.demo.claim`), so
+that they stay the visitor's after the runner is gone, on every app server that shares the store.
 """
 
 import re

@@ -3,7 +3,7 @@ leads outside it (a symlink, ``..``, an absolute path), and so that nothing is w
 
 from pathlib import Path, PurePath
 
-VISITORS = "visitors.sqlite"  # beside the run store: which visitor key (its hash) started which run
+VISITORS = "visitors.sqlite"  # an earlier release's owners of runs beside the store (now a table, read in)
 
 
 def owns(path: str | Path, databases: tuple[Path, ...], checkpoint_dir: Path) -> bool:

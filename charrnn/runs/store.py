@@ -20,9 +20,10 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,6 +38,7 @@ __all__ = ["STATUSES", "EPOCH_FIELDS", "RunStore", "StoreError", "check_id", "ho
 STOP_POLL = 2.0  # seconds between a training process's looks at `stop_asked`
 STATUSES = ("running", "finished", "stopped", "interrupted", "diverged", "failed", "pruned")
 RUN_ID = r"[0-9a-f]{1,32}"
+CLAIM = "INSERT INTO owners (run_id, key_hash) VALUES (:id, :key) ON CONFLICT (run_id) DO NOTHING"  # first stands
 
 
 def check_id(run_id: str) -> str:
@@ -70,6 +72,7 @@ class RunStore:
         self.checkpoint_dir = self.home / "checkpoints"
         schema.open_store(self.home, self.url)
         self._real = self.home.resolve()  # the folder itself, symlinks followed: every file used is inside it
+        self._adopt_visitors()
         self.mark_interrupted()
 
     @contextmanager
@@ -84,6 +87,35 @@ class RunStore:
             if error is None:
                 raise
             raise error from e
+
+    def claim(self, run_id: str, key_hash: str) -> None:
+        """Record that the demo visitor whose key hashes to `key_hash` started `run_id` (the first claim stands)."""
+        with self._connect() as db:
+            db.execute(CLAIM, {"id": check_id(run_id), "key": str(key_hash)})
+
+    def owned(self, key_hash: str) -> frozenset[str]:
+        """The ids of the runs the visitor whose key hashes to `key_hash` started (deleted runs included)."""
+        with self._connect() as db:
+            rows = db.rows("SELECT run_id FROM owners WHERE key_hash=:key", {"key": str(key_hash)})
+        return frozenset(r["run_id"] for r in rows)
+
+    def _adopt_visitors(self) -> None:
+        """Read the owners of a ``visitors.sqlite`` file beside the store (written before they moved into the
+        database) into it, then remove the file; a file that cannot be read is left as it was."""
+        path = self.home / paths.VISITORS
+        if not path.is_file():
+            return
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as old:
+                rows = old.execute("SELECT run_id, key_hash FROM owners").fetchall()
+        except sqlite3.Error:  # damaged, or not ours: kept for a person to look at
+            return
+        with self._connect() as db:
+            for run_id, key in rows:
+                if isinstance(run_id, str) and re.fullmatch(RUN_ID, run_id) and isinstance(key, str):
+                    db.execute(CLAIM, {"id": run_id, "key": key})
+        for end in ("", "-journal", "-wal", "-shm"):
+            path.with_name(path.name + end).unlink(missing_ok=True)
 
     def mark_interrupted(self) -> int:
         """Runs left "running" by a process of this host that is gone become "interrupted"."""
