@@ -12,6 +12,7 @@ from alembic import command
 
 from charrnn.runs import schema
 from charrnn.runs.database import engine
+from charrnn.runs.recorder import load_stored
 from charrnn.runs.store import RunStore
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("store-*.sql"))
@@ -36,7 +37,7 @@ def test_a_store_of_every_earlier_release_upgrades_in_place_and_opens(fixture, t
         db.executescript(fixture.read_text())
     ((run_id, name),) = rows(path, "SELECT id, name FROM runs")
     curve = rows(path, "SELECT epoch, perplexity, loss FROM epochs ORDER BY epoch")
-    files = checkpoint_files(home, run_id)
+    files = checkpoint_files(home, run_id, fixture)
 
     store = RunStore(home)
     (run,) = store.runs()
@@ -48,6 +49,9 @@ def test_a_store_of_every_earlier_release_upgrades_in_place_and_opens(fixture, t
         (n, data, hashlib.sha256(data).hexdigest(), len(data)) for n, data in files.items()
     ]
     assert not (home / "checkpoints" / run_id).exists()
+    if fixture.with_name(f"{fixture.stem}-checkpoints").is_dir():  # a real checkpoint of that release loads
+        model, vocab, ckpt = load_stored(store, run_id, 2)
+        assert ckpt["epoch"] == 2 and len(vocab) == model.config.vocab_size
     for table, needed in {"runs": {"pid_start", "study", "trial"}, "epochs": {"val_perplexity", "val_points"}}.items():
         assert needed <= {r[1] for r in rows(path, f"PRAGMA table_info({table})")}
     store.add_epoch(run_id, {"epoch": 3, "perplexity": 9.0, "val_perplexity": 8.0, "val_points": [(2.5, 8.5)]})
@@ -71,7 +75,7 @@ def test_a_failed_upgrade_leaves_the_old_store_and_its_files_as_they_were(tmp_pa
     with closing(sqlite3.connect(path)) as db:
         db.executescript(FIXTURES[0].read_text())
     ((run_id,),) = rows(path, "SELECT id FROM runs")
-    files = checkpoint_files(home, run_id)
+    files = checkpoint_files(home, run_id, FIXTURES[0])
     before = dump(path)
 
     def broken(*_):
@@ -90,11 +94,14 @@ def test_a_failed_upgrade_leaves_the_old_store_and_its_files_as_they_were(tmp_pa
     assert store.runs()[0]["epochs"] == 2 and store.checkpoint_bytes(run_id, 2) == files[2]
 
 
-def checkpoint_files(home: Path, run_id: str) -> dict[int, bytes]:
-    """The two checkpoint files a fixture's rows name, each with bytes of its own, in the store's folder."""
-    folder = home / "checkpoints" / run_id
+def checkpoint_files(home: Path, run_id: str, fixture: Path) -> dict[int, bytes]:
+    """The two checkpoint files a fixture's rows name, in the store's folder: the release's own files where they
+    were kept (``store-<release>-checkpoints/``), else bytes of their own."""
+    folder, kept = home / "checkpoints" / run_id, fixture.with_name(f"{fixture.stem}-checkpoints")
     folder.mkdir(parents=True)
     files = {n: f"checkpoint {n} of {run_id}".encode() for n in (1, 2)}
+    if kept.is_dir():
+        files = {n: (kept / f"epoch-0000{n}.pt").read_bytes() for n in (1, 2)}
     for n, data in files.items():
         (folder / f"epoch-0000{n}.pt").write_bytes(data)
     return files
