@@ -4,8 +4,8 @@ load hits both alike; each run's figure is the median tokens/s over its epochs (
 
     python tools/store_speed.py --postgres postgresql://user@host/db --epochs 60 --reps 3
 
-Prints a JSON summary; a fresh CHARRNN_HOME per run, so the PostgreSQL runs write their checkpoints to disk as
-the SQLite ones do and the database holds only what differs.
+Prints a JSON summary; a fresh CHARRNN_HOME per run. Both stores keep the runs' checkpoints as rows (bytes and
+SHA-256), so the figure compares the whole run store, checkpoints included.
 """
 
 import argparse
