@@ -125,6 +125,16 @@ def settle(pg, pause_ms: int = 300):
     pg.wait_for_timeout(pause_ms)
 
 
+def open_page(context, url: str, title: str = "charrnn studio", timeout_ms: int = 90_000):
+    """A new page of the browser context `context` at `url`, once the page titled `title` has run."""
+    pg = context.new_page()
+    pg.set_default_timeout(timeout_ms)
+    pg.goto(url)
+    pg.wait_for_selector(f"h1:has-text('{title}')")
+    settle(pg)
+    return pg
+
+
 def shot(pg, name: str):
     SHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

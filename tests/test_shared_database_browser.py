@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from support import OWN_CHART_POINTS, WATCHED_CHART_POINTS, choose, go, serve, settle
+from support import OWN_CHART_POINTS, WATCHED_CHART_POINTS, choose, go, open_page, serve, settle
 from support import shot as save_shot
 
 from charrnn.runs.database import ENV
@@ -38,6 +38,11 @@ TRIAL_CURVES = """() => {
 }"""
 
 
+def new_context(browser):
+    """A browser context of its own (its own session and cookies), tall enough for the whole Runs page."""
+    return browser.new_context(viewport={"width": 1400, "height": 1800})
+
+
 def shot(pg, name: str):
     save_shot(pg, f"shared-database-{name}")
 
@@ -57,17 +62,6 @@ def machines(postgres_cluster, tmp_path, time_machine_path):
             for m in "ab"
         }
         yield url, homes, urls
-
-
-def open_page(browser, address: str, title: str):
-    """A new browser context (its own session) at `address`, once the page titled `title` has run."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1800})
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    pg.goto(address)
-    pg.wait_for_selector(f"h1:has-text('{title}')")
-    settle(pg)
-    return pg
 
 
 def press(pg, key: str):
@@ -112,12 +106,12 @@ def test_two_servers_and_a_tune_worker_share_one_postgres_store(postgres_cluster
     worker = None
     try:
         # A starts a run; B's Train page lists it as training elsewhere and watches its curve grow.
-        a = open_page(browser, f"{servers['a']}/train?{TRAIN}", "Train")
+        a = open_page(new_context(browser), f"{servers['a']}/train?{TRAIN}", "Train", 60_000)
         press(a, "train_start")
         a.wait_for_function(f"({OWN_CHART_POINTS})() >= 1")
         caption = a.locator(".st-key-train_own").get_by_text("Recorded in the run store as run").inner_text()
         run_id = caption.split(" as run ")[1].split()[0]
-        b = open_page(browser, f"{servers['b']}/train", "Train")
+        b = open_page(new_context(browser), f"{servers['b']}/train", "Train", 60_000)
         choose(b, "Watch live (read-only)", run_id)
         b.wait_for_function(f"({WATCHED_CHART_POINTS})() >= 2")
         seen = b.evaluate(WATCHED_CHART_POINTS)

@@ -6,7 +6,7 @@ Screenshots go to artifacts/screenshots/ (gitignored)."""
 import time
 
 import pytest
-from support import OWN_CHART_POINTS, choose, fill, go, serve, settle, shot
+from support import OWN_CHART_POINTS, choose, fill, go, open_page, serve, settle, shot
 
 from charrnn.runs.store import RunStore
 
@@ -19,15 +19,6 @@ VIEW = {"width": 1366, "height": 768}
 def demo_server(time_machine_path, tmp_path, monkeypatch):
     monkeypatch.setenv("CHARRNN_HOME", str(tmp_path / "home"))  # this process reads the same store
     yield from serve(time_machine_path, CHARRNN_DEMO="1")
-
-
-def open_page(context, url: str, title: str = "charrnn studio"):
-    pg = context.new_page()
-    pg.set_default_timeout(90_000)
-    pg.goto(url)
-    pg.wait_for_selector(f"h1:has-text('{title}')")
-    settle(pg)
-    return pg
 
 
 def boxes(pg) -> dict:

@@ -121,8 +121,19 @@ def test_tune_defaults_to_the_run_stores_server_in_a_schema_of_its_own(database,
     with engine(store_url(tmp_path, database)).connect() as db:
         public = set(sa.inspect(db).get_table_names())
         optuna_tables = set(sa.inspect(db).get_table_names(schema="optuna"))
-    assert {"runs", "epochs", "checkpoints", "charrnn_version"} == public
+    assert {"runs", "epochs", "checkpoints", "owners", "charrnn_version"} == public
     assert {"studies", "trials", "alembic_version"} <= optuna_tables
+
+
+def started(run, seen: list) -> threading.Thread:
+    """`run` in a thread, once its training has recorded 3 epochs in `seen`."""
+    trainer = threading.Thread(target=run)
+    trainer.start()
+    deadline = time.monotonic() + 60
+    while len(seen) < 3:
+        assert trainer.is_alive() and time.monotonic() < deadline
+        time.sleep(0.05)
+    return trainer
 
 
 def test_a_run_trains_through_a_server_restart_and_loses_no_epoch(postgres_cluster, tmp_path, time_machine_path):
@@ -135,12 +146,7 @@ def test_a_run_trains_through_a_server_restart_and_loses_no_epoch(postgres_clust
     def run():
         done["result"] = train_recorded(store, text, config, on_epoch=seen.append, checkpoint_every=10)
 
-    trainer = threading.Thread(target=run)
-    trainer.start()
-    deadline = time.monotonic() + 60
-    while len(seen) < 3:
-        assert trainer.is_alive() and time.monotonic() < deadline
-        time.sleep(0.05)
+    trainer = started(run, seen)
     postgres_cluster.restart()  # immediate stop (as a crash), then start again: seconds without a server
     at_restart = len(seen)
     trainer.join(timeout=120)
@@ -174,12 +180,7 @@ def test_a_server_away_past_the_limit_leaves_the_run_resumable_from_what_it_kept
         except StoreUnreachable as e:
             ended["error"] = str(e)
 
-    trainer = threading.Thread(target=run)
-    trainer.start()
-    deadline = time.monotonic() + 60
-    while len(seen) < 3:
-        assert trainer.is_alive() and time.monotonic() < deadline
-        time.sleep(0.05)
+    trainer = started(run, seen)
     postgres_cluster.halt()
     try:
         trainer.join(timeout=120)
