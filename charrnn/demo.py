@@ -199,11 +199,12 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def claim(run_id: str, key: str, home: str | Path | None = None) -> bool:
-    """Record, in the run store, that the visitor holding `key` started `run_id` (the first claim stands); False
-    when the store cannot be written (the run trains on; only its owner is not remembered past the session)."""
+def claim(run_id: str, key: str, home: str | Path | None = None, who: str | None = None) -> bool:
+    """Record, in the run store, that the visitor holding `key` (named `who` when signed in) started `run_id` (the
+    first claim stands); False when the store cannot be written (the run trains on; only its owner is not
+    remembered past the session)."""
     try:
-        RunStore(home).claim(run_id, key_hash(key))
+        RunStore(home).claim(run_id, key_hash(key), who)
         return True
     except ValueError:  # StoreError: the database away, or the store unusable
         return False

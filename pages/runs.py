@@ -21,11 +21,11 @@ ui.links.link_to_this_view("runs")
 st.caption("Every training run is recorded with its curve and checkpoints; `python -m charrnn runs` lists the same.")
 if st.session_state.get("runs_error"):
     ui.error(st.session_state.pop("runs_error"))  # shown once, after the action that failed
-runs = ui.runs.stored_runs()  # None (said in one line) when the store cannot be opened: the upload below still works
+runs = ui.runs.only_mine(ui.runs.stored_runs())  # None (said in one line) when the store cannot be opened
 by_id = {r["id"]: r for r in runs or ()}
 labels = ui.runs.run_labels(runs or [])
 if runs == []:
-    st.info("No runs yet: start one on the Train page, or with `python -m charrnn train`.")
+    st.info(ui.runs.no_runs_text())
 elif runs:
     ui.runs.runs_table(runs)  # live while a run trains
 

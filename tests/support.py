@@ -1,5 +1,6 @@
 """Helpers shared by the app tests: AppTest (one user, in this process) and Playwright (a real browser)."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -10,6 +11,8 @@ from pathlib import Path
 import appserver  # tools/appserver.py (pyproject puts tools/ on the path)
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from charrnn.runs.store import StoreError
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
@@ -133,6 +136,33 @@ def open_page(context, url: str, title: str = "charrnn studio", timeout_ms: int 
     pg.wait_for_selector(f"h1:has-text('{title}')")
     settle(pg)
     return pg
+
+
+def new_context(browser):
+    """A browser context of its own (its own session and cookies), tall enough for the whole Runs page."""
+    return browser.new_context(viewport={"width": 1400, "height": 1800})
+
+
+def press(pg, key: str):
+    """Click the button with this widget key and wait for the script run it starts."""
+    pg.locator(f".st-key-{key}").get_by_role("button").click()  # the visible one: a help tooltip has a hidden copy
+    settle(pg)
+
+
+def no_exception(pg):
+    assert pg.locator("[data-testid='stException']").count() == 0
+    assert pg.get_by_text("Traceback").count() == 0
+
+
+def wait_for(pg, condition, what: str, seconds: float = 60):
+    """Until `condition()` holds; a run store away for a moment (the server restarting) is asked again."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(StoreError):
+            if condition():
+                return
+        assert time.monotonic() < deadline, what
+        pg.wait_for_timeout(300)
 
 
 def shot(pg, name: str):

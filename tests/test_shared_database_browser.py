@@ -13,14 +13,25 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
-from support import OWN_CHART_POINTS, WATCHED_CHART_POINTS, choose, go, open_page, serve, settle
+from support import (
+    OWN_CHART_POINTS,
+    WATCHED_CHART_POINTS,
+    choose,
+    go,
+    new_context,
+    no_exception,
+    open_page,
+    press,
+    serve,
+    settle,
+    wait_for,
+)
 from support import shot as save_shot
 
 from charrnn.runs.database import ENV
-from charrnn.runs.store import RunStore, StoreError
+from charrnn.runs.store import RunStore
 
 pytestmark = pytest.mark.browser
 
@@ -36,11 +47,6 @@ TRIAL_CURVES = """() => {
   const el = document.querySelector(".st-key-tune_intermediate .js-plotly-plot");
   return el && el.data ? el.data.filter(trace => (trace.x || []).length > 0).length : 0;
 }"""
-
-
-def new_context(browser):
-    """A browser context of its own (its own session and cookies), tall enough for the whole Runs page."""
-    return browser.new_context(viewport={"width": 1400, "height": 1800})
 
 
 def shot(pg, name: str):
@@ -62,28 +68,6 @@ def machines(postgres_cluster, tmp_path, time_machine_path):
             for m in "ab"
         }
         yield url, homes, urls
-
-
-def press(pg, key: str):
-    """Click the button with this widget key and wait for the script run it starts."""
-    pg.locator(f".st-key-{key}").get_by_role("button").click()  # the visible one: a help tooltip has a hidden copy
-    settle(pg)
-
-
-def no_exception(pg):
-    assert pg.locator("[data-testid='stException']").count() == 0
-    assert pg.get_by_text("Traceback").count() == 0
-
-
-def wait_for(pg, condition, what: str, seconds: float = 60):
-    """Until `condition()` holds; a run store away for a moment (the server restarting) is asked again."""
-    deadline = time.monotonic() + seconds
-    while True:
-        with contextlib.suppress(StoreError):
-            if condition():
-                return
-        assert time.monotonic() < deadline, what
-        pg.wait_for_timeout(300)
 
 
 def generated(pg) -> str:

@@ -5,23 +5,38 @@ limit."""
 import math
 
 from charrnn import demo
+from ui import auth
 from ui.visitor import own_runs
 
 READ_ONLY = (
     "in this demo you can change only your own runs (those this browser started, or your link's); this one "
     "is read-only (you can still watch it, generate from it or train again with its settings)."
 )
+READ_ONLY_SIGNED_IN = (  # with sign-in on (ui.auth)
+    "you can change only your own runs (those you started signed in, or this browser's before you signed in); "
+    "this one is read-only (you can still watch it, generate from it or train again with its settings)."
+)
+
+
+def read_only() -> str:
+    """Why a run of someone else cannot be changed here."""
+    return READ_ONLY_SIGNED_IN if auth.configured() else READ_ONLY
+
+
 CAPS = {"text": "upload_bytes", "checkpoint": "checkpoint_bytes"}
 
 
 def may_change(run_id: str) -> bool:
-    """Whether this visitor may rename, delete or resume the run."""
-    return not demo.demo_enabled() or run_id in own_runs()
+    """Whether this visitor may stop, rename, delete or resume the run: any run, outside demo mode and without
+    sign-in; else their own (ui.visitor), or any for an admin (ui.auth)."""
+    if not demo.demo_enabled() and not auth.configured():
+        return True
+    return auth.is_admin() or run_id in own_runs()
 
 
 def read_only_help(run_id: str, help_text: str | None = None) -> str | None:
     """A button's help: why it is off for a run of another visitor, else its own help."""
-    return help_text if may_change(run_id) else READ_ONLY[0].upper() + READ_ONLY[1:]
+    return help_text if may_change(run_id) else read_only()[0].upper() + read_only()[1:]
 
 
 def upload_mb(kind: str = "text") -> int | None:

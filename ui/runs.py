@@ -11,9 +11,9 @@ from charrnn.device import resolve_device
 from charrnn.runs.runner import run_name
 from charrnn.runs.store import DamagedCheckpoint, RunStore, StoreError, home_dir
 from charrnn.train import TrainConfig
-from ui import views
+from ui import auth, views
 from ui.corpus import corpus_for_run
-from ui.demo import READ_ONLY, may_change
+from ui.demo import may_change, read_only
 from ui.display import error, literal
 from ui.state import DEFAULTS, HP_FIELDS, set_setting, switch_to
 from ui.training import device_choices, device_lock, runner
@@ -50,15 +50,37 @@ def run_labels(runs: list[dict]) -> dict:
     return {i: f"{label} · yours" if i in mine else label for i, label in labels.items()}
 
 
+def only_mine(runs: list[dict] | None) -> list[dict] | None:
+    """The runs the page lists: all of them, or, with "Only mine" on, the visitor's own (offered where runs have
+    owners: with sign-in on, or in demo mode)."""
+    if not runs or not (demo.demo_enabled() or auth.configured()):
+        return runs
+    if not st.toggle("Only mine", key="runs_only_mine", help="only the runs you started"):
+        return runs
+    return mine_of(runs)
+
+
+def no_runs_text() -> str:
+    if st.session_state.get("runs_only_mine"):
+        return "None of the runs is yours yet: start one on the Train page, or turn Only mine off to see all."
+    return "No runs yet: start one on the Train page, or with `python -m charrnn train`."
+
+
+def mine_of(runs: list[dict]) -> list[dict]:
+    mine = own_runs()
+    return [r for r in runs if r["id"] in mine]
+
+
 def runs_table(runs: list[dict]):
-    """The table of every run, redrawn every 3 s while one of them trains (no Refresh to press, and the page
+    """The table of every run listed, redrawn every 3 s while one of them trains (no Refresh to press, and the page
     does not move), and the whole page once when one of them ends (its buttons and pickers follow)."""
     training = {r["id"] for r in runs if r["status"] == "running"}
+    filtered = bool(st.session_state.get("runs_only_mine"))
 
     @st.fragment(run_every=3.0 if training else None)
     def view():
         try:
-            now = RunStore().runs() if training else runs
+            now = (mine_of(RunStore().runs()) if filtered else RunStore().runs()) if training else runs
         except StoreError as e:  # the database away (a server restarting): the last table stays, and says why
             st.warning(literal(f"The run store cannot be read just now; trying again every 3 s. ({e})"))
             now = runs
@@ -89,7 +111,7 @@ def refused(run_id: str, action: str) -> bool:
     buttons are off for it too, but a disabled button can be bypassed; this callback check cannot."""
     if may_change(run_id):
         return False
-    st.session_state["runs_error"] = f"{action}: {READ_ONLY}"
+    st.session_state["runs_error"] = f"{action}: {read_only()}"
     return True
 
 

@@ -15,6 +15,7 @@ from charrnn.presets import PRESETS, preset
 from charrnn.runs.checkpoint import make_checkpoint
 from charrnn.runs.devicequeue import DeviceQueue
 from charrnn.runs.runner import Runner
+from ui import auth
 from ui.corpus import load_chosen_corpus
 from ui.display import eta_text
 from ui.state import DEFAULTS, HP_FIELDS, SOURCES, keep_all, set_setting, train_config
@@ -53,6 +54,7 @@ def sidebar(pages):
         # Less space above every page's title: at 1366x768 the Train page's chart and figures fit below it.
         st.html("<style>.stMainBlockContainer {padding-top: 3rem}</style>")
         run_state()
+        auth.sidebar()
         show_your_link()
         keep_cookie()
     pending_link()

@@ -19,6 +19,7 @@ from charrnn.runs.store import RunStore
 from charrnn.tune_space import FieldError, corners, one_line, parse_dimension
 from charrnn.tune_storage import masked, open_storage, storage_url
 from charrnn.tune_study import Search, Tuner, eval_cadence, pruning_note
+from ui import auth
 from ui.corpus import load_chosen_corpus
 from ui.state import HP_FIELDS, set_setting, switch_to, train_config
 from ui.training import device_lock, runner
@@ -219,7 +220,9 @@ def start_tune():
             st.session_state["tune_pruner"],
         )
         tuner = Tuner(search, corpus, runner=runner(), device_lock=device_lock(str(device)), store=RunStore())
-        tuner.prepare(device)
+        study = tuner.prepare(device)
+        if auth.user() is not None:  # a study records who started it, as its trials' runs do (ui.visitor)
+            study.set_user_attr("owner", auth.user())
     except FieldError as e:
         set_error(e.dim if e.field == "space" and e.dim in SPECS else e.field, str(e))
         return

@@ -225,6 +225,7 @@ def runs_table(runs: list[dict], mine: frozenset = frozenset()) -> pd.DataFrame:
                 "reason": r["reason"] or "",
                 "device": r["device"],
                 "host": r.get("host") or "",  # a shared database holds runs of many machines
+                "owner": r.get("owner") or "",  # who signed in to start it; blank: an anonymous visitor, or the CLI
                 "duration (s)": rounded(r["duration"], 1),
                 "created": pd.Timestamp(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"]))),
                 "text": f"{r['corpus'].get('name', '?')}, {r['corpus'].get('mode', '?')}",

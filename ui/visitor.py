@@ -19,6 +19,7 @@ import streamlit as st
 
 from charrnn import demo
 from charrnn.runs.runner import Runner
+from ui import auth
 
 COOKIE = "charrnn_visitor"
 PARAM = "key"  # the private link's query parameter
@@ -39,7 +40,8 @@ class Registry:
         with self._lock:
             self._sweep(now)
             found = self._runners.get(key)
-            run = found[0] if found else Runner(on_record=lambda run_id: demo.claim(run_id, key))
+            who = key.removeprefix(auth.USER) if key.startswith(auth.USER) else None  # signed in: named
+            run = found[0] if found else Runner(on_record=lambda run_id: demo.claim(run_id, key, who=who))
             self._runners[key] = (run, now)
             return run
 
@@ -76,7 +78,10 @@ def visitor_key() -> str:
     """This visitor's key: the session's, else the browser's cookie, else a new one (kept by `keep_cookie`).
     A private link's key (`?key=`) is taken out of the address at once (a copied address never carries
     it) and becomes this visitor's, except where this browser already owns runs under another key: then
-    `pending_link` asks first, so that opening someone's link never silently hands them this browser."""
+    `pending_link` asks first, so that opening someone's link never silently hands them this browser. A person
+    signed in (ui.auth) is their own key, the same in every browser; no cookie or link can spell it."""
+    if auth.user() is not None:
+        return auth.USER + auth.user()
     if "visitor_key" not in st.session_state:
         kept = st.context.cookies.get(COOKIE) if st.context.cookies else None
         st.session_state["visitor_key"] = kept if kept and KEY.fullmatch(kept) else secrets.token_urlsafe(24)
@@ -127,7 +132,10 @@ def own_runs() -> frozenset[str]:
 
 def keep_cookie():
     """Store the key in the browser (once per session, when the browser's cookie differs), so that a
-    reload or another tab of this browser is the same visitor. The cookie is only ever read by this app."""
+    reload or another tab of this browser is the same visitor. The cookie is only ever read by this app. A
+    signed-in person needs none (and this browser's anonymous key stays as it was)."""
+    if auth.user() is not None:
+        return
     key = visitor_key()
     if st.context.cookies.get(COOKIE) == key or st.session_state.get("_cookie_sent") == key:
         return
@@ -151,8 +159,8 @@ def app_root(url: str | None = None, base_path: str | None = None) -> str:
 
 
 def show_your_link():
-    """The sidebar's "Your link" popover, once the visitor has a run."""
-    if not own_runs():
+    """The sidebar's "Your link" popover, once the visitor has a run (a signed-in person signs in instead)."""
+    if auth.user() is not None or not own_runs():
         return
     with st.sidebar.popover("Your link", icon=":material/key:"):
         st.caption(

@@ -45,6 +45,7 @@ UPSERT_EPOCH = (
 )
 RUNS_QUERY = """
     SELECT r.*, COUNT(e.epoch) AS epochs, MIN(e.perplexity) AS best_perplexity,
+           (SELECT who FROM owners WHERE run_id=r.id) AS owner,
            (SELECT perplexity FROM epochs WHERE run_id=r.id ORDER BY epoch DESC LIMIT 1) AS final_perplexity,
            (SELECT tokens_per_sec FROM epochs WHERE run_id=r.id ORDER BY epoch DESC LIMIT 1) AS tokens_per_sec,
            MAX(e.elapsed) AS duration, MIN(e.val_perplexity) AS best_val_perplexity,

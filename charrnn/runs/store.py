@@ -38,7 +38,7 @@ __all__ = ["STATUSES", "EPOCH_FIELDS", "RunStore", "StoreError", "check_id", "ho
 STOP_POLL = 2.0  # seconds between a training process's looks at `stop_asked`
 STATUSES = ("running", "finished", "stopped", "interrupted", "diverged", "failed", "pruned")
 RUN_ID = r"[0-9a-f]{1,32}"
-CLAIM = "INSERT INTO owners (run_id, key_hash) VALUES (:id, :key) ON CONFLICT (run_id) DO NOTHING"  # first stands
+CLAIM = "INSERT INTO owners (run_id, key_hash, who) VALUES (:id, :key, :who) ON CONFLICT (run_id) DO NOTHING"
 
 
 def check_id(run_id: str) -> str:
@@ -88,10 +88,12 @@ class RunStore:
                 raise
             raise error from e
 
-    def claim(self, run_id: str, key_hash: str) -> None:
-        """Record that the demo visitor whose key hashes to `key_hash` started `run_id` (the first claim stands)."""
+    def claim(self, run_id: str, key_hash: str, who: str | None = None) -> None:
+        """Record that the visitor whose key hashes to `key_hash` (a demo visitor's, or a signed-in person's, named
+        `who`) started `run_id`; the first claim stands."""
+        who = None if who is None else str(who)[:200]
         with self._connect() as db:
-            db.execute(CLAIM, {"id": check_id(run_id), "key": str(key_hash)})
+            db.execute(CLAIM, {"id": check_id(run_id), "key": str(key_hash), "who": who})
 
     def owned(self, key_hash: str) -> frozenset[str]:
         """The ids of the runs the visitor whose key hashes to `key_hash` started (deleted runs included)."""
@@ -113,7 +115,7 @@ class RunStore:
         with self._connect() as db:
             for run_id, key in rows:
                 if isinstance(run_id, str) and re.fullmatch(RUN_ID, run_id) and isinstance(key, str):
-                    db.execute(CLAIM, {"id": run_id, "key": key})
+                    db.execute(CLAIM, {"id": run_id, "key": key, "who": None})
         for end in ("", "-journal", "-wal", "-shm"):
             path.with_name(path.name + end).unlink(missing_ok=True)
 

@@ -1,0 +1,57 @@
+"""Sign-in's rules on the Runs page (issue 24), with AppTest's signed-in user (`at.user`) and the app's secrets
+(`at.secrets`): a signed-in person may change their own runs only, an admin any; nobody signed in sees Sign in.
+The sign-in flow itself, through a real provider, is tests/test_sign_in_browser.py."""
+
+from streamlit.testing.v1 import AppTest
+from support import APP, ok, record_run
+
+from charrnn import demo
+from ui.auth import USER
+
+TINY = dict(num_epochs=1, num_hiddens=16, max_tokens=2000, batch_size=4, num_steps=8, device="cpu")
+AUTH = {
+    "redirect_uri": "http://127.0.0.1:8501/oauth2callback",
+    "cookie_secret": "a-test-cookie-secret-0123456789",
+    "client_id": "charrnn",
+    "client_secret": "s",
+    "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration",
+}
+
+
+def browser(email: str | None, admins=()) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets["auth"] = AUTH
+    at.secrets["charrnn"] = {"admins": list(admins)}
+    at.user = {"is_logged_in": True, "email": email, "sub": email} if email else {"is_logged_in": False}
+    return ok(at.run())
+
+
+def changeable(at: AppTest, run_id: str) -> bool:
+    at.switch_page("pages/runs.py").run()
+    ok(at.selectbox(key="runs_one").set_value(run_id).run())
+    states = {at.button(key=k).disabled for k in ("runs_rename", "runs_del")}
+    assert len(states) == 1
+    return not states.pop()
+
+
+def test_a_signed_in_person_changes_their_own_runs_and_an_admin_any(home, corpus):
+    alices, bobs = record_run(corpus, "alice's", TINY), record_run(corpus, "bob's", TINY)
+    demo.claim(alices, USER + "alice@example.com", who="alice@example.com")
+    demo.claim(bobs, USER + "bob@example.com", who="bob@example.com")
+    alice = browser("alice@example.com")
+    assert any("Signed in as alice@example.com" in c.value for c in alice.sidebar.caption), alice.sidebar.caption
+    assert changeable(alice, alices) and not changeable(alice, bobs)
+    assert [r["owner"] for r in home.runs()] == ["bob@example.com", "alice@example.com"]
+    assert changeable(browser("teacher@example.com", admins=["teacher@example.com"]), bobs)
+    assert not changeable(browser("teacher@example.com"), bobs)  # not named an admin: read-only
+
+    nobody = browser(None)
+    assert [b.label for b in nobody.sidebar.button if b.key == "auth_sign_in"] == ["Sign in"]
+    assert not changeable(nobody, alices)  # this browser started neither
+
+
+def test_without_auth_in_the_secrets_nothing_changes(home, corpus):
+    run_id = record_run(corpus, "anyone's", TINY)
+    at = ok(AppTest.from_file(APP, default_timeout=60).run())
+    assert not [b for b in at.sidebar.button if b.key in ("auth_sign_in", "auth_sign_out")]
+    assert changeable(at, run_id)  # outside demo mode every run may be changed, as before
