@@ -160,17 +160,20 @@ def check_caps(config: TrainConfig | dict, text_chars: int | None = None, vocab_
     return [p for p in problems if p]
 
 
-def require_caps(config: TrainConfig | dict, text_chars: int | None = None, vocab_size: int | None = None) -> None:
-    """In demo mode, ValueError with the first cap `config` is above (it names the field and the cap)."""
-    problems = check_caps(config, text_chars, vocab_size) if demo_enabled() else []
+def require_caps(
+    config: TrainConfig | dict, text_chars: int | None = None, vocab_size: int | None = None, on: bool | None = None
+) -> None:
+    """In demo mode (`on`: whether the caps apply, for the app's visitor; None: this server's demo mode),
+    ValueError with the first cap `config` is above (it names the field and the cap)."""
+    problems = check_caps(config, text_chars, vocab_size) if (demo_enabled() if on is None else on) else []
     if problems:
         raise ValueError(problems[0])
 
 
-def require_upload(size: int, name: str, field: str = "upload_bytes") -> None:
-    """In demo mode, ValueError naming the file when it is above the cap of `field` (a text's
-    upload_bytes, a checkpoint's checkpoint_bytes)."""
-    problem = over_cap(field, size, name) if demo_enabled() else None
+def require_upload(size: int, name: str, field: str = "upload_bytes", on: bool | None = None) -> None:
+    """In demo mode (`on`: as for require_caps), ValueError naming the file when it is above the cap of `field`
+    (a text's upload_bytes, a checkpoint's checkpoint_bytes)."""
+    problem = over_cap(field, size, name) if (demo_enabled() if on is None else on) else None
     if problem:
         raise ValueError(problem)
 

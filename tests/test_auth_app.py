@@ -55,3 +55,15 @@ def test_without_auth_in_the_secrets_nothing_changes(home, corpus):
     at = ok(AppTest.from_file(APP, default_timeout=60).run())
     assert not [b for b in at.sidebar.button if b.key in ("auth_sign_in", "auth_sign_out")]
     assert changeable(at, run_id)  # outside demo mode every run may be changed, as before
+
+
+def test_not_signed_in_is_demo_mode_and_signed_in_is_not(home):
+    """With sign-in on (and CHARRNN_DEMO off), the demo's caps apply to whoever is not signed in."""
+    nobody, alice = browser(None), browser("alice@example.com")
+    assert any(c.value.startswith("Demo mode:") for c in nobody.sidebar.caption)
+    assert not any(c.value.startswith("Demo mode:") for c in alice.sidebar.caption)
+    nobody.session_state["hp_num_hiddens"] = 1024
+    nobody.switch_page("pages/train.py").run()
+    ok(nobody.button(key="train_start").click().run())
+    assert any("at most 512 in this demo, not 1,024" in e.value for e in nobody.error), [e.value for e in nobody.error]
+    assert home.runs() == []  # refused before anything started

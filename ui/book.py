@@ -9,7 +9,6 @@ import time
 import pandas as pd
 import streamlit as st
 
-from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
 from charrnn.reproduce import CHAPTERS, within
@@ -18,6 +17,7 @@ from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 from ui import views
 from ui.corpus import load_text, yardsticks_for
+from ui.demo import require_caps
 from ui.display import error
 from ui.training import device_lock, runner
 from ui.visitor import visitor_key
@@ -109,7 +109,7 @@ def start_book(chapter: int):
         base = {"device": st.session_state["hp_device"], "num_epochs": st.session_state[f"{key}_epochs"]}
         configs = [(e.name, TrainConfig(**{**e.overrides, **base}).validate()) for e in CHAPTERS[chapter]]
         for _, config in configs:  # the chapter's runs are within the demo's caps; the epochs field may not be
-            demo.require_caps(config, len(corpus))
+            require_caps(config, len(corpus))
     except (ValueError, CorpusError) as e:
         st.session_state[f"{key}_error"] = str(e)
         return

@@ -26,6 +26,17 @@ def read_only() -> str:
 CAPS = {"text": "upload_bytes", "checkpoint": "checkpoint_bytes"}
 
 
+def capped() -> bool:
+    """Whether the demo's caps apply to this visitor: on a demo server (CHARRNN_DEMO), to everyone; with sign-in on,
+    to whoever is not signed in ("not signed in: demo mode")."""
+    return demo.demo_enabled() or (auth.configured() and auth.user() is None)
+
+
+def require_caps(config, text_chars: int | None = None, vocab_size: int | None = None) -> None:
+    """charrnn.demo.require_caps for this visitor (see `capped`)."""
+    demo.require_caps(config, text_chars, vocab_size, on=capped())
+
+
 def may_change(run_id: str) -> bool:
     """Whether this visitor may stop, rename, delete or resume the run: any run, outside demo mode and without
     sign-in; else their own (ui.visitor), or any for an admin (ui.auth)."""
@@ -42,11 +53,11 @@ def read_only_help(run_id: str, help_text: str | None = None) -> str | None:
 def upload_mb(kind: str = "text") -> int | None:
     """The uploader's own limit in MiB for a `kind` ("text", "checkpoint") of file (the browser refuses a
     larger file before sending it); None: the server's (maxUploadSize)."""
-    return math.ceil(demo.DEMO_CAPS[CAPS[kind]] / 2**20) if demo.demo_enabled() else None
+    return math.ceil(demo.DEMO_CAPS[CAPS[kind]] / 2**20) if capped() else None
 
 
 def check_upload(file, kind: str = "text") -> None:
     """ValueError naming the file when it is above the demo's cap for its kind; the browser's check can be
     bypassed. Outside demo mode the file is not even looked at."""
-    if demo.demo_enabled():
-        demo.require_upload(getattr(file, "size", None) or len(file.getvalue()), file.name, CAPS[kind])
+    if capped():
+        demo.require_upload(getattr(file, "size", None) or len(file.getvalue()), file.name, CAPS[kind], on=True)

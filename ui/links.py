@@ -17,6 +17,7 @@ from charrnn import demo
 from charrnn.generate import MAX_PREDS, MAX_PREFIX
 from charrnn.runs.store import RunStore, check_id
 from charrnn.train import TrainConfig
+from ui.demo import capped
 from ui.display import literal
 from ui.state import DEFAULTS, HP_FIELDS
 from ui.training import device_choices
@@ -55,7 +56,7 @@ def hp_param(field: str) -> Param:
         TrainConfig(**{field: value}).validate()
         # In demo mode a link cannot bring a value above a cap (max_tokens 0, the whole text, is judged
         # at Start, where the text's length is known).
-        problem = demo.over_cap(field, value) if demo.demo_enabled() and field in demo.CONFIG_CAPS else None
+        problem = demo.over_cap(field, value) if capped() and field in demo.CONFIG_CAPS else None
         if problem:
             raise ValueError(problem)
         return value

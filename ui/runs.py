@@ -13,7 +13,7 @@ from charrnn.runs.store import DamagedCheckpoint, RunStore, StoreError, home_dir
 from charrnn.train import TrainConfig
 from ui import auth, views
 from ui.corpus import corpus_for_run
-from ui.demo import may_change, read_only
+from ui.demo import capped, may_change, read_only, require_caps
 from ui.display import error, literal
 from ui.state import DEFAULTS, HP_FIELDS, set_setting, switch_to
 from ui.training import device_choices, device_lock, runner
@@ -172,7 +172,7 @@ def resume_run(run_id: str):
         run = RunStore().run(run_id)
         corpus = corpus_for_run(run)
         config = TrainConfig.from_dict({**run["config"], "device": st.session_state["hp_device"]}).validate()
-        demo.require_caps(config, len(corpus), len(corpus.vocab))
+        require_caps(config, len(corpus), len(corpus.vocab))
         device = str(resolve_device(config.device))
         every = st.session_state["checkpoint_every"]
         if runner().start(corpus, config, device_lock(device), resume=run_id, checkpoint_every=every, queue=True):
@@ -194,9 +194,9 @@ def train_again(run_id: str):
     except ValueError as e:
         st.session_state["runs_error"] = f"Train again: {e}"
         return
-    if demo.demo_enabled():  # settings above a cap are refused here, not copied into a form that refuses them
+    if capped():  # settings above a cap are refused here, not copied into a form that refuses them
         try:
-            demo.require_caps(config, len(corpus_for_run(run)) if config.max_tokens == 0 else None)
+            require_caps(config, len(corpus_for_run(run)) if config.max_tokens == 0 else None)
         except (ValueError, CorpusError) as e:
             st.session_state["runs_error"] = f"Train again: {e}"
             return

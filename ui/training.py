@@ -17,6 +17,7 @@ from charrnn.runs.devicequeue import DeviceQueue
 from charrnn.runs.runner import Runner
 from ui import auth
 from ui.corpus import load_chosen_corpus
+from ui.demo import capped, require_caps
 from ui.display import eta_text
 from ui.state import DEFAULTS, HP_FIELDS, SOURCES, keep_all, set_setting, train_config
 
@@ -47,7 +48,7 @@ def sidebar(pages):
     with st.sidebar:
         for page in pages:
             st.page_link(page)
-        if demo.demo_enabled():
+        if capped():
             st.caption(demo.caption())
         st.caption("Device")
         st.text(device_text(st.session_state["hp_device"]))
@@ -107,7 +108,7 @@ def start_training(**overrides):
     try:
         config = train_config(**overrides).validate()
         corpus = load_chosen_corpus(config.max_tokens)
-        demo.require_caps(config, len(corpus), len(corpus.vocab))  # in demo mode only; max_tokens 0: the text
+        require_caps(config, len(corpus), len(corpus.vocab))  # in demo mode only; max_tokens 0: the text
         device = str(resolve_device(config.device))
         every = st.session_state["checkpoint_every"]
         if runner().start(corpus, config, device_lock(device), checkpoint_every=every, queue=True):

@@ -21,6 +21,7 @@ from charrnn.tune_storage import masked, open_storage, storage_url
 from charrnn.tune_study import Search, Tuner, eval_cadence, pruning_note
 from ui import auth
 from ui.corpus import load_chosen_corpus
+from ui.demo import capped
 from ui.state import HP_FIELDS, set_setting, switch_to, train_config
 from ui.training import device_lock, runner
 from ui.visitor import visitor_key
@@ -60,7 +61,7 @@ DEFAULTS = {
 
 
 def init():
-    if demo.demo_enabled():  # the form opens within the demo's caps (num_hiddens at most 512)
+    if capped():  # the form opens within the demo's caps (num_hiddens at most 512)
         st.session_state.setdefault("tune_spec_num_hiddens", "128|256|512")
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
@@ -177,7 +178,7 @@ def check_demo_caps(space: dict, base, text_chars: int) -> None:
     """In demo mode, an error at each field above a cap: trials, epochs, the varied num_hiddens' largest
     value, and the caps of the space's largest shapes (each cell and model with the largest num_hiddens
     and num_layers, the Train page's settings for what does not vary) under Start."""
-    if not demo.demo_enabled():
+    if not capped():
         return
     checks = [("trials", demo.over_cap("trials", st.session_state["tune_trials"]))]
     checks.append(("epochs", demo.over_cap("num_epochs", base.num_epochs)))
