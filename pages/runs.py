@@ -52,7 +52,7 @@ elif runs:
     st.text(f"{run['status']}{': ' + run['reason'] if run['reason'] else ''}, {run['epochs']} epochs, id {run_id}")
     st.text(ui.views.run_model_text(run))
     busy = ui.runner().snapshot().running
-    mine = ui.demo.may_change(run_id)  # in demo mode, only this session's own runs can be changed
+    mine = ui.demo.may_change(run_id)  # in demo mode or signed in, only the visitor's own (an admin: any)
     if run["status"] == "running":
         c = st.columns([1, 5], vertical_alignment="center")
         c[0].button(

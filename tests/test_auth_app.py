@@ -2,10 +2,14 @@
 (`at.secrets`): a signed-in person may change their own runs only, an admin any; nobody signed in sees Sign in.
 The sign-in flow itself, through a real provider, is tests/test_sign_in_browser.py."""
 
+import time
+
+import optuna
 from streamlit.testing.v1 import AppTest
 from support import APP, ok, record_run
 
 from charrnn import demo
+from charrnn.tune_storage import open_storage, storage_url
 from ui.auth import USER
 
 TINY = dict(num_epochs=1, num_hiddens=16, max_tokens=2000, batch_size=4, num_steps=8, device="cpu")
@@ -67,3 +71,25 @@ def test_not_signed_in_is_demo_mode_and_signed_in_is_not(home):
     ok(nobody.button(key="train_start").click().run())
     assert any("at most 512 in this demo, not 1,024" in e.value for e in nobody.error), [e.value for e in nobody.error]
     assert home.runs() == []  # refused before anything started
+
+
+def test_a_study_started_signed_in_records_its_owner_as_its_trials_runs_do(home, time_machine_path, monkeypatch):
+    monkeypatch.delenv("CHARRNN_TUNE_STORAGE", raising=False)  # the default: tune.sqlite beside the runs
+    at = browser("alice@example.com")
+    tiny = dict(num_hiddens=16, max_tokens=2000, batch_size=4, num_steps=8, val_tokens=200, eval_every=1)
+    for key, value in {**{f"hp_{k}": v for k, v in tiny.items()}, "hp_device": "cpu"}.items():
+        at.session_state[key] = value
+    settings = {"tune_trials": 1, "tune_epochs": 1, "tune_pruner": "none", "tune_name": "alices study"}
+    for key, value in settings.items():
+        at.session_state[key] = value
+    at.switch_page("pages/tune.py").run()
+    ok(at.button(key="tune_start").click().run())
+    deadline = time.monotonic() + 120
+    while at.button(key="tune_start").disabled:
+        assert time.monotonic() < deadline, "the study did not end"
+        time.sleep(1)
+        ok(at.run())
+    study = optuna.load_study(study_name="alices study", storage=open_storage(storage_url()))
+    assert study.user_attrs["owner"] == "alice@example.com"
+    (run,) = home.runs()
+    assert run["owner"] == "alice@example.com" and run["study"] == "alices study"

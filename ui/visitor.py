@@ -81,6 +81,8 @@ def visitor_key() -> str:
     `pending_link` asks first, so that opening someone's link never silently hands them this browser. A person
     signed in (ui.auth) is their own key, the same in every browser; no cookie or link can spell it."""
     if auth.user() is not None:
+        if st.query_params.get(PARAM) is not None:
+            del st.query_params[PARAM]  # never kept in the address; a signed-in person is their sign-in
         return auth.USER + auth.user()
     if "visitor_key" not in st.session_state:
         kept = st.context.cookies.get(COOKIE) if st.context.cookies else None
