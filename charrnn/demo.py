@@ -10,11 +10,15 @@ secret key (`ui.visitor`), of which only a hash is written, in the run store, wi
 import hashlib
 import os
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from charrnn.models import CELLS, KINDS, MAX_LAYERS, ModelConfig, param_count
 from charrnn.runs.checkpoint import describe
-from charrnn.runs.store import RunStore
+from charrnn.runs.database import ENV as ENV_URL
+from charrnn.runs.store import RunStore, home_dir
 from charrnn.train import TrainConfig
 
 ENV = "CHARRNN_DEMO"
@@ -202,14 +206,29 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+@lru_cache(maxsize=8)
+def _opened(home: str, url: str) -> RunStore:
+    return RunStore(home, url or None)
+
+
+def _owners(home: str | Path | None) -> RunStore:
+    """The run store of `home` (and CHARRNN_DATABASE_URL), opened once per process: the app asks whose runs are
+    whose many times a page (every button's may-change), so only the first ask pays for opening (schema check,
+    interrupted runs); each ask still reads in a visitors.sqlite that an earlier release left since."""
+    store = _opened(str(Path(home) if home is not None else home_dir()), os.environ.get(ENV_URL, ""))
+    store.adopt_visitors()
+    return store
+
+
 def claim(run_id: str, key: str, home: str | Path | None = None, who: str | None = None) -> bool:
     """Record, in the run store, that the visitor holding `key` (named `who` when signed in) started `run_id` (the
     first claim stands); False when the store cannot be written (the run trains on; only its owner is not
     remembered past the session)."""
     try:
-        RunStore(home).claim(run_id, key_hash(key), who)
+        _owners(home).claim(run_id, key_hash(key), who)
         return True
-    except ValueError:  # StoreError: the database away, or the store unusable
+    except (ValueError, sa.exc.SQLAlchemyError):  # the database away, or the store unusable (moved aside since)
+        _opened.cache_clear()
         return False
 
 
@@ -217,6 +236,7 @@ def owned(key: str, home: str | Path | None = None) -> frozenset[str]:
     """The ids of the runs the visitor holding `key` started (deleted runs included), on every app server that
     shares the run store; empty when the store cannot be read."""
     try:
-        return RunStore(home).owned(key_hash(key))
-    except ValueError:
+        return _owners(home).owned(key_hash(key))
+    except (ValueError, sa.exc.SQLAlchemyError):
+        _opened.cache_clear()
         return frozenset()

@@ -72,7 +72,7 @@ class RunStore:
         self.checkpoint_dir = self.home / "checkpoints"
         schema.open_store(self.home, self.url)
         self._real = self.home.resolve()  # the folder itself, symlinks followed: every file used is inside it
-        self._adopt_visitors()
+        self.adopt_visitors()
         self.mark_interrupted()
 
     @contextmanager
@@ -101,7 +101,7 @@ class RunStore:
             rows = db.rows("SELECT run_id FROM owners WHERE key_hash=:key", {"key": str(key_hash)})
         return frozenset(r["run_id"] for r in rows)
 
-    def _adopt_visitors(self) -> None:
+    def adopt_visitors(self) -> None:
         """Read the owners of a ``visitors.sqlite`` file beside the store (written before they moved into the
         database) into it, then remove the file; a file that cannot be read is left as it was."""
         path = self.home / paths.VISITORS
@@ -334,7 +334,7 @@ class RunStore:
         `checkpoint_bytes`)."""
         with self._connect() as db:
             return db.rows(
-                "SELECT run_id, epoch, sha256, size, created FROM checkpoints WHERE run_id=:id ORDER BY epoch",
+                f"SELECT {schema.CHECKPOINT_FACTS} FROM checkpoints WHERE run_id=:id ORDER BY epoch",
                 {"id": check_id(run_id)},
             )
 
