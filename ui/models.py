@@ -124,7 +124,8 @@ def saved_run(page: str, waiting) -> Chosen:
     widget = {**bound("gen_run", page, resend=True), "on_change": pick_run, "args": (page,)}
     c = st.columns([3, 2])
     run_id = c[0].selectbox("Run", list(labels), format_func=labels.get, **widget)
-    epochs = [ck["epoch"] for ck in checkpoints(run_id)]
+    kept = checkpoints(run_id)
+    epochs = [ck["epoch"] for ck in kept]
     if st.session_state["gen_epoch"] not in epochs:
         best = RunStore().best_checkpoint(run_id)  # a run with held-out figures is used at its best by default
         default = best["epoch"] if best is not None and best["epoch"] in epochs else epochs[0]
@@ -140,7 +141,7 @@ def saved_run(page: str, waiting) -> Chosen:
         st.stop()
     name = next(r["name"] for r in saved if r["id"] == run_id)
     label = f"run {name} (id {run_id}), checkpoint of {names[epoch]}"
-    sha256 = checkpoints(run_id)[epochs.index(epoch)]["sha256"]
+    sha256 = kept[epochs.index(epoch)]["sha256"]
     return Chosen(model, vocab, label, ("run", run_id, epoch, sha256), run_id)
 
 

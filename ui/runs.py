@@ -94,12 +94,13 @@ def runs_table(runs: list[dict]):
 
 def checkpoint_download(run: dict) -> tuple[bytes, str, str] | None:
     """(bytes, file name, caption) of a run's last checkpoint, or None when it has none."""
-    last = RunStore().last_checkpoint(run["id"])
+    store = RunStore()
+    last = store.last_checkpoint(run["id"])
     if last is None:
         return None
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", run["name"]).strip("-") or run["id"]
     try:
-        data = RunStore().checkpoint_bytes(run["id"], last["epoch"])
+        data = store.checkpoint_bytes(run["id"], last["epoch"])
     except DamagedCheckpoint as e:  # its bytes changed in the database: said, and not offered
         error(f"Download checkpoint: {e}")
         return None
