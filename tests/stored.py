@@ -4,6 +4,8 @@ import io
 
 import torch
 
+from charrnn.runs.checkpoint import serialized
+
 
 def stored_checkpoint(store, run_id: str, epoch: int | None = None) -> dict:
     """A run's checkpoint dict of `epoch` (its newest by default), read from the store's database."""
@@ -13,6 +15,4 @@ def stored_checkpoint(store, run_id: str, epoch: int | None = None) -> dict:
 
 def put_checkpoint(store, run_id: str, epoch: int, ckpt: dict) -> None:
     """Write a checkpoint dict into the store as the run's `epoch` (a test's way of changing one)."""
-    buffer = io.BytesIO()
-    torch.save(ckpt, buffer)
-    store.add_checkpoint(run_id, epoch, buffer.getvalue())
+    store.add_checkpoint(run_id, epoch, serialized(ckpt))

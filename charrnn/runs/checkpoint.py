@@ -10,6 +10,7 @@ is a model made, so a file cannot make us allocate more than it holds, and every
 that names the file and the problem.
 """
 
+import io
 import os
 import pickle
 import re
@@ -63,6 +64,13 @@ def make_checkpoint(
         "history": [asdict(h) if not isinstance(h, dict) else h for h in history],
         **({"ngram_tokens": mix.tokens} if mix else {}),
     }
+
+
+def serialized(ckpt: dict) -> bytes:
+    """A checkpoint dict as the bytes `torch.save` writes (what the run store keeps, and a file holds)."""
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    return buffer.getvalue()
 
 
 def save_checkpoint(

@@ -18,10 +18,9 @@ import sqlalchemy as sa
 
 from charrnn.console import printable
 from charrnn.runs.database import Connection, StoreError, engine, is_sqlite
-from charrnn.runs.schema import as_store_error
+from charrnn.runs.schema import CHECKPOINT_FACTS, as_store_error
 from charrnn.runs.store import RunStore
 
-CHECKPOINT_FACTS = "run_id, epoch, sha256, size, created"  # a checkpoint without its bytes: enough to tell it equal
 OTHER_FLAGS = "CHARRNN_DATABASE_URL or --database"  # as the store's messages name the URL's flag
 
 

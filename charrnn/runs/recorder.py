@@ -11,14 +11,12 @@ import io
 import math
 import time
 
-import torch
-
 from charrnn.batches import SeqDataLoader
 from charrnn.data import split_heldout
 from charrnn.device import resolve_device
 from charrnn.models import ModelConfig, mixture
 from charrnn.runs import spool
-from charrnn.runs.checkpoint import CheckpointError, describe, load_checkpoint, make_checkpoint
+from charrnn.runs.checkpoint import CheckpointError, describe, load_checkpoint, make_checkpoint, serialized
 from charrnn.runs.database import StoreUnreachable
 from charrnn.runs.outbox import Outbox
 from charrnn.runs.schema import training_elsewhere
@@ -126,9 +124,7 @@ def run_checkpoint_bytes(
         run_id=run_id,
         **extra,
     )
-    buffer = io.BytesIO()
-    torch.save(ckpt, buffer)
-    return buffer.getvalue()
+    return serialized(ckpt)
 
 
 def train_recorded(
@@ -276,9 +272,8 @@ def _ending(result: TrainResult, config: TrainConfig, asked_by, best_val: float)
         by = "stopped from the run store (runs stop, or Stop on another machine)" if asked_by else "stopped by the user"
         return "stopped", by
     if result.patience_ran_out:
-        return "finished", f"stopped early: no better held-out perplexity in {config.patience} evaluations " + (
-            f"(best {best_val:.3f})"
-        )
+        why = f"no better held-out perplexity in {config.patience} evaluations (best {best_val:.3f})"
+        return "finished", f"stopped early: {why}"
     return "finished", ""
 
 

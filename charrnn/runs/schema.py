@@ -33,6 +33,7 @@ REQUIRED = {
     "checkpoints": {"run_id", "epoch", "created"},
 }
 
+CHECKPOINT_FACTS = "run_id, epoch, sha256, size, created"  # a checkpoint's row without its bytes
 EPOCH_FIELDS = (
     "epoch", "perplexity", "tokens_per_sec", "grad_norm", "clipped", "elapsed", "loss", "sample", "val_perplexity",
     "val_points",
@@ -78,13 +79,6 @@ def _reason(e: Exception) -> str:
 
 def unusable_home(home: Path, e: Exception) -> StoreError:
     return StoreError(f"{home} cannot hold the run store ({_reason(e)}): set CHARRNN_HOME to a writable folder")
-
-
-def unusable_folder(folder: Path, e: Exception) -> StoreError:
-    return StoreError(
-        f"{folder} cannot hold checkpoints ({_reason(e)}): make it a writable folder, "
-        "or set CHARRNN_HOME to a writable folder"
-    )
 
 
 def open_store(home: Path, url: sa.URL) -> None:

@@ -20,11 +20,10 @@ def keep(store, run_id: str, pending) -> Path | None:
     folder; returns the folder, None when nothing was pending."""
     folder, kept = store.checkpoint_dir / run_id, False
     for write, args in pending:
-        name = getattr(write, "__name__", "")
-        if name == "add_checkpoint":
+        if write == store.add_checkpoint:
             _, epoch, data = args
             atomic_write(folder / f"epoch-{epoch:05d}.pt", lambda f, data=data: f.write(data))
-        elif name == "add_epoch":
+        elif write == store.add_epoch:
             _, stats = args
             folder.mkdir(parents=True, exist_ok=True)
             with open(folder / EPOCHS, "a") as f:
