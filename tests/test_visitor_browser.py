@@ -21,13 +21,26 @@ def demo_server(time_machine_path, tmp_path, monkeypatch):
     yield from serve(time_machine_path, CHARRNN_DEMO="1")
 
 
-def boxes(pg) -> dict:
-    """Where the visitor's chart and live figures are (CSS px of the viewport)."""
+def boxes(pg, seconds: float = 30) -> dict:
+    """Where the visitor's chart and live figures are (CSS px of the viewport), read once the layout holds still:
+    a live run redraws its chart every second, and a box read mid-redraw is None (seen on a loaded 2-core CI)."""
     own = ".st-key-train_own"
-    return {
-        "chart": pg.locator(f"{own} [data-testid='stPlotlyChart']").bounding_box(),
-        "figures": pg.locator(f"{own} .st-key-ppl_figures").bounding_box(),
-    }
+
+    def read() -> dict:
+        return {
+            "chart": pg.locator(f"{own} [data-testid='stPlotlyChart']").bounding_box(),
+            "figures": pg.locator(f"{own} .st-key-ppl_figures").bounding_box(),
+        }
+
+    end = time.monotonic() + seconds
+    last = read()
+    while True:
+        pg.wait_for_timeout(250)
+        found = read()
+        if found == last and None not in found.values():
+            return found
+        assert time.monotonic() < end, f"the layout did not hold still: {last} then {found}"
+        last = found
 
 
 def in_first_screen(found: dict):
