@@ -8,7 +8,7 @@ import ui.links
 import ui.state
 import ui.tune
 import ui.tune_views
-from charrnn.tune_study import PRUNERS, SAMPLERS
+from charrnn.tune.study import PRUNERS, SAMPLERS
 
 ui.via_entry(__file__)
 ui.state.follow_switch()  # "Generate from it" and "Train it fully" switch pages from a callback

@@ -2,27 +2,15 @@
 CI (the `CI` environment variable set) it FAILS them, and the text is never downloaded there."""
 
 import os
-from pathlib import Path
 
 import pg
 import pytest
-from support import serve
+from support import in_ci, missing
 
 from charrnn.data import CorpusError, download_time_machine, find_time_machine, load_corpus
 from charrnn.runs.store import RunStore
 
 DOWNLOAD_TIMEOUT = 10  # seconds: an offline machine must not hold the test session up for long
-
-
-def _in_ci() -> bool:
-    return bool(os.environ.get("CI"))
-
-
-def _missing(reason: str):
-    """Fail in CI, skip elsewhere, with the reason either way."""
-    if _in_ci():
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -48,7 +36,7 @@ def time_machine_path():
         pytest.fail(str(e))
     if path is not None:
         return path
-    if _in_ci():
+    if in_ci():
         pytest.fail(
             "The Time Machine is missing: CI never downloads it; set CHARRNN_DATA_DIR to a folder holding "
             "timemachine.txt (.ci/run uses ../shared/data)."
@@ -82,23 +70,6 @@ def fresh_caches():
     st.cache_resource.clear()  # stops a run a failed test left behind (on_release)
 
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's, first choice
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def server(time_machine_path):
-    """`streamlit run` with this test's store: see support.serve."""
-    yield from serve(time_machine_path)
-
-
 @pytest.fixture
 def home(tmp_path, monkeypatch, fresh_caches):
     """An empty run store per test (this process and the app's AppTests), demo mode and a Tune storage
@@ -115,43 +86,13 @@ def corpus(time_machine_path):
     return load_corpus("time_machine", mode="book", max_tokens=2000, download=False)
 
 
-def chromium_path(playwright) -> str:
-    """The Chromium to drive: CHARRNN_CHROMIUM if set (no fallback: it was asked for), else Debian's,
-    else the one `playwright install` put in Playwright's cache. Missing: skip, or fail in CI."""
-    if os.environ.get("CHARRNN_CHROMIUM"):
-        path = os.environ["CHARRNN_CHROMIUM"]
-        if not Path(path).is_file():
-            _missing(f"CHARRNN_CHROMIUM={path} is missing: point it at a Chromium binary or unset it")
-        return path
-    for path in (CHROMIUM, playwright.chromium.executable_path):
-        if Path(path).is_file():
-            return path
-    _missing(
-        f"no Chromium for the browser tests: apt-get install -y chromium (gives {CHROMIUM}), "
-        "or `python -m playwright install chromium`, or set CHARRNN_CHROMIUM"
-    )
-
-
-@pytest.fixture
-def browser():
-    """Chromium, headless, through Playwright; missing pieces skip the test, or fail it in CI."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("playwright is not installed: pip install -r requirements-dev.txt")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(p), headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture(scope="session")
 def postgres_cluster():
     """A throwaway PostgreSQL cluster (tests/pg.py), stopped and removed at the end. In CI (`CI` set) a missing
     PostgreSQL fails the test (.ci/run installs Debian's); elsewhere it skips and says why."""
     why = pg.missing()
     if why:
-        _missing(why)
+        missing(why)
     cluster = pg.Cluster()
     try:
         cluster.start()

@@ -19,6 +19,17 @@ APP = str(ROOT / "streamlit_app.py")
 SHOTS = ROOT / "artifacts" / "screenshots"
 
 
+def in_ci() -> bool:
+    return bool(os.environ.get("CI"))
+
+
+def missing(reason: str):
+    """Fail in CI, skip elsewhere, with the reason either way."""
+    if in_ci():
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def chart_points(scope: str = "") -> str:
     """JS: the number of points of the first Plotly chart in `scope` (a CSS selector; the whole page
     when empty), 0 when there is none yet."""

@@ -9,10 +9,10 @@ from torch.nn import functional as F
 
 from charrnn import evaluate
 from charrnn.batches import SeqDataLoader
+from charrnn.book import EXPERIMENTS, format_table, run_experiments, train_heldout
 from charrnn.data import load_corpus, split_heldout
 from charrnn.evaluate import heldout_perplexity
 from charrnn.models import ModelConfig, ScratchModel
-from charrnn.reproduce import EXPERIMENTS, format_table, run_experiments, train_heldout
 from charrnn.runs.recorder import train_recorded
 from charrnn.runs.store import RunStore
 from charrnn.step import Trainer

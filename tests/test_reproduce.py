@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from charrnn.parser import build_parser
-from charrnn.reproduce import CHAPTER_9, CHAPTERS, EXPERIMENTS, Row, format_table, run_experiments, within
+from charrnn.book import CHAPTER_9, CHAPTERS, EXPERIMENTS, Row, format_table, run_experiments, within
+from charrnn.cli.parser import build_parser
 from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 

@@ -1,7 +1,7 @@
 """Start and stop the app's own server (`streamlit run streamlit_app.py`) on a free loopback port.
 
-One place for how the tests (tests/conftest.py) and the measuring tools (tools/*.py) start the app,
-so that a change to it is made once:
+One place for how the tests (tests/browser/conftest.py) and the measuring tools (tools/*.py) start the app
+and the Chromium that drives it, so that a change to either is made once:
 
     proc, url = start(env={"CHARRNN_HOME": home})
     ...
@@ -21,6 +21,15 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"  # Debian's (never `playwright install`)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:

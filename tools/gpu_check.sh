@@ -22,7 +22,7 @@
 #                                                           (gated_parity_test) the scratch GRU and LSTM
 #                                                           against the book's chapter 9 loop (the first on the
 #                                                           CPU; the second on the device too, graph included)
-#   8. pytest tests/test_batched.py -k gpu                  (batched_gpu_test) each member of a batched run on
+#   8. pytest tests/tune/test_batched.py -k gpu                  (batched_gpu_test) each member of a batched run on
 #                                                           the device equals its single run there
 # The tests are recorded as missing where pytest is not installed.
 # A GPU machine may have its own PyTorch and no package registry: only torch is needed (the CLI core
@@ -122,8 +122,8 @@ step train "$T_TRAIN" "$py" -m charrnn train --device "$mode" --epochs "$EPOCHS"
 step trials16 "$T_BENCH" "${bench[@]}" --cell rnn --num-hiddens 256 --trials 16
 step trials64 "$T_BENCH" "${bench[@]}" --cell rnn --num-hiddens 256 --trials 64
 for test in cuda_graph_test:tests/models/test_cuda_graph.py \
-  gated_parity_test:"tests/models/test_gated_parity.py tests/test_bench.py::test_the_books_loop_computes_the_losses_of_the_scratch_step" \
-  batched_gpu_test:"tests/test_batched.py -k gpu"; do
+  gated_parity_test:"tests/models/test_gated_parity.py tests/bench/test_bench.py::test_the_books_loop_computes_the_losses_of_the_scratch_step" \
+  batched_gpu_test:"tests/tune/test_batched.py -k gpu"; do
   name="${test%%:*}" limit="$T_TEST"
   [ "$name" = gated_parity_test ] && limit="$T_PARITY"
   if "$py" -c "import pytest" 2>/dev/null; then

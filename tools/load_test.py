@@ -34,15 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from charrnn.runs.store import RunStore  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM, ARGS = appserver.CHROMIUM, appserver.CHROMIUM_ARGS
 # Timestamps (performance.now) of every websocket message the page sends, and of every change of
 # the perplexity chart's data (its point count or last epoch), from the first paint on.
 RECORD = """

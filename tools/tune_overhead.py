@@ -20,13 +20,14 @@ from dataclasses import replace
 
 import optuna
 
+from charrnn.book import train_heldout
 from charrnn.data import load_corpus
-from charrnn.reproduce import train_heldout
 from charrnn.train import TrainConfig
-from charrnn.tune import DEFAULT_SPACE
-from charrnn.tune_space import parse_space
-from charrnn.tune_storage import open_storage
-from charrnn.tune_study import Search, make_pruner, make_sampler
+from charrnn.cli.tune import DEFAULT_SPACE
+from charrnn.tune.plan import Search
+from charrnn.tune.space import parse_space
+from charrnn.tune.storage import open_storage
+from charrnn.tune.study import make_pruner, make_sampler
 
 
 def optuna_seconds_per_trial(search: Search, storage_url: str) -> float:

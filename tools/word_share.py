@@ -11,7 +11,7 @@ scores high, whether it learned spelling or memorised: read the sample beside th
 import argparse
 import json
 
-from charrnn.cli import run_checkpoint
+from charrnn.cli.runs import run_checkpoint
 from charrnn.data import load_corpus, split_heldout
 from charrnn.generate import generate, words_seen
 from charrnn.runs.store import RunStore

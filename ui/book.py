@@ -1,4 +1,4 @@
-"""The Book page's queues: the book's runs of a chapter (charrnn.reproduce: chapter 8's three, 9's five),
+"""The Book page's queues: the book's runs of a chapter (charrnn.book: chapter 8's three, 9's five),
 one after another on this session's runner, their table against the book's figures, read back from
 the run store, and the section of the page that shows them."""
 
@@ -9,9 +9,9 @@ import time
 import pandas as pd
 import streamlit as st
 
+from charrnn.book import CHAPTERS, within
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
-from charrnn.reproduce import CHAPTERS, within
 from charrnn.runs.runner import Runner
 from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig

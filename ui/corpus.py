@@ -4,7 +4,7 @@ import streamlit as st
 
 from charrnn.batches import SeqDataLoader
 from charrnn.data import CorpusError, fallback_text, find_time_machine, load_corpus
-from charrnn.tune_study import YARDSTICK_ORDER, yardstick
+from charrnn.tune.study import YARDSTICK_ORDER, yardstick
 from ui.display import error
 
 

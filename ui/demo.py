@@ -1,10 +1,10 @@
-"""Demo mode in the app (`CHARRNN_DEMO=1`; the caps are `charrnn.demo`'s): which runs this visitor may
+"""Demo mode in the app (`CHARRNN_DEMO=1`; the caps are `charrnn.runs.demo`'s): which runs this visitor may
 change, and the upload caps. Outside demo mode every run may be changed and uploads keep the server's
 limit."""
 
 import math
 
-from charrnn import demo
+from charrnn.runs import demo
 from ui import auth
 from ui.visitor import own_runs
 
@@ -33,7 +33,7 @@ def capped() -> bool:
 
 
 def require_caps(config, text_chars: int | None = None, vocab_size: int | None = None) -> None:
-    """charrnn.demo.require_caps for this visitor (see `capped`)."""
+    """charrnn.runs.demo.require_caps for this visitor (see `capped`)."""
     demo.require_caps(config, text_chars, vocab_size, on=capped())
 
 

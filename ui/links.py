@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from charrnn import demo
 from charrnn.generate import MAX_PREDS, MAX_PREFIX
+from charrnn.runs import demo
 from charrnn.runs.store import RunStore, check_id
 from charrnn.train import TrainConfig
 from ui.demo import capped
@@ -117,7 +117,7 @@ def stored_runs(value: str) -> list[str]:
 
 def stored_study(value: str) -> str:
     """A study of the Tune page's storage (its name checked before the storage is asked)."""
-    from charrnn.tune_storage import check_study_name, study_names  # optuna: only when a link names a study
+    from charrnn.tune.storage import check_study_name, study_names  # optuna: only when a link names a study
     from ui.tune import storage
 
     check_study_name(value)  # FieldError (a ValueError) saying what a study name is

@@ -5,9 +5,9 @@ import sqlite3
 
 import streamlit as st
 
-from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
+from charrnn.runs import demo
 from charrnn.runs.runner import run_name
 from charrnn.runs.store import DamagedCheckpoint, RunStore, StoreError, home_dir
 from charrnn.train import TrainConfig

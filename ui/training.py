@@ -8,10 +8,10 @@ import sys
 import streamlit as st
 import torch
 
-from charrnn import demo
+from charrnn.book import PRESETS, preset
 from charrnn.data import CorpusError
 from charrnn.device import describe, resolve_device
-from charrnn.presets import PRESETS, preset
+from charrnn.runs import demo
 from charrnn.runs.checkpoint import make_checkpoint
 from charrnn.runs.devicequeue import DeviceQueue
 from charrnn.runs.runner import Runner

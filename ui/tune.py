@@ -12,13 +12,15 @@ from dataclasses import asdict, replace
 import optuna
 import streamlit as st
 
-from charrnn import demo
 from charrnn.data import CorpusError
 from charrnn.device import resolve_device
+from charrnn.runs import demo
 from charrnn.runs.store import RunStore
-from charrnn.tune_space import FieldError, corners, one_line, parse_dimension
-from charrnn.tune_storage import masked, open_storage, storage_url
-from charrnn.tune_study import Search, Tuner, eval_cadence, pruning_note
+from charrnn.tune.plan import Search
+from charrnn.tune.space import FieldError, corners, one_line, parse_dimension
+from charrnn.tune.storage import masked, open_storage, storage_url
+from charrnn.tune.study import eval_cadence, pruning_note
+from charrnn.tune.tuner import Tuner
 from ui import auth
 from ui.corpus import load_chosen_corpus
 from ui.demo import capped

@@ -10,8 +10,8 @@ from charrnn.batches import SAMPLINGS
 from charrnn.models import CELLS, KINDS
 from charrnn.runs.store import RunStore
 from charrnn.train import OPTIMIZERS, STATES
-from charrnn.tune_space import TUNABLE, FieldError
-from charrnn.tune_storage import storage_url, stored_settings, study_names, trial_rows
+from charrnn.tune.space import TUNABLE, FieldError
+from charrnn.tune.storage import storage_url, stored_settings, study_names, trial_rows
 from ui.corpus import yardstick_for
 from ui.display import error, eta_text, literal
 from ui.state import bound, follow_switch, keep_valid

@@ -5,7 +5,7 @@ visitor is instead a random key, kept in a cookie (every tab and reload of this 
 "your link" (`?key=SECRET`, for another browser; the address drops it once read, so a shared address
 never carries it). The key's runner lives in a process-wide registry, not in the session: closing the
 tab leaves the run training (within the demo's caps), and the next page this visitor opens shows it
-live, with Stop. Which runs the key started is written in the run store (`charrnn.demo.claim`), so
+live, with Stop. Which runs the key started is written in the run store (`charrnn.runs.demo.claim`), so
 that they stay the visitor's after the runner is gone, on every app server that shares the store.
 """
 
@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
-from charrnn import demo
+from charrnn.runs import demo
 from charrnn.runs.runner import Runner
 from ui import auth
 

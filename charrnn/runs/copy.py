@@ -16,7 +16,6 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from charrnn.console import printable
 from charrnn.runs.database import Connection, StoreError, engine, is_sqlite
 from charrnn.runs.schema import CHECKPOINT_FACTS, as_store_error
 from charrnn.runs.store import RunStore
@@ -176,24 +175,3 @@ def _transaction(store: RunStore, write: bool = False):
         if error is None:
             raise
         raise error from e
-
-
-def report_lines(report: dict, target: RunStore) -> list[str]:
-    """What `runs copy` prints: a line per run, then the totals (the target as its messages name it: no password)."""
-    lines = [
-        f"copied run {r['id']} ({printable(r['name'])}): {_count(r['epochs'], 'epoch')}, "
-        f"{_count(r['checkpoints'], 'checkpoint')}"
-        for r in report["copied"]
-    ]
-    lines += [f"run {r['id']} ({printable(r['name'])}) already there" for r in report["there"]]
-    lines += [f"skipped run {r['id']} ({printable(r['name'])}): {r['why']}" for r in report["skipped"]]
-    epochs, checkpoints = (sum(r[k] for r in report["copied"]) for k in ("epochs", "checkpoints"))
-    runs = _count(len(report["copied"]), "run")
-    total = f"copied {runs} ({_count(epochs, 'epoch')}, {_count(checkpoints, 'checkpoint')}) to {target.where}"
-    total += f"; {len(report['there'])} already there" if report["there"] else ""
-    total += f"; {len(report['skipped'])} skipped" if report["skipped"] else ""
-    return [*lines, total]
-
-
-def _count(n: int, thing: str) -> str:
-    return f"{n} {thing}" + ("" if n == 1 else "s")

@@ -18,8 +18,8 @@ from charrnn.models import ModelConfig, mixture
 from charrnn.runs import spool
 from charrnn.runs.checkpoint import CheckpointError, describe, load_checkpoint, make_checkpoint, serialized
 from charrnn.runs.database import StoreUnreachable
-from charrnn.runs.outbox import Outbox
 from charrnn.runs.schema import training_elsewhere
+from charrnn.runs.spool import Outbox
 from charrnn.runs.store import STOP_POLL, DamagedCheckpoint, RunStore
 from charrnn.step import Trainer
 from charrnn.train import TrainConfig, TrainResult, build_model, train

@@ -30,10 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charrnn import demo
 from charrnn.batches import SeqDataLoader
 from charrnn.data import Corpus
 from charrnn.device import describe, resolve_device
+from charrnn.runs import demo
 from charrnn.runs.recorder import load_stored
 from charrnn.runs.store import RunStore
 from charrnn.train import EpochStats, TrainConfig, check_fits

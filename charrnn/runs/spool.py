@@ -1,16 +1,62 @@
-"""What a run could not hand to its database before giving up on it (the server away past outbox.OUTAGE_LIMIT):
-its pending epoch records and checkpoints, kept in ``<home>/checkpoints/<run id>/`` on the machine that trained it.
-The next open of the store on that machine (RunStore.mark_interrupted) reads them into the database, checks each
+"""Writes to the run store that wait while its server is away (issue 23's faults), and what a run could not
+hand to it before giving up.
+
+A run on a PostgreSQL store goes on training when the server restarts: its epoch records, checkpoint rows and
+final status queue in an `Outbox`, in order, and reach the database once it answers again; nothing recorded is
+lost. If the server stays away longer than OUTAGE_LIMIT, the run ends, and its pending epoch records and
+checkpoints are kept (`keep`) in ``<home>/checkpoints/<run id>/`` on the machine that trained it. The next open of
+the store on that machine (RunStore.mark_interrupted) reads them into the database (`recover`), checks each
 checkpoint read back by its SHA-256, and only then removes the files: the run is resumable from its last epoch."""
 
 import json
 import os
 import re
+import time
+from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 
 from charrnn.files import atomic_write
 from charrnn.runs import paths
+from charrnn.runs.database import StoreUnreachable
+
+OUTAGE_LIMIT = 300.0  # seconds a run trains on without its database
+RETRY_EVERY = 1.0  # seconds between tries while the run waits at its end
+
+
+class Outbox:
+    """Store writes (a callable and its arguments), made at once when the server answers, queued while it does
+    not; StoreUnreachable once it has been away for more than `limit` seconds."""
+
+    def __init__(self, limit: float = OUTAGE_LIMIT, clock=time.monotonic):
+        self.pending: deque = deque()
+        self.limit, self.clock = limit, clock
+        self.away_since: float | None = None
+
+    def send(self, write, *args) -> None:
+        self.pending.append((write, args))
+        self.flush()
+
+    def flush(self, wait: bool = False) -> bool:
+        """Make the queued writes in order; True when none is left. `wait`: try again every RETRY_EVERY seconds
+        until they are made or the limit passes (a run's end waits for its last records)."""
+        while self.pending:
+            write, args = self.pending[0]
+            try:
+                write(*args)
+            except StoreUnreachable:
+                now = self.clock()
+                self.away_since = now if self.away_since is None else self.away_since
+                if now - self.away_since > self.limit:
+                    raise
+                if not wait:
+                    return False
+                time.sleep(RETRY_EVERY)
+                continue
+            self.pending.popleft()
+            self.away_since = None
+        return True
+
 
 EPOCHS = "epochs.jsonl"  # one epoch record (a JSON object) per line, in the order they were made
 

@@ -20,10 +20,9 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import time
 import uuid
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,21 +30,13 @@ import sqlalchemy as sa
 
 from charrnn.runs import paths, schema, spool
 from charrnn.runs.database import Connection, StoreError, engine, is_sqlite, masked, store_url
-from charrnn.runs.schema import EPOCH_FIELDS, alive, process_start, training_elsewhere
+from charrnn.runs.ownership import RUN_ID, Ownership, check_id
+from charrnn.runs.schema import EPOCH_FIELDS, process_start, training_elsewhere
 
 __all__ = ["STATUSES", "EPOCH_FIELDS", "RunStore", "StoreError", "check_id", "home_dir", "process_start"]
 
 STOP_POLL = 2.0  # seconds between a training process's looks at `stop_asked`
 STATUSES = ("running", "finished", "stopped", "interrupted", "diverged", "failed", "pruned")
-RUN_ID = r"[0-9a-f]{1,32}"
-CLAIM = "INSERT INTO owners (run_id, key_hash, who) VALUES (:id, :key, :who) ON CONFLICT (run_id) DO NOTHING"
-
-
-def check_id(run_id: str) -> str:
-    """Run ids are short hex strings; anything else (a path, SQL) is refused before any use."""
-    if not isinstance(run_id, str) or not re.fullmatch(RUN_ID, run_id):
-        raise ValueError(f"no run with id {run_id!r}; `python -m charrnn runs` lists them")
-    return run_id
 
 
 def home_dir() -> Path:
@@ -59,7 +50,7 @@ class DamagedCheckpoint(ValueError):
     """A checkpoint whose bytes in the database no longer match their SHA-256."""
 
 
-class RunStore:
+class RunStore(Ownership):
     """Runs, epochs and checkpoints behind one URL (by default ``<home>/runs.sqlite``); one short transaction per
     call, so any thread (a training worker, the UI) may use the same store object. Opening a folder, file or
     server that cannot be a store raises StoreError (a ValueError) with one line that names it and the fix."""
@@ -87,80 +78,6 @@ class RunStore:
             if error is None:
                 raise
             raise error from e
-
-    def claim(self, run_id: str, key_hash: str, who: str | None = None) -> None:
-        """Record that the visitor whose key hashes to `key_hash` (a demo visitor's, or a signed-in person's, named
-        `who`) started `run_id`; the first claim stands."""
-        who = None if who is None else str(who)[:200]
-        with self._connect() as db:
-            db.execute(CLAIM, {"id": check_id(run_id), "key": str(key_hash), "who": who})
-
-    def owned(self, key_hash: str) -> frozenset[str]:
-        """The ids of the runs the visitor whose key hashes to `key_hash` started (deleted runs included)."""
-        with self._connect() as db:
-            rows = db.rows("SELECT run_id FROM owners WHERE key_hash=:key", {"key": str(key_hash)})
-        return frozenset(r["run_id"] for r in rows)
-
-    def adopt_visitors(self) -> None:
-        """Read the owners of a ``visitors.sqlite`` file beside the store (written before they moved into the
-        database) into it, then remove the file; a file that cannot be read is left as it was."""
-        path = self.home / paths.VISITORS
-        if not path.is_file():
-            return
-        try:
-            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as old:
-                rows = old.execute("SELECT run_id, key_hash FROM owners").fetchall()
-        except sqlite3.Error:  # damaged, or not ours: kept for a person to look at
-            return
-        with self._connect() as db:
-            for run_id, key in rows:
-                if isinstance(run_id, str) and re.fullmatch(RUN_ID, run_id) and isinstance(key, str):
-                    db.execute(CLAIM, {"id": run_id, "key": key, "who": None})
-        for end in ("", "-journal", "-wal", "-shm"):
-            path.with_name(path.name + end).unlink(missing_ok=True)
-
-    def mark_interrupted(self) -> int:
-        """Runs left "running" by a process of this host that is gone become "interrupted"."""
-        host = socket.gethostname()
-        with self._connect() as db:  # a read alone: most opens find nothing to mark
-            rows = db.rows("SELECT id, pid, pid_start FROM runs WHERE status='running' AND host=:host", {"host": host})
-        dead = [r for r in rows if not alive(r["pid"], r["pid_start"])]
-        marked = []
-        if dead:  # a write of its own (SQLite: a read turned write could meet another's commit and fail at once),
-            with self._connect() as db:  # each row only if no process took the run up since it was read
-                for r in dead:
-                    done = db.execute(
-                        "UPDATE runs SET status='interrupted', reason=:reason WHERE id=:id AND status='running' "
-                        "AND host=:host AND pid=:pid",
-                        {"reason": "the process running it ended before the run did", **r, "host": host},
-                    ).rowcount
-                    marked += [r["id"]] if done else []
-        for run_id in marked:
-            for tmp in self.own_files(run_id, ".*.tmp"):  # a file its process was writing when it died
-                tmp.unlink(missing_ok=True)
-            if spool.recover(self, run_id):  # what it kept on this machine when its database was away too long
-                why = "its database was away too long; the records it kept on this host were recovered: resume it"
-                self.finish(run_id, "interrupted", why)
-        return len(marked)
-
-    def mark_stuck(self, run_id: str) -> None:
-        """Mark a "running" run interrupted: its process is on another host, or stuck. Refused while its process
-        is alive on this host (a delete could then pull the run from under it)."""
-        run = self.run(run_id)
-        status = run["status"]
-        if status == "running" and run["host"] == socket.gethostname() and alive(run["pid"], run["pid_start"]):
-            raise ValueError(
-                f"run {run_id} is training in process {run['pid']} on this host ({run['host']}); stop it with Ctrl-C "
-                f"where it runs, or `kill {run['pid']}` (it stops resumably), instead of marking it interrupted"
-            )
-        with self._connect() as db:
-            done = db.execute(
-                "UPDATE runs SET status='interrupted', reason='marked interrupted by hand', updated=:now "
-                "WHERE id=:id AND status='running'",
-                {"now": time.time(), "id": run_id},
-            ).rowcount
-        if not done:
-            raise ValueError(f"run {run_id} is not running (it is {status}); only a running run can be interrupted")
 
     def create_run(self, config, corpus: dict, device: str, name: str | None = None) -> str:
         run_id = uuid.uuid4().hex[:10]
@@ -206,24 +123,6 @@ class RunStore:
                 row = db.row("SELECT * FROM runs WHERE id=:id", {"id": run_id})
                 raise ValueError(training_elsewhere(self._run_dict(row)))
             db.execute("DELETE FROM epochs WHERE run_id=:id AND epoch>:epoch", {"id": run_id, "epoch": from_epoch})
-
-    def ask_stop(self, run_id: str) -> dict:
-        """Ask a running run to stop, through the database: the process training it, on any machine, stops it at a
-        minibatch boundary within STOP_POLL seconds, resumably. Returns the run; ValueError unless it is running."""
-        run = self.run(run_id)
-        with self._connect() as db:
-            asked = db.execute(
-                "UPDATE runs SET stop_asked=:now WHERE id=:id AND status='running'", {"now": time.time(), "id": run_id}
-            ).rowcount
-        if not asked:
-            raise ValueError(f"run {run_id} is not running (it is {run['status']}); there is nothing to stop")
-        return run
-
-    def stop_asked(self, run_id: str) -> bool:
-        """Whether someone asked the run to stop since it last started training."""
-        with self._connect() as db:
-            row = db.row("SELECT stop_asked FROM runs WHERE id=:id", {"id": check_id(run_id)})
-        return row is not None and row["stop_asked"] is not None
 
     def tag_run(self, run_id: str, study: str, trial: int) -> None:
         """Mark a run as trial `trial` of the tune study `study`."""

@@ -1,10 +1,10 @@
 """The run store's writes wait out a server that is away (issue 23's faults): queued in order while it does not
-answer, made once it does, and given up with StoreUnreachable past the limit (charrnn/runs/outbox.py)."""
+answer, made once it does, and given up with StoreUnreachable past the limit (charrnn/runs/spool.py)."""
 
 import pytest
 
 from charrnn.runs.database import StoreError, StoreUnreachable
-from charrnn.runs.outbox import Outbox
+from charrnn.runs.spool import Outbox
 
 
 class Server:

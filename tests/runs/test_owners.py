@@ -1,10 +1,10 @@
-"""Whose runs (demo mode's visitors, charrnn.demo) live in the run store's database (issue 23): a visitor keeps
+"""Whose runs (demo mode's visitors, charrnn.runs.demo) live in the run store's database (issue 23): a visitor keeps
 their runs on every app server that shares it, and the ``visitors.sqlite`` file of an earlier release is read in."""
 
 import sqlite3
 from contextlib import closing
 
-from charrnn import demo
+from charrnn.runs import demo
 from charrnn.runs.database import ENV
 from charrnn.runs.store import RunStore
 

@@ -15,13 +15,12 @@ from alembic import command
 from test_tune import TINY as TUNE_TINY
 from test_tune import parse
 
-from charrnn import tune
-from charrnn.cli import main
+from charrnn.cli import main, tune
 from charrnn.data import load_corpus
 from charrnn.runs import recorder, schema, spool
 from charrnn.runs.database import ENV, StoreUnreachable, engine, store_url
-from charrnn.runs.outbox import Outbox
 from charrnn.runs.recorder import train_recorded
+from charrnn.runs.spool import Outbox
 from charrnn.runs.store import RunStore, StoreError
 from charrnn.train import TrainConfig
 

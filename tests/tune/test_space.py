@@ -9,7 +9,8 @@ import torch
 
 from charrnn.data import load_corpus
 from charrnn.train import TrainConfig
-from charrnn.tune_space import (
+from charrnn.tune.plan import Search
+from charrnn.tune.space import (
     MAX_CHOICES,
     MAX_LINE,
     FieldError,
@@ -21,7 +22,7 @@ from charrnn.tune_space import (
     trial_config,
     trial_corpus,
 )
-from charrnn.tune_study import Search, make_pruner, make_sampler
+from charrnn.tune.study import make_pruner, make_sampler
 
 OPTIMIZERS = "optimizer=sgd|adam,lr_sgd=0.25:4:log,lr_adam=0.0005:0.01:log,weight_decay=0.00001:0.1:log"
 

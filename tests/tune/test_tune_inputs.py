@@ -13,13 +13,13 @@ from dataclasses import replace
 import pytest
 from test_tune import STORE, TINY, parse
 
-from charrnn import tune
+from charrnn.cli import tune
 from charrnn.data import load_corpus
 from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig, estimate_bytes
-from charrnn.tune_space import MAX_LINE
-from charrnn.tune_storage import masked
-from charrnn.tune_study import Tuner
+from charrnn.tune.space import MAX_LINE
+from charrnn.tune.storage import masked
+from charrnn.tune.tuner import Tuner
 
 # ---- bad input: one line, exit 2 ---------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import pytest
 from stored import stored_checkpoint
 from test_tune import STORE, TINY, load, parse
 
-from charrnn import tune
 from charrnn.baseline import baseline
+from charrnn.cli import tune
 from charrnn.data import load_corpus, split_heldout
 from charrnn.runs.store import RunStore
 

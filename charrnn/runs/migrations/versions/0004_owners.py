@@ -1,4 +1,4 @@
-"""Whose runs: the hash of the demo visitor's key that started each run (charrnn.demo), in the run store's own
+"""Whose runs: the hash of the demo visitor's key that started each run (charrnn.runs.demo), in the run store's own
 database, so that a visitor keeps their runs on every app server that shares it. Until now it was a file per home
 (``visitors.sqlite``); RunStore reads such a file in when it opens the store, and removes it.
 
