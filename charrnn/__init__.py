@@ -1,14 +1,25 @@
-"""charrnn: the character-level RNN of Dive into Deep Learning, section 8.5, from scratch.
+"""charrnn: the character-level RNNs of Dive into Deep Learning (8.5's RNN, chapter 9's GRU, LSTM and deep RNNs),
+from scratch and concise, trained as the book trains them and judged on held-out text.
+
+The public library, in the order a script uses it: a text (`load_corpus`, `split_heldout`), a model
+(`ModelConfig`, `make_model`), its training (`TrainConfig`, `train`; `train_recorded` keeps the run in a
+`RunStore`, the same store the app and the CLI use), continuations (`generate`, `predict`), held-out perplexity
+(`heldout_perplexity`) beside the n-gram yardstick (`baseline`), and checkpoint files (`save_checkpoint`,
+`load_checkpoint`). The packages: `models/`, `runs/`, `tune/`, `bench/`, `cli/`.
 
 Importing the package does nothing: no downloads, no device probing, no streamlit.
 """
 
+from charrnn.baseline import baseline
 from charrnn.batches import SeqDataLoader
-from charrnn.data import Corpus, CorpusError, load_corpus
+from charrnn.data import Corpus, CorpusError, load_corpus, split_heldout
 from charrnn.device import resolve_device
+from charrnn.evaluate import heldout_perplexity
 from charrnn.generate import GenerateResult, generate, predict
-from charrnn.models import ScratchModel
+from charrnn.models import ModelConfig, ScratchModel, make_model
 from charrnn.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from charrnn.runs.recorder import train_recorded
+from charrnn.runs.store import RunStore
 from charrnn.train import EpochStats, TrainConfig, TrainResult, train
 from charrnn.vocab import Vocab
 
@@ -18,16 +29,23 @@ __all__ = [
     "CorpusError",
     "EpochStats",
     "GenerateResult",
+    "ModelConfig",
+    "RunStore",
     "ScratchModel",
     "SeqDataLoader",
     "TrainConfig",
     "TrainResult",
     "Vocab",
+    "baseline",
     "generate",
+    "heldout_perplexity",
     "load_checkpoint",
     "load_corpus",
+    "make_model",
     "predict",
     "resolve_device",
     "save_checkpoint",
+    "split_heldout",
     "train",
+    "train_recorded",
 ]
