@@ -21,9 +21,9 @@ from dataclasses import replace
 import optuna
 
 from charrnn.book import train_heldout
+from charrnn.cli.tune import DEFAULT_SPACE
 from charrnn.data import load_corpus
 from charrnn.train import TrainConfig
-from charrnn.cli.tune import DEFAULT_SPACE
 from charrnn.tune.plan import Search
 from charrnn.tune.space import parse_space
 from charrnn.tune.storage import open_storage
