@@ -15,7 +15,8 @@ import streamlit as st
 
 from charrnn.generate import MAX_PREDS, MAX_PREFIX
 from charrnn.runs import demo
-from charrnn.runs.store import RunStore, check_id
+from charrnn.runs.ownership import check_id
+from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 from ui.demo import capped
 from ui.display import literal

@@ -16,7 +16,7 @@ from charrnn.evaluate import check_cadence
 from charrnn.generate import MAX_PREDS, MAX_PREFIX
 from charrnn.models import MAX_DROPOUT, MAX_LAYERS
 from charrnn.runs.database import ENV, DatabaseUrlError, store_url
-from charrnn.runs.store import check_id
+from charrnn.runs.ownership import check_id
 from charrnn.train import MAX_STEP, MAX_WEIGHT_DECAY
 
 MAX_SEED = 2**63  # torch.manual_seed takes any 64-bit value; sqlite stores signed 64-bit integers

@@ -33,7 +33,7 @@ from charrnn.runs.database import Connection, StoreError, engine, is_sqlite, mas
 from charrnn.runs.ownership import RUN_ID, Ownership, check_id
 from charrnn.runs.schema import EPOCH_FIELDS, process_start, training_elsewhere
 
-__all__ = ["STATUSES", "EPOCH_FIELDS", "RunStore", "StoreError", "check_id", "home_dir", "process_start"]
+__all__ = ["STATUSES", "EPOCH_FIELDS", "RunStore", "StoreError", "home_dir", "process_start"]
 
 STOP_POLL = 2.0  # seconds between a training process's looks at `stop_asked`
 STATUSES = ("running", "finished", "stopped", "interrupted", "diverged", "failed", "pruned")
