@@ -7,8 +7,11 @@ The public library, in the order a script uses it: a text (`load_corpus`, `split
 (`heldout_perplexity`) beside the n-gram yardstick (`baseline`), and checkpoint files (`save_checkpoint`,
 `load_checkpoint`). The packages: `models/`, `runs/`, `tune/`, `bench/`, `cli/`.
 
-Importing the package does nothing: no downloads, no device probing, no streamlit.
+Importing the package does nothing: no downloads, no device probing, no streamlit; SQLAlchemy and Alembic load
+only when `RunStore` or `train_recorded` is first used (a GPU check needs torch alone).
 """
+
+import importlib
 
 from charrnn.baseline import baseline
 from charrnn.batches import SeqDataLoader
@@ -18,8 +21,6 @@ from charrnn.evaluate import heldout_perplexity
 from charrnn.generate import GenerateResult, generate, predict
 from charrnn.models import ModelConfig, ScratchModel, make_model
 from charrnn.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from charrnn.runs.recorder import train_recorded
-from charrnn.runs.store import RunStore
 from charrnn.train import EpochStats, TrainConfig, TrainResult, train
 from charrnn.vocab import Vocab
 
@@ -49,3 +50,12 @@ __all__ = [
     "train",
     "train_recorded",
 ]
+
+_STORE = {"RunStore": "charrnn.runs.store", "train_recorded": "charrnn.runs.recorder"}
+
+
+def __getattr__(name: str):
+    """The run store's names, imported on first use (PEP 562)."""
+    if name in _STORE:
+        return getattr(importlib.import_module(_STORE[name]), name)
+    raise AttributeError(f"module 'charrnn' has no attribute {name!r}")

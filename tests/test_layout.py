@@ -2,6 +2,8 @@
 streamlit or the app, and keeps its folders and modules small enough to read."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from support import ROOT
@@ -87,3 +89,11 @@ def test_folders_and_modules_stay_small():
         assert len(modules) <= MAX_MODULES, (folder, len(modules))
     for path in PACKAGE.rglob("*.py"):
         assert len(path.read_text().splitlines()) <= MAX_LINES, path
+
+
+def test_importing_the_library_loads_torch_alone():
+    """A GPU check or a notebook imports the models and training without the app or the run store's database."""
+    code = "import sys, charrnn, charrnn.models, charrnn.train, charrnn.generate; print(sorted(m for m in "
+    code += "('streamlit', 'sqlalchemy', 'alembic', 'optuna') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr

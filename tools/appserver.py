@@ -1,7 +1,7 @@
 """Start and stop the app's own server (`streamlit run streamlit_app.py`) on a free loopback port.
 
-One place for how the tests (tests/browser/conftest.py) and the measuring tools (tools/*.py) start the app
-and the Chromium that drives it, so that a change to either is made once:
+One place for how the tests (tests/support.py, tests/browser/conftest.py) and the measuring tools (tools/*.py)
+start the app and the Chromium that drives it, so that a change to either is made once:
 
     proc, url = start(env={"CHARRNN_HOME": home})
     ...

@@ -25,9 +25,9 @@
 #   8. pytest tests/tune/test_batched.py -k gpu                  (batched_gpu_test) each member of a batched run on
 #                                                           the device equals its single run there
 # The tests are recorded as missing where pytest is not installed.
-# A GPU machine may have its own PyTorch and no package registry: only torch is needed (the CLI core
-# never imports streamlit or plotly). Python: $PYTHON if set, else .venv/bin/python if it imports
-# torch, else python3.
+# A GPU machine may have its own PyTorch and no package registry: the library needs torch alone, and the
+# CLI adds SQLAlchemy and Alembic (its run store); neither imports streamlit or plotly. Carry a venv that has
+# them. Python: $PYTHON if set, else .venv/bin/python if it imports torch, else python3.
 #
 # Variables (defaults: the full work, in both modes; on 2 CPU cores the cpu mode takes well over 10
 # minutes, most of it the recipe and the gated cells' book loops, so lower EPOCHS and MINIBATCHES there):

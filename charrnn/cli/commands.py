@@ -122,8 +122,8 @@ def cmd_baseline(args) -> int:
 
 
 def add_tune_arguments(argv: list[str]):
-    """`tune`'s flags when the command is `tune`, else None: the other commands need only torch, and
-    importing optuna and SQLAlchemy would cost each of them 0.15 s. None too where optuna is missing."""
+    """`tune`'s flags when the command is `tune`, else None: the other commands never import optuna,
+    which would cost each of them 0.15 s. None too where optuna is missing."""
     if argv[:1] != ["tune"]:
         return None
     try:

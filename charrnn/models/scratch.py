@@ -11,7 +11,7 @@ Execution differs from the book's step-by-step formulation in ways that are exac
   above the first layer the input projections of all steps are one matmul;
 - each cell's recurrence runs with a hand-written backward (see its module);
 - the output layer is one (num_steps * batch_size, H) @ (H, V) matmul after the loop.
-tests/test_parity.py and tests/models/test_gated_parity.py hold this to the book's formulation.
+tests/models/test_parity.py and tests/models/test_gated_parity.py hold this to the book's formulation.
 """
 
 import torch

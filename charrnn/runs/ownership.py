@@ -101,7 +101,8 @@ class Ownership:
 
     def ask_stop(self, run_id: str) -> dict:
         """Ask a running run to stop, through the database: the process training it, on any machine, stops it at a
-        minibatch boundary within STOP_POLL seconds, resumably. Returns the run; ValueError unless it is running."""
+        minibatch boundary within `charrnn.runs.store.STOP_POLL` seconds, resumably. Returns the run; ValueError
+        unless it is running."""
         run = self.run(run_id)
         with self._connect() as db:
             asked = db.execute(

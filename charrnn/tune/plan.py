@@ -4,7 +4,8 @@ once and whole into a `Plan`. Every check a search needs is here, each refusal a
 the counts, the study's name, every point of the space with the fixed settings on the device (`check_space`:
 validation and memory), and the batched group of `--parallel` (what batches, and K of the largest trials
 together in memory). The study is opened from the plan (`charrnn.tune.study.open_study`), and a worker
-(`charrnn.tune.tuner`, `charrnn.tune.parallel`) runs only a plan: nothing is checked again on the way."""
+(`charrnn.tune.tuner`, `charrnn.tune.parallel`) runs only a prepared plan: every check a user can fail happens
+here, before any trial or study exists."""
 
 import dataclasses
 from dataclasses import asdict, dataclass

@@ -1,6 +1,7 @@
-"""One worker's trials of a checked `Plan` (`charrnn.tune.plan`), each trained through a `Runner` (the app's
-training child process) and followed epoch by epoch for the pruner; with `Search.parallel` > 1, K trials at a
-time batched in this process (`charrnn.tune.parallel`). How a trial ends is in `charrnn.tune.study`."""
+"""One worker's trials of a `Search`, checked into a `Plan` (`charrnn.tune.plan`) by `Tuner.prepare`: each trained
+through a `Runner` (the app's training child process) holding a device lock, followed epoch by epoch for the
+pruner, and ended as `charrnn.tune.study` describes; with `Search.parallel` > 1, K trials at a time batched in
+this process (`charrnn.tune.parallel`)."""
 
 import math
 import time
@@ -52,14 +53,15 @@ class Tuner:
 
     def prepare(self, device) -> optuna.Study:
         """Check the search whole (`make_plan`), then open (or join) its study; a FieldError saying what is wrong."""
-        self.plan = make_plan(self.search, self.corpus, device)
-        self.study = open_study(self.plan)
+        plan = make_plan(self.search, self.corpus, device)
+        self.study = open_study(plan)
+        self.plan = plan  # only once its study is open: `run` needs both
         return self.study
 
     def run(self) -> optuna.Study:
         """This worker's trials, one after another, then the retries of trials whose worker died that
         nobody has run yet; returns the study (with every worker's trials). Only a prepared (checked) search runs."""
-        if self.plan is None:
+        if self.plan is None or self.study is None:
             raise RuntimeError("Tuner.run before Tuner.prepare: a search runs only once it is checked")
         if self.search.parallel > 1:
             return run_parallel(self)

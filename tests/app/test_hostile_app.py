@@ -169,7 +169,7 @@ def test_train_again_keeps_every_value_the_cli_accepts(time_machine_path, tmp_pa
 
 def test_a_prefix_over_the_cap_is_cut_at_the_limit_with_a_message(time_machine_path, monkeypatch):
     """200,000 characters once cost 16 s of server time and 1.2 GB; the field now stops at 10,000 and says so
-    (the core refuses longer ones with a line: test_generate.py)."""
+    (the core refuses longer ones with a line: tests/test_generate.py)."""
     monkeypatch.setattr(st, "file_uploader", lambda *args, **kwargs: Upload(checkpoint_bytes(), "model.pt"))
     at = app()
     at.session_state["gen_model"] = "checkpoint file"

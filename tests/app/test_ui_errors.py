@@ -2,7 +2,7 @@
 
 Every case a user can cause in the browser ends in an `st.error` (or, for prefix characters outside
 the vocab, an `st.warning`) that names the field or file and says what to do, never in an exception.
-The core-level cases are in test_hostile.py; these check that they reach the page as text.
+The core-level cases are in tests/test_hostile.py; these check that they reach the page as text.
 
 AppTest cannot upload files. Uploaded texts are seeded into `st.session_state["upload"]`, the way
 pages/data.py stores an upload; uploaded checkpoints go through a stand-in for `st.file_uploader`

@@ -1,6 +1,6 @@
 """In Debian's Chromium: the Runs table leads with the figures, and hostile names and tokens stay text.
 
-The AppTest checks (test_hostile_app.py) read the Markdown the server sends; here the browser renders
+The AppTest checks (tests/app/test_hostile_app.py) read the Markdown the server sends; here the browser renders
 it: no link, no image request, no markup from a file name or a checkpoint's vocab.
 """
 
