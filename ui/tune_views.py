@@ -51,10 +51,13 @@ def fixed_settings(study: optuna.Study) -> dict:
 
 
 def search_text(study: optuna.Study) -> str:
-    """What the study searches and keeps fixed, from its stored settings."""
+    """What the study searches and keeps fixed, from its stored settings, and who started it when a signed-in
+    person did (its trials' runs show the same owner on the Runs page)."""
     settings, fixed = stored_settings(study) or {}, fixed_settings(study)
     kept = ", ".join(f"{k} {shown(fixed[k])}" for k in SHOWN_FIXED if isinstance(fixed.get(k), (int, float, str)))
-    return f"Space {settings.get('space', '?')}, {fixed.get('num_epochs', '?')} epochs per trial; fixed: {kept}."
+    text = f"Space {settings.get('space', '?')}, {fixed.get('num_epochs', '?')} epochs per trial; fixed: {kept}."
+    owner = study.user_attrs.get("owner")
+    return text + (f" Started by {owner}." if isinstance(owner, str) and owner else "")
 
 
 def yardsticks(study: optuna.Study) -> dict[int, float]:

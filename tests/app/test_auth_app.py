@@ -91,5 +91,7 @@ def test_a_study_started_signed_in_records_its_owner_as_its_trials_runs_do(home,
         ok(at.run())
     study = optuna.load_study(study_name="alices study", storage=open_storage(storage_url()))
     assert study.user_attrs["owner"] == "alice@example.com"
+    shown = [c.value.replace("\\", "") for c in at.caption]  # captions are escaped Markdown (ui.display.literal)
+    assert any("Started by alice@example.com." in c for c in shown), shown
     (run,) = home.runs()
     assert run["owner"] == "alice@example.com" and run["study"] == "alices study"
