@@ -34,7 +34,6 @@ sys.path.insert(0, str(ROOT))
 
 from charrnn.runs.store import RunStore  # noqa: E402
 
-CHROMIUM, ARGS = appserver.CHROMIUM, appserver.CHROMIUM_ARGS
 # Timestamps (performance.now) of every websocket message the page sends, and of every change of
 # the perplexity chart's data (its point count or last epoch), from the first paint on.
 RECORD = """
@@ -237,7 +236,7 @@ def main():
     proc, url = start_server(home)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            browser = p.chromium.launch(executable_path=appserver.CHROMIUM, headless=True, args=appserver.CHROMIUM_ARGS)
             alone = phase(browser, url, home, 0, args.seconds, settings, proc.pid)
             loaded = phase(browser, url, home, args.viewers, args.seconds, settings, proc.pid)
             browser.close()

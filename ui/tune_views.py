@@ -44,16 +44,18 @@ def plain(study: optuna.Study) -> bool:
     )
 
 
-def fixed_settings(study: optuna.Study) -> dict:
-    """What the study keeps fixed, as stored with it (empty for a study charrnn did not make)."""
-    fixed = (stored_settings(study) or {}).get("fixed")
+def fixed_settings(settings: dict) -> dict:
+    """What a study keeps fixed, from the settings stored with it (`stored_settings`, each read a database
+    query: a view reads them once); empty for a study charrnn did not make."""
+    fixed = settings.get("fixed")
     return fixed if isinstance(fixed, dict) else {}
 
 
 def search_text(study: optuna.Study) -> str:
     """What the study searches and keeps fixed, from its stored settings, and who started it when a signed-in
     person did (its trials' runs show the same owner on the Runs page)."""
-    settings, fixed = stored_settings(study) or {}, fixed_settings(study)
+    settings = stored_settings(study) or {}
+    fixed = fixed_settings(settings)
     kept = ", ".join(f"{k} {shown(fixed[k])}" for k in SHOWN_FIXED if isinstance(fixed.get(k), (int, float, str)))
     text = f"Space {settings.get('space', '?')}, {fixed.get('num_epochs', '?')} epochs per trial; fixed: {kept}."
     owner = study.user_attrs.get("owner")
@@ -64,7 +66,8 @@ def yardsticks(study: optuna.Study) -> dict[int, float]:
     """max_tokens -> the 5-gram's held-out perplexity on the text the study's trials of that max_tokens
     are judged on (one entry unless the space varies max_tokens); empty when the study's text is not
     on this machine (an upload of another session, The Time Machine not downloaded yet)."""
-    text, fixed = (stored_settings(study) or {}).get("text"), fixed_settings(study)
+    settings = stored_settings(study) or {}
+    text, fixed = settings.get("text"), fixed_settings(settings)
     values = {t.params["max_tokens"] for t in study.get_trials(deepcopy=False) if "max_tokens" in t.params}
     values = values or {fixed.get("max_tokens")}
     if not isinstance(text, dict):
@@ -83,7 +86,7 @@ def counting_text(counting: dict[int, float]) -> str:
 def trials_table(study: optuna.Study, counting: dict[int, float]) -> pd.DataFrame:
     """One row per trial: state, held-out perplexity (complete trials only) beside the 5-gram's on the
     same text, epochs run, the cell and layers it trained (searched or fixed), the other parameters searched."""
-    fixed = fixed_settings(study)
+    fixed = fixed_settings(stored_settings(study) or {})
     rows = []
     for r in trial_rows(study):
         params = dict(r["params"])

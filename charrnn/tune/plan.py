@@ -47,11 +47,10 @@ class Search:
 @dataclass(frozen=True)
 class Plan:
     """A checked search: `search` over `corpus` (the whole text when max_tokens varies: each trial cuts its
-    own) on `device`, its study in `storage` (the URL `search.storage` resolves to)."""
+    own), its study in `storage` (the URL `search.storage` resolves to)."""
 
     search: Search
     corpus: Corpus
-    device: torch.device
     storage: str
 
 
@@ -65,7 +64,7 @@ def make_plan(search: Search, corpus: Corpus, device: torch.device) -> Plan:
     check_study_name(search.study)
     check_space(search.space, search.base, corpus, device)
     check_parallel(search, corpus, device)
-    return Plan(search, corpus, device, storage_url(search.storage))
+    return Plan(search, corpus, storage_url(search.storage))
 
 
 # What `charrnn.tune.batched` trains: the one-layer scratch rnn of 8.5 without dropout, by the book's SGD.

@@ -15,7 +15,7 @@ from charrnn.runs.runner import Runner
 from charrnn.runs.store import RunStore
 from charrnn.train import TrainConfig
 from charrnn.tune.parallel import run_parallel
-from charrnn.tune.plan import Plan, make_plan
+from charrnn.tune.plan import make_plan
 from charrnn.tune.space import trial_config, trial_corpus
 from charrnn.tune.study import open_study
 
@@ -48,20 +48,17 @@ class Tuner:
         self.stop_asked = False
         self.quit_asked = False  # a second Ctrl-C: --parallel quits within the minibatch
         self.training = False  # whether the runner trains a trial of this search now (`stop` stops only that)
-        self.plan: Plan | None = None  # once prepared
         self.study: optuna.Study | None = None
 
     def prepare(self, device) -> optuna.Study:
         """Check the search whole (`make_plan`), then open (or join) its study; a FieldError saying what is wrong."""
-        plan = make_plan(self.search, self.corpus, device)
-        self.study = open_study(plan)
-        self.plan = plan  # only once its study is open: `run` needs both
+        self.study = open_study(make_plan(self.search, self.corpus, device))
         return self.study
 
     def run(self) -> optuna.Study:
         """This worker's trials, one after another, then the retries of trials whose worker died that
         nobody has run yet; returns the study (with every worker's trials). Only a prepared (checked) search runs."""
-        if self.plan is None or self.study is None:
+        if self.study is None:
             raise RuntimeError("Tuner.run before Tuner.prepare: a search runs only once it is checked")
         if self.search.parallel > 1:
             return run_parallel(self)
